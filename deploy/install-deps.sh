@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything Tandem needs to build, test and benchmark on Debian 12.
+# Idempotent: when every package is already installed it does nothing (no apt-get update).
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  # libraries
+  libboost-dev libboost-system-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
+  libprotobuf-dev protobuf-compiler libfdt-dev libxxhash-dev libzstd-dev liblz4-dev libssl-dev
+  # tests and benchmarks
+  googletest libgtest-dev libgmock-dev libbenchmark-dev python3
+  # guests and the reference machine
+  gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,75 @@
+#pragma once
+// The RV64IMAC hart (M/S/U, Zicsr, Zifencei, Sv39). This header is the contract between
+// the CPU and the machine: the machine owns the bus, the clock and the run loop; the hart
+// executes instructions and keeps an exact retired-instruction count (icount).
+//
+// Interrupt lines: devices (CLINT, PLIC) drive the hardware-owned mip bits through
+// set_interrupt_pending(); the hart samples mip & mie at instruction boundaries.
+#include <cstdint>
+#include <memory>
+
+#include "vmm/bus.h"
+#include "vmm/clock.h"
+#include "vmm/state_io.h"
+
+namespace tandem::vmm {
+
+// mip / mie bit numbers.
+inline constexpr uint64_t kMipSSIP = 1u << 1;
+inline constexpr uint64_t kMipMSIP = 1u << 3;
+inline constexpr uint64_t kMipSTIP = 1u << 5;
+inline constexpr uint64_t kMipMTIP = 1u << 7;
+inline constexpr uint64_t kMipSEIP = 1u << 9;
+inline constexpr uint64_t kMipMEIP = 1u << 11;
+
+enum class Privilege : uint8_t { User = 0, Supervisor = 1, Machine = 3 };
+
+enum class HartStop {
+  Budget,  // icount reached the requested stop icount exactly
+  Wfi,     // executed WFI with no enabled interrupt pending; pc is past the WFI
+  Event,   // the bus asked to stop (test finisher) or an MMIO/CSR access changed
+           // interrupt-relevant state; the machine re-evaluates and calls run() again
+};
+
+class Hart {
+ public:
+  Hart(Bus& bus, const VirtualClock& clock);
+  ~Hart();
+  Hart(const Hart&) = delete;
+  Hart& operator=(const Hart&) = delete;
+
+  // Reset to M-mode at `pc`, all CSRs at their reset values, icount kept as is.
+  void reset(uint64_t pc);
+
+  // Executes until icount() == stop_icount (exactly), or an earlier stop (see HartStop).
+  // Interrupts that are pending and enabled are taken before the next instruction.
+  HartStop run(uint64_t stop_icount);
+
+  uint64_t icount() const;
+  void set_icount(uint64_t icount);
+
+  // Hardware-driven mip bits (MSIP, MTIP, MEIP, SEIP). STIP/SSIP are software-writable
+  // through the CSRs as the privileged spec says.
+  void set_interrupt_pending(uint64_t mask, bool level);
+  uint64_t mip() const;
+  // True if some interrupt is pending and enabled in mie (regardless of mstatus.xIE): the
+  // condition that ends a WFI.
+  bool wfi_wakeup_pending() const;
+
+  uint64_t pc() const;
+  void set_pc(uint64_t pc);
+  uint64_t reg(unsigned index) const;
+  void set_reg(unsigned index, uint64_t value);
+  Privilege privilege() const;
+  // CSR access for tests and the debugger (no privilege checks, no side effects).
+  uint64_t csr(uint16_t number) const;
+
+  void save(StateWriter& out) const;
+  void restore(StateReader& in);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::vmm
