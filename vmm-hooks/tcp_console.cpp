@@ -1,0 +1,142 @@
+#include "vmm-hooks/tcp_console.h"
+
+#include <spdlog/spdlog.h>
+
+namespace tandem::hooks {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+TcpConsole::TcpConsole(const std::string& host, uint16_t port, size_t max_pending_output)
+    : acceptor_(io_), max_pending_output_(max_pending_output) {
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) throw std::invalid_argument("console: '" + host + "' is not a numeric IP address");
+  const tcp::endpoint endpoint(address, port);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  acceptor_.bind(endpoint, ec);
+  if (ec) {
+    throw std::runtime_error("console: cannot listen on " + host + ":" + std::to_string(port) +
+                             ": " + ec.message());
+  }
+  acceptor_.listen();
+  port_ = acceptor_.local_endpoint().port();
+  accept_next();
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+TcpConsole::~TcpConsole() {
+  // Give the I/O thread a moment to send what the guest printed last, then stop.
+  asio::post(io_, [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(mutex_);
+      if (pending_output_.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t TcpConsole::clients_accepted() const {
+  std::lock_guard lock(mutex_);
+  return clients_accepted_;
+}
+
+void TcpConsole::accept_next() {
+  auto socket = std::make_shared<tcp::socket>(io_);
+  acceptor_.async_accept(*socket, [this, socket](const boost::system::error_code& ec) {
+    if (ec) return;  // acceptor closed
+    boost::system::error_code ignored;
+    socket->set_option(tcp::no_delay(true), ignored);
+    if (client_) client_->close(ignored);  // a new client replaces the old one
+    client_ = socket;
+    in_flight_.clear();
+    writing_ = false;
+    {
+      std::lock_guard lock(mutex_);
+      ++clients_accepted_;
+    }
+    spdlog::debug("console: client connected");
+    read_more(socket);
+    send_pending();
+    accept_next();
+  });
+}
+
+void TcpConsole::read_more(std::shared_ptr<tcp::socket> socket) {
+  socket->async_read_some(asio::buffer(read_buffer_),
+                          [this, socket](const boost::system::error_code& ec, size_t n) {
+                            if (ec) {
+                              if (client_ == socket) client_.reset();
+                              return;
+                            }
+                            {
+                              std::lock_guard lock(mutex_);
+                              input_.insert(input_.end(), read_buffer_.begin(),
+                                            read_buffer_.begin() + n);
+                            }
+                            input_ready_.notify_all();
+                            read_more(socket);
+                          });
+}
+
+void TcpConsole::send_pending() {
+  if (writing_ || !client_) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (pending_output_.empty()) return;
+    in_flight_.swap(pending_output_);
+    pending_output_.clear();
+  }
+  writing_ = true;
+  auto socket = client_;
+  asio::async_write(*socket, asio::buffer(in_flight_),
+                    [this, socket](const boost::system::error_code& ec, size_t) {
+                      writing_ = false;
+                      if (ec) {
+                        if (client_ == socket) client_.reset();
+                        return;
+                      }
+                      in_flight_.clear();
+                      send_pending();
+                    });
+}
+
+size_t TcpConsole::read_input(std::vector<uint8_t>& out, size_t max) {
+  std::lock_guard lock(mutex_);
+  const size_t n = std::min(max, input_.size());
+  out.insert(out.end(), input_.begin(), input_.begin() + n);
+  input_.erase(input_.begin(), input_.begin() + n);
+  return n;
+}
+
+bool TcpConsole::wait_input(std::chrono::nanoseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return input_ready_.wait_for(lock, timeout, [this] { return !input_.empty(); });
+}
+
+void TcpConsole::write_output(std::span<const uint8_t> bytes) {
+  {
+    std::lock_guard lock(mutex_);
+    // A console nobody reads must not grow without bound: keep the newest bytes.
+    pending_output_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    if (pending_output_.size() > max_pending_output_) {
+      pending_output_.erase(0, pending_output_.size() - max_pending_output_);
+    }
+  }
+  if (!send_scheduled_.exchange(true)) {
+    asio::post(io_, [this] {
+      send_scheduled_ = false;
+      send_pending();
+    });
+  }
+}
+
+}  // namespace tandem::hooks

@@ -1,0 +1,59 @@
+#pragma once
+// A console on a TCP socket (Boost.Asio, one I/O thread). One client at a time: a new
+// client replaces the old one. Output produced while no client is connected is kept (up to
+// a bound) and sent when one connects, so a client that connects late still sees the banner.
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+#include <boost/asio.hpp>
+
+#include <atomic>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "vmm-hooks/console_port.h"
+
+namespace tandem::hooks {
+
+class TcpConsole : public ConsolePort {
+ public:
+  // Listens on host:port (port 0 = any free port; see port()).
+  TcpConsole(const std::string& host, uint16_t port, size_t max_pending_output = 1 << 20);
+  ~TcpConsole() override;
+
+  uint16_t port() const { return port_; }
+  // Number of clients accepted so far (for tests and status).
+  uint64_t clients_accepted() const;
+
+  size_t read_input(std::vector<uint8_t>& out, size_t max) override;
+  bool wait_input(std::chrono::nanoseconds timeout) override;
+  bool input_closed() const override { return false; }
+  void write_output(std::span<const uint8_t> bytes) override;
+
+ private:
+  void accept_next();
+  void read_more(std::shared_ptr<boost::asio::ip::tcp::socket> socket);
+  void send_pending();  // on the I/O thread
+
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::shared_ptr<boost::asio::ip::tcp::socket> client_;  // I/O thread only
+  std::array<uint8_t, 4096> read_buffer_{};
+  bool writing_ = false;                                  // I/O thread only
+  std::string in_flight_;                                 // I/O thread only
+  uint16_t port_ = 0;
+  const size_t max_pending_output_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable input_ready_;
+  std::deque<uint8_t> input_;
+  std::string pending_output_;
+  uint64_t clients_accepted_ = 0;
+  std::atomic<bool> send_scheduled_{false};  // coalesces posts from byte-wise output
+
+  std::thread thread_;
+};
+
+}  // namespace tandem::hooks
