@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Runs a guest ELF on QEMU (the reference) and, in diff mode, on `tandem run` too.
+
+Modes:
+  qemu  the guest must pass on QEMU alone (guards the guest program itself).
+  diff  the guest runs on both machines with identical inputs (stdin bytes, a fresh copy
+        of the same disk image each); console output must be identical, both runs must
+        exit with the same status, that status must agree with the PASS/FAIL summary the
+        guest printed, and disk images written by the two runs must be identical.
+        Exits 77 (CTest SKIP_RETURN_CODE) when the tandem binary is not built yet.
+
+Stdlib only. Prints a unified diff on mismatch.
+"""
+import argparse
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+MEM_MIB = 128
+
+
+def disk_pattern(size):
+    """Known bytes: each 512-byte sector starts with its number, the rest a function of
+    the offset, so a guest can checksum what it reads."""
+    data = bytearray(size)
+    for offset in range(size):
+        data[offset] = (offset * 7 + (offset >> 9) * 13) & 0xFF
+    for sector in range(size // 512):
+        data[sector * 512:sector * 512 + 4] = sector.to_bytes(4, "little")
+    return bytes(data)
+
+
+def normalise(text):
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # QEMU's own notices (if any) are not guest output.
+    lines = [l for l in text.split("\n") if not l.startswith("qemu-system-")]
+    return "\n".join(lines)
+
+
+def run(cmd, stdin_bytes, timeout, label):
+    try:
+        proc = subprocess.run(cmd, input=stdin_bytes, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace")
+        print(f"{label}: TIMEOUT after {timeout}s: {' '.join(cmd)}")
+        print(f"--- {label} output so far ---\n{out}")
+        sys.exit(1)
+    return proc.returncode, normalise(proc.stdout.decode(errors="replace")), \
+        proc.stderr.decode(errors="replace")
+
+
+def qemu_cmd(args, elf, disk):
+    cmd = [args.qemu, "-machine", "virt", "-bios", "none", "-m", f"{MEM_MIB}M",
+           "-icount", "shift=0", "-display", "none", "-monitor", "none",
+           "-serial", "stdio", "-kernel", elf]
+    if disk:
+        # virtio-mmio in QEMU defaults to the legacy (version 1) transport.
+        cmd += ["-global", "virtio-mmio.force-legacy=false",
+                "-drive", f"file={disk},if=none,format=raw,id=hd0",
+                "-device", "virtio-blk-device,drive=hd0"]
+    return cmd
+
+
+def tandem_cmd(args, elf, disk):
+    cmd = [args.tandem, "run", "--mem", str(MEM_MIB)]
+    if disk:
+        cmd += ["--disk", disk]
+    return cmd + [elf]
+
+
+def summary_verdict(output):
+    """'pass', 'fail' or None from the guest's own summary line."""
+    for line in reversed(output.split("\n")):
+        if line.endswith(": PASS"):
+            return "pass"
+        if line.endswith(": FAIL"):
+            return "fail"
+    return None
+
+
+def check_alone(name, status, output, stderr):
+    ok = True
+    if status != 0:
+        print(f"{name}: exit status {status}, want 0 (finisher pass)")
+        ok = False
+    if "FAIL" in output:
+        print(f"{name}: guest reported failures")
+        ok = False
+    if summary_verdict(output) == "fail":
+        ok = False
+    if not ok:
+        print(f"--- {name} console ---\n{output}\n--- {name} stderr ---\n{stderr}")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["qemu", "diff"], required=True)
+    ap.add_argument("--guest", required=True)
+    ap.add_argument("--qemu", default="qemu-system-riscv64")
+    ap.add_argument("--tandem")
+    ap.add_argument("--input", default="", help="bytes fed to the UART on stdin")
+    ap.add_argument("--disk-kib", type=int, default=0, help="attach a virtio-blk disk")
+    ap.add_argument("--timeout", type=int, default=300)
+    args = ap.parse_args()
+
+    if not os.path.exists(args.guest):
+        print(f"guest not built: {args.guest}")
+        return 1
+    if shutil.which(args.qemu) is None:
+        print(f"SKIP: {args.qemu} not installed")
+        return SKIP
+    if args.mode == "diff" and not (args.tandem and os.access(args.tandem, os.X_OK)):
+        print(f"SKIP: tandem binary not built ({args.tandem}); only the QEMU half could run")
+        return SKIP
+
+    stdin_bytes = args.input.encode().decode("unicode_escape").encode("latin-1")
+    with tempfile.TemporaryDirectory(prefix="tandem-guest-") as tmp:
+        qemu_disk = tandem_disk = None
+        if args.disk_kib:
+            image = disk_pattern(args.disk_kib * 1024)
+            qemu_disk = os.path.join(tmp, "qemu.img")
+            tandem_disk = os.path.join(tmp, "tandem.img")
+            for path in (qemu_disk, tandem_disk):
+                with open(path, "wb") as f:
+                    f.write(image)
+
+        q_status, q_out, q_err = run(qemu_cmd(args, args.guest, qemu_disk), stdin_bytes,
+                                     args.timeout, "qemu")
+        if args.mode == "qemu":
+            if not check_alone("qemu", q_status, q_out, q_err):
+                return 1
+            print(q_out)
+            print("PASS: guest passes on QEMU")
+            return 0
+
+        t_status, t_out, t_err = run(tandem_cmd(args, args.guest, tandem_disk), stdin_bytes,
+                                     args.timeout, "tandem")
+        failed = False
+        if q_out != t_out:
+            failed = True
+            print("console output differs (--- qemu, +++ tandem):")
+            sys.stdout.writelines(difflib.unified_diff(
+                q_out.splitlines(keepends=True), t_out.splitlines(keepends=True),
+                "qemu", "tandem"))
+            print()
+        if q_status != t_status:
+            failed = True
+            print(f"exit status differs: qemu {q_status}, tandem {t_status}")
+        verdict = summary_verdict(t_out)
+        if verdict is not None and (verdict == "pass") != (t_status == 0):
+            failed = True
+            print(f"tandem exit status {t_status} contradicts the guest's summary ({verdict})")
+        if not check_alone("tandem", t_status, t_out, t_err):
+            failed = True
+        if tandem_disk:
+            with open(qemu_disk, "rb") as a, open(tandem_disk, "rb") as b:
+                if a.read() != b.read():
+                    failed = True
+                    print("disk images differ after the runs")
+        if failed:
+            print(f"--- tandem stderr ---\n{t_err}")
+            return 1
+        print(t_out)
+        print("PASS: identical console output and exit status on QEMU and Tandem")
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
