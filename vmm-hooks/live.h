@@ -1,0 +1,46 @@
+#pragma once
+// Live: the standalone World (`tandem run`). Console output goes to a ConsolePort
+// (normally stdio), console input is polled at service points, and idle waits skip
+// straight to the next timer deadline. Nothing is logged, so a Live run is reproducible
+// only when its inputs are (e.g. stdin from /dev/null or a file, read at the same icounts).
+#include <cstdint>
+#include <vector>
+
+#include "vmm-hooks/console_port.h"
+#include "vmm/world.h"
+
+namespace tandem::hooks {
+
+struct LiveOptions {
+  // Instructions between console polls: a poll costs one poll(2), ~1 µs, against a slice
+  // of ~10 ms of guest work.
+  uint64_t poll_interval = 1u << 20;
+  // When the console is interactive (a terminal), sleep through timer waits in real time
+  // so the guest's clock does not run ahead of the user; otherwise skip them instantly.
+  bool interactive = false;
+};
+
+class Live : public vmm::World {
+ public:
+  explicit Live(ConsolePort& console, LiveOptions options = {});
+
+  uint64_t next_service_icount(uint64_t now) override;
+  void service(vmm::Machine& machine) override;
+  bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
+  void console_output(uint64_t icount, uint8_t byte) override;
+  void entropy(uint64_t icount, std::span<uint8_t> out) override;
+
+  // Writes out any buffered guest output (called at exit).
+  void flush();
+
+ private:
+  // Moves waiting console input into the UART as far as its FIFO allows; true if any moved.
+  bool deliver_input(vmm::Machine& machine);
+
+  ConsolePort& console_;
+  LiveOptions options_;
+  std::vector<uint8_t> pending_input_;  // read from the console, not yet in the UART
+  uint8_t output_byte_[1] = {};
+};
+
+}  // namespace tandem::hooks

@@ -1,0 +1,99 @@
+#include "vmm/loader.h"
+
+#include <elf.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <vector>
+
+namespace tandem::vmm {
+
+namespace {
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    throw LoadError(path + ": not a regular file");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw LoadError(path + ": cannot open: " + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw LoadError(path + ": read error");
+  return bytes;
+}
+
+LoadedImage load_elf(const std::string& path, const std::vector<uint8_t>& file, GuestMemory& mem) {
+  auto fail = [&](const std::string& why) { return LoadError(path + ": " + why); };
+  if (file.size() < EI_NIDENT) throw fail("truncated ELF identification");
+  if (file[EI_CLASS] != ELFCLASS64) throw fail("not a 64-bit ELF (RV64 guests only)");
+  if (file[EI_DATA] != ELFDATA2LSB) throw fail("not a little-endian ELF");
+  if (file.size() < sizeof(Elf64_Ehdr)) throw fail("truncated ELF header");
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, file.data(), sizeof eh);
+  if (eh.e_machine != EM_RISCV) {
+    throw fail("ELF machine " + std::to_string(eh.e_machine) + " is not RISC-V (243)");
+  }
+  if (eh.e_type != ET_EXEC) throw fail("not an executable ELF (ET_EXEC)");
+  if (eh.e_phentsize != sizeof(Elf64_Phdr)) throw fail("unexpected program header size");
+  if (eh.e_phoff > file.size() || uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr) > file.size() - eh.e_phoff) {
+    throw fail("program headers lie past the end of the file (truncated?)");
+  }
+
+  LoadedImage image;
+  image.elf = true;
+  image.entry = eh.e_entry;
+  image.lowest = UINT64_MAX;
+  image.highest = 0;
+  for (unsigned i = 0; i < eh.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    std::memcpy(&ph, file.data() + eh.e_phoff + i * sizeof(Elf64_Phdr), sizeof ph);
+    if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
+    const std::string seg = "segment " + std::to_string(i) + " at " + hex(ph.p_paddr);
+    if (ph.p_filesz > ph.p_memsz) throw fail(seg + " has filesz > memsz");
+    if (ph.p_offset > file.size() || ph.p_filesz > file.size() - ph.p_offset) {
+      throw fail(seg + " lies past the end of the file (truncated?)");
+    }
+    // Physical addresses, as QEMU's loader uses for -kernel with -bios none.
+    if (!mem.contains(ph.p_paddr, ph.p_memsz)) {
+      throw fail(seg + " (" + std::to_string(ph.p_memsz) + " bytes) is outside RAM [" +
+                 hex(mem.base()) + ", " + hex(mem.base() + mem.size()) + ")");
+    }
+    mem.write(ph.p_paddr, {file.data() + ph.p_offset, ph.p_filesz});
+    // Zero the bss explicitly: RAM may hold an earlier image.
+    const std::vector<uint8_t> zeros(ph.p_memsz - ph.p_filesz, 0);
+    mem.write(ph.p_paddr + ph.p_filesz, zeros);
+    image.lowest = std::min(image.lowest, ph.p_paddr);
+    image.highest = std::max(image.highest, ph.p_paddr + ph.p_memsz);
+  }
+  if (image.highest == 0) throw fail("no loadable (PT_LOAD) segment");
+  if (!mem.contains(image.entry, 2)) throw fail("entry point " + hex(image.entry) + " is outside RAM");
+  return image;
+}
+
+}  // namespace
+
+LoadedImage load_image(const std::string& path, GuestMemory& mem) {
+  const std::vector<uint8_t> file = read_file(path);
+  if (file.empty()) throw LoadError(path + ": empty image");
+  if (file.size() >= SELFMAG && std::memcmp(file.data(), ELFMAG, SELFMAG) == 0) {
+    return load_elf(path, file, mem);
+  }
+  if (file.size() > mem.size()) {
+    throw LoadError(path + ": raw image of " + std::to_string(file.size()) +
+                    " bytes does not fit in " + std::to_string(mem.size() >> 20) + " MiB of RAM");
+  }
+  mem.write(mem.base(), file);
+  return LoadedImage{mem.base(), mem.base(), mem.base() + file.size(), false};
+}
+
+}  // namespace tandem::vmm

@@ -1,0 +1,281 @@
+#include "vmm/machine.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <array>
+#include <istream>
+#include <ostream>
+
+#include "vmm/cpu/hart.h"
+#include "vmm/devices/clint.h"
+#include "vmm/devices/test_finisher.h"
+#include "vmm/devices/uart16550.h"
+#include "vmm/fdt.h"
+
+namespace tandem::vmm {
+
+namespace {
+
+constexpr uint16_t kCsrMie = 0x304;
+constexpr uint64_t kNoMorePages = UINT64_MAX;
+constexpr char kMagic[5] = "TNDM";
+
+class OstreamSink final : public StateSink {
+ public:
+  explicit OstreamSink(std::ostream& out) : out_(out) {}
+  void write(const void* data, size_t len) override {
+    out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(len));
+  }
+
+ private:
+  std::ostream& out_;
+};
+
+class IstreamSource final : public StateSource {
+ public:
+  explicit IstreamSource(std::istream& in) : in_(in) {}
+  void read(void* data, size_t len) override {
+    in_.read(static_cast<char*>(data), static_cast<std::streamsize>(len));
+    if (static_cast<size_t>(in_.gcount()) != len) {
+      throw StateError("snapshot truncated at byte " + std::to_string(offset_ + in_.gcount()));
+    }
+    offset_ += len;
+  }
+
+ private:
+  std::istream& in_;
+  uint64_t offset_ = 0;
+};
+
+class HashSink final : public StateSink {
+ public:
+  HashSink() : state_(XXH3_createState()) { XXH3_64bits_reset(state_); }
+  ~HashSink() override { XXH3_freeState(state_); }
+  void write(const void* data, size_t len) override { XXH3_64bits_update(state_, data, len); }
+  uint64_t digest() const { return XXH3_64bits_digest(state_); }
+
+ private:
+  XXH3_state_t* state_;
+};
+
+bool page_is_zero(const uint8_t* page) {
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(page);
+  uint64_t any = 0;
+  for (size_t i = 0; i < kPageSize / 8; ++i) any |= words[i];
+  return any == 0;
+}
+
+}  // namespace
+
+const char* to_string(Exit exit) {
+  switch (exit) {
+    case Exit::Running:
+      return "running";
+    case Exit::GuestPass:
+      return "guest passed";
+    case Exit::GuestFail:
+      return "guest failed";
+    case Exit::Reset:
+      return "guest requested reset";
+    case Exit::Idle:
+      return "guest idle forever";
+  }
+  return "?";
+}
+
+// Hart interrupt lines: line n is mip bit n.
+class Machine::HartIrqs final : public IrqSink {
+ public:
+  explicit HartIrqs(Hart& hart) : hart_(hart) {}
+  void set_irq(unsigned line, bool level) override {
+    hart_.set_interrupt_pending(uint64_t{1} << line, level);
+  }
+
+ private:
+  Hart& hart_;
+};
+
+Machine::Machine(const MachineConfig& config, World& world)
+    : config_(config),
+      world_(world),
+      memory_(kDramBase, config.mem_bytes),
+      bus_(memory_),
+      hart_(std::make_unique<Hart>(bus_, clock_)),
+      hart_irqs_(std::make_unique<HartIrqs>(*hart_)) {
+  BoardWiring wiring;
+  wiring.hart_irqs = hart_irqs_.get();
+  wiring.now_icount = [this] { return hart_->icount(); };
+  wiring.console_output = [this](uint8_t byte) { world_.console_output(hart_->icount(), byte); };
+  wiring.disk_path = config.disk_path;
+  board_ = std::make_unique<Board>(bus_, clock_, std::move(wiring));
+}
+
+Machine::~Machine() = default;
+
+void Machine::load(const std::string& image_path) {
+  const LoadedImage image = load_image(image_path, memory_);
+  const std::vector<uint8_t> dtb = build_fdt({config_.mem_bytes, config_.bootargs, !config_.disk_path.empty()});
+  const uint64_t dtb_addr = fdt_load_address(memory_.base(), memory_.size(), dtb.size());
+  if (!memory_.contains(dtb_addr, dtb.size()) ||
+      (image.lowest < dtb_addr + dtb.size() && dtb_addr < image.highest)) {
+    throw LoadError(image_path + ": image overlaps the device tree at the top of RAM; use a larger --mem");
+  }
+  memory_.write(dtb_addr, dtb);
+  hart_->reset(image.entry);
+  hart_->set_reg(10, 0);         // a0: hart id
+  hart_->set_reg(11, dtb_addr);  // a1: device tree
+  board_->refresh_irqs(hart_->icount());
+}
+
+uint64_t Machine::icount() const { return hart_->icount(); }
+
+size_t Machine::console_input(std::span<const uint8_t> bytes) { return board_->uart().push_input(bytes); }
+
+size_t Machine::console_input_space() const { return board_->uart().input_space(); }
+
+uint64_t Machine::next_timer_deadline() const { return board_->clint().mtimecmp(); }
+
+RunResult Machine::finish_result() const {
+  const TestFinisher& f = board_->finisher();
+  switch (f.result()) {
+    case FinisherResult::Pass:
+      return {Exit::GuestPass, 0, icount()};
+    case FinisherResult::Fail:
+      return {Exit::GuestFail, f.fail_code(), icount()};
+    case FinisherResult::Reset:
+      return {Exit::Reset, 0, icount()};
+    case FinisherResult::None:
+      break;
+  }
+  return {Exit::Running, 0, icount()};
+}
+
+RunResult Machine::run_until(uint64_t target) {
+  Clint& clint = board_->clint();
+  for (;;) {
+    if (board_->finisher().result() != FinisherResult::None) return finish_result();
+    const uint64_t now = hart_->icount();
+    // Stopping at the target comes before serving it: a service at icount N belongs to
+    // the execution that continues past N, so a snapshot taken at N is "before" it.
+    if (now >= target) return {Exit::Running, 0, now};
+
+    uint64_t service_at = world_.next_service_icount(now);
+    if (service_at <= now) {
+      if (last_service_icount_ != now) {
+        last_service_icount_ = now;
+        world_.service(*this);
+        clint.update_timer(now);  // the World may have moved the clock
+        continue;
+      }
+      service_at = now + 1;  // served here already: run on
+    }
+
+    const uint64_t stop = std::min({target, service_at, clint.timer_deadline_icount(now)});
+    bus_.clear_stop();
+    const HartStop why = hart_->run(stop);
+    const uint64_t after = hart_->icount();
+    // MTIP is a level of mtime >= mtimecmp; we stopped exactly where it may have risen.
+    clint.update_timer(after);
+    if (bus_.stop_requested() && board_->finisher().result() != FinisherResult::None) {
+      return finish_result();
+    }
+
+    if (why == HartStop::Wfi && !hart_->wfi_wakeup_pending()) {
+      // The guest sleeps. Only the timer (if it can wake the hart) or the World can end it.
+      const bool timer_can_wake = hart_->csr(kCsrMie) & kMipMTIP;
+      const uint64_t deadline = timer_can_wake ? clint.mtimecmp() : UINT64_MAX;
+      if (!world_.idle(*this, deadline)) return {Exit::Idle, 0, after};
+      clint.update_timer(after);
+    }
+  }
+}
+
+void Machine::save(std::ostream& out) const {
+  OstreamSink sink(out);
+  StateWriter writer(sink);
+  save(writer);
+  out.flush();
+  if (!out) throw StateError("snapshot: write failed");
+}
+
+void Machine::restore(std::istream& in) {
+  IstreamSource source(in);
+  StateReader reader(source);
+  restore(reader);
+}
+
+uint64_t Machine::state_hash() const {
+  HashSink sink;
+  StateWriter writer(sink);
+  save(writer);
+  return sink.digest();
+}
+
+void Machine::save(StateWriter& out) const {
+  out.tag(kMagic);
+  out.pod(kSnapshotVersion);
+  out.u64(config_.mem_bytes);
+  out.u64(hart_->icount());
+  out.tag("CLOK");
+  out.u64(clock_.offset_ticks());
+  hart_->save(out);
+  board_->save(out);
+  out.tag("RAM ");
+  // Never-touched and all-zero pages are left out: restore starts from zeroed RAM.
+  for (uint64_t p = 0; p < memory_.page_count(); ++p) {
+    if (!memory_.page_touched(p)) continue;
+    const uint8_t* page = memory_.host(memory_.base() + (p << kPageShift));
+    if (page_is_zero(page)) continue;
+    out.u64(p);
+    out.bytes(page, kPageSize);
+  }
+  out.u64(kNoMorePages);
+  out.tag("END ");
+}
+
+void Machine::restore(StateReader& in) {
+  in.expect_tag(kMagic);
+  uint32_t version;
+  in.pod(version);
+  if (version != kSnapshotVersion) {
+    throw StateError("snapshot format version " + std::to_string(version) + " is not supported (expected " +
+                     std::to_string(kSnapshotVersion) + ")");
+  }
+  const uint64_t mem_bytes = in.u64();
+  if (mem_bytes != config_.mem_bytes) {
+    throw StateError("snapshot has " + std::to_string(mem_bytes >> 20) + " MiB of RAM, this machine " +
+                     std::to_string(config_.mem_bytes >> 20) + " MiB (use --mem " +
+                     std::to_string(mem_bytes >> 20) + ")");
+  }
+  const uint64_t saved_icount = in.u64();
+  in.expect_tag("CLOK");
+  clock_.set_offset_ticks(in.u64());
+  hart_->restore(in);
+  hart_->set_icount(saved_icount);
+  board_->restore(in);
+  in.expect_tag("RAM ");
+  memory_.clear();
+  std::array<uint8_t, kPageSize> page;
+  uint64_t previous = 0;
+  bool first = true;
+  for (;;) {
+    const uint64_t index = in.u64();
+    if (index == kNoMorePages) break;
+    if (index >= memory_.page_count() || (!first && index <= previous)) {
+      throw StateError("snapshot: RAM page index " + std::to_string(index) + " is out of order or range");
+    }
+    in.bytes(page.data(), page.size());
+    memory_.write(memory_.base() + (index << kPageShift), page);
+    previous = index;
+    first = false;
+  }
+  in.expect_tag("END ");
+  // The next incremental checkpoint after a restore must be complete.
+  memory_.mark_all_dirty();
+  last_service_icount_ = UINT64_MAX;
+  bus_.clear_stop();
+  board_->refresh_irqs(hart_->icount());
+}
+
+}  // namespace tandem::vmm

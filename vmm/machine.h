@@ -1,0 +1,111 @@
+#pragma once
+// The Machine: RAM + bus + hart + the virt board + the run loop. This is the API the rest
+// of Tandem (tools, checkpoint, replicator) uses. Everything here is deterministic: the
+// same image and the same World inputs at the same icounts give the same state hash at
+// every icount. The only doors to the outside are the World calls.
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vmm/board.h"
+#include "vmm/bus.h"
+#include "vmm/clock.h"
+#include "vmm/guest_memory.h"
+#include "vmm/loader.h"
+#include "vmm/state_io.h"
+#include "vmm/world.h"
+
+namespace tandem::vmm {
+
+class Hart;
+
+struct MachineConfig {
+  uint64_t mem_bytes = kDefaultMemBytes;
+  std::string disk_path;  // empty: no virtio-blk
+  std::string bootargs;   // /chosen/bootargs
+};
+
+enum class Exit {
+  Running,    // stopped at the requested icount; call run_until again to continue
+  GuestPass,  // test finisher 0x5555
+  GuestFail,  // test finisher (code << 16) | 0x3333; RunResult::code holds the code
+  Reset,      // test finisher 0x7777: Tandem ends the run (status 0)
+  Idle,       // the guest waits for an event the World says will never come
+};
+
+struct RunResult {
+  Exit exit = Exit::Running;
+  uint32_t code = 0;
+  uint64_t icount = 0;
+};
+
+const char* to_string(Exit exit);
+
+class Machine {
+ public:
+  static constexpr uint32_t kSnapshotVersion = 1;
+
+  Machine(const MachineConfig& config, World& world);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  // Loads a guest image, places the device tree near the top of RAM and resets the hart
+  // to M-mode at the entry with a0 = hart id 0, a1 = DTB address. Throws LoadError.
+  void load(const std::string& image_path);
+
+  // Runs until icount() == target exactly, or until the guest ends the run (finisher) or
+  // idles forever. Calling it again after an exit returns the same exit.
+  RunResult run_until(uint64_t target);
+
+  uint64_t icount() const;
+  const MachineConfig& config() const { return config_; }
+
+  // Host → guest console bytes (called by the World). Returns how many were accepted;
+  // the UART FIFO holds at most console_input_space() more.
+  size_t console_input(std::span<const uint8_t> bytes);
+  size_t console_input_space() const;
+
+  VirtualClock& clock() { return clock_; }
+  // The mtime at which the timer interrupt fires (UINT64_MAX if none is armed).
+  uint64_t next_timer_deadline() const;
+
+  // 1 bit per 4 KiB page written since the last call; get-and-clear.
+  std::vector<uint64_t> take_dirty_bitmap() { return memory_.take_dirty_bitmap(); }
+
+  // The complete machine: header + version, clock, hart, devices, RAM (touched non-zero
+  // pages only), disk write-state. restore() throws StateError on a truncated, corrupt or
+  // mismatched stream and leaves the machine in need of a fresh load/restore.
+  void save(std::ostream& out) const;
+  void restore(std::istream& in);
+  void save(StateWriter& out) const;
+  void restore(StateReader& in);
+  // XXH3-64 over exactly the bytes save() writes.
+  uint64_t state_hash() const;
+
+  GuestMemory& memory() { return memory_; }
+  Bus& bus() { return bus_; }
+  Hart& hart() { return *hart_; }
+  Board& board() { return *board_; }
+  World& world() { return world_; }
+
+ private:
+  class HartIrqs;
+  RunResult finish_result() const;
+
+  MachineConfig config_;
+  World& world_;
+  VirtualClock clock_;
+  GuestMemory memory_;
+  Bus bus_;
+  std::unique_ptr<Hart> hart_;
+  std::unique_ptr<HartIrqs> hart_irqs_;
+  std::unique_ptr<Board> board_;
+  // The icount at which service() last ran, so a World returning "now" is served once.
+  uint64_t last_service_icount_ = UINT64_MAX;
+};
+
+}  // namespace tandem::vmm
