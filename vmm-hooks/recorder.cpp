@@ -1,0 +1,229 @@
+#include "vmm-hooks/recorder.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "vmm/clock.h"
+
+namespace tandem::hooks {
+
+namespace {
+constexpr uint64_t kNsPerTick = 1'000'000'000 / vmm::kTimebaseHz;
+// While idle with no deadline the recorder still wakes this often to flush its batch.
+constexpr auto kIdleWakeup = std::chrono::milliseconds(50);
+}  // namespace
+
+uint64_t file_digest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return 0;
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    XXH3_64bits_update(state, buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  const uint64_t digest = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return digest;
+}
+
+Recorder::Recorder(ConsolePort& console, RecorderOptions options)
+    : console_(console), options_(options) {}
+
+log::LogHeader Recorder::make_header(vmm::Machine& machine, const std::string& guest_path) const {
+  log::LogHeader header;
+  header.set_format_version(kLogFormatVersion);
+  auto* config = header.mutable_config();
+  config->set_mem_bytes(machine.config().mem_bytes);
+  config->set_guest_name(std::filesystem::path(guest_path).filename().string());
+  config->set_guest_digest(file_digest(guest_path));
+  if (!machine.config().disk_path.empty()) {
+    std::error_code ec;
+    config->set_disk_bytes(std::filesystem::file_size(machine.config().disk_path, ec));
+    config->set_disk_digest(file_digest(machine.config().disk_path));
+  }
+  header.set_initial_state_hash(machine.state_hash());
+  header.set_audit_interval(options_.audit_interval);
+  header.set_start_icount(machine.icount());
+  return header;
+}
+
+void Recorder::begin(vmm::Machine& machine, BatchSink& sink) {
+  sink_ = &sink;
+  start_wall_ = last_flush_ = std::chrono::steady_clock::now();
+  start_mtime_ = machine.clock().mtime(machine.icount());
+  next_audit_ = options_.audit_interval
+                    ? (machine.icount() / options_.audit_interval + 1) * options_.audit_interval
+                    : UINT64_MAX;
+}
+
+log::Record& Recorder::add(uint64_t icount, log::RecordKind kind) {
+  log::Record* r = batch_.add_records();
+  r->set_icount(icount);
+  r->set_kind(kind);
+  ++records_written_;
+  return *r;
+}
+
+void Recorder::flush() {
+  if (!sink_ || batch_.records_size() == 0) return;
+  batch_.set_sequence(next_sequence_++);
+  sink_->write_batch(batch_);
+  batch_.Clear();
+  last_flush_ = std::chrono::steady_clock::now();
+}
+
+void Recorder::maybe_flush() {
+  if (batch_.records_size() >= static_cast<int>(options_.max_batch_records) ||
+      std::chrono::steady_clock::now() - last_flush_ >= options_.flush_interval) {
+    flush();
+  }
+}
+
+void Recorder::finish(vmm::Machine& machine, const vmm::RunResult& result) {
+  if (output_digest_ != last_logged_digest_) {
+    add(machine.icount(), log::OUTPUT_DIGEST).set_value(output_digest_);
+    last_logged_digest_ = output_digest_;
+  }
+  add(machine.icount(), log::AUDIT).set_value(machine.state_hash());
+  add(machine.icount(), log::END).set_value(static_cast<uint64_t>(result.exit) << 32 | result.code);
+  flush();
+  write_pending_output();
+  console_.flush();
+}
+
+uint64_t Recorder::next_service_icount(uint64_t now) {
+  return std::min(now + options_.poll_interval, next_audit_);
+}
+
+uint64_t Recorder::wall_ticks() const {
+  const auto elapsed = std::chrono::steady_clock::now() - start_wall_;
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()) /
+         kNsPerTick;
+}
+
+void Recorder::sync_time(vmm::Machine& machine) {
+  if (options_.time != GuestTime::Wall) return;
+  const uint64_t guest = machine.clock().mtime(machine.icount()) - start_mtime_;
+  const uint64_t wall = wall_ticks();
+  const uint64_t max_lag = static_cast<uint64_t>(options_.max_time_lag.count()) * 1000 / kNsPerTick;
+  if (wall > guest + max_lag) {
+    const uint64_t ticks = wall - guest;
+    machine.clock().advance(ticks);
+    add(machine.icount(), log::TIME_ADJUST).set_value(ticks);
+  }
+}
+
+bool Recorder::inject_console(vmm::Machine& machine) {
+  const size_t space = machine.console_input_space();
+  if (space == 0) return false;
+  input_scratch_.clear();
+  if (console_.read_input(input_scratch_, space) == 0) return false;
+  // read_input returns at most `space` bytes, so the UART accepts all of them.
+  const size_t accepted = machine.console_input(input_scratch_);
+  add(machine.icount(), log::CONSOLE_INPUT)
+      .set_payload(std::string(input_scratch_.begin(), input_scratch_.begin() + accepted));
+  return true;
+}
+
+void Recorder::audit_if_due(vmm::Machine& machine) {
+  if (machine.icount() < next_audit_) return;
+  if (output_digest_ != last_logged_digest_) {
+    add(machine.icount(), log::OUTPUT_DIGEST).set_value(output_digest_);
+    last_logged_digest_ = output_digest_;
+  }
+  add(machine.icount(), log::AUDIT).set_value(machine.state_hash());
+  next_audit_ = (machine.icount() / options_.audit_interval + 1) * options_.audit_interval;
+}
+
+void Recorder::service(vmm::Machine& machine) {
+  audit_if_due(machine);
+  sync_time(machine);
+  inject_console(machine);
+  write_pending_output();
+  maybe_flush();
+}
+
+bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
+  write_pending_output();
+  console_.flush();
+  flush();  // idle time is free time: put the log on disk
+  const bool has_deadline = deadline_mtime != UINT64_MAX;
+
+  if (options_.time == GuestTime::Virtual) {
+    if (inject_console(machine)) return true;
+    if (has_deadline) {
+      const uint64_t now = machine.clock().mtime(machine.icount());
+      const uint64_t skip = deadline_mtime > now ? deadline_mtime - now : 0;
+      machine.clock().advance(skip);
+      add(machine.icount(), log::IDLE_SKIP).set_value(skip);
+      return true;
+    }
+    // No timer armed: only input can wake the guest, however long it takes.
+    while (!console_.input_closed()) {
+      if (console_.wait_input(kIdleWakeup) && inject_console(machine)) return true;
+    }
+    return false;
+  }
+
+  // Wall time: sleep until the deadline comes in wall time, or until input arrives; then
+  // move guest time forward to wall time (never past the deadline), log it, deliver input.
+  for (;;) {
+    const uint64_t guest_now = machine.clock().mtime(machine.icount());
+    const uint64_t wall_now = start_mtime_ + wall_ticks();
+    const bool input_ready =
+        machine.console_input_space() > 0 && console_.wait_input(std::chrono::nanoseconds(0));
+    const bool due = has_deadline && std::max(guest_now, wall_now) >= deadline_mtime;
+    if (input_ready || due) {
+      const uint64_t target =
+          std::max(guest_now, has_deadline ? std::min(wall_now, deadline_mtime) : wall_now);
+      const uint64_t skip = std::max(target, due ? deadline_mtime : 0) - guest_now;
+      machine.clock().advance(skip);
+      add(machine.icount(), log::IDLE_SKIP).set_value(skip);
+      inject_console(machine);
+      return true;
+    }
+    if (!has_deadline && console_.input_closed()) return false;
+    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleWakeup);
+    if (has_deadline) {
+      wait = std::min(wait, std::chrono::nanoseconds((deadline_mtime - wall_now) * kNsPerTick));
+    }
+    if (console_.input_closed()) {
+      std::this_thread::sleep_for(wait);
+    } else {
+      console_.wait_input(wait);
+    }
+    maybe_flush();
+  }
+}
+
+void Recorder::write_pending_output() {
+  if (output_scratch_.empty()) return;
+  console_.write_output(
+      {reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
+  output_scratch_.clear();
+}
+
+void Recorder::console_output(uint64_t, uint8_t byte) {
+  output_digest_ = chain_output_digest(output_digest_, byte);
+  output_scratch_.push_back(static_cast<char>(byte));
+  if (byte == '\n' || output_scratch_.size() >= 4096) write_pending_output();
+}
+
+void Recorder::entropy(uint64_t icount, std::span<uint8_t> out) {
+  std::random_device rd;
+  for (size_t i = 0; i < out.size(); i += 4) {
+    const uint32_t v = rd();
+    std::memcpy(out.data() + i, &v, std::min<size_t>(4, out.size() - i));
+  }
+  add(icount, log::ENTROPY).set_payload(std::string(out.begin(), out.end()));
+}
+
+}  // namespace tandem::hooks

@@ -1,0 +1,98 @@
+#pragma once
+// Recorder: the primary's World. It takes inputs from the world (console, entropy, the host
+// clock), injects them into the machine, and appends each to the event log stamped with the
+// icount at which it took effect. Every AUDIT interval it logs the machine's state hash.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "proto/event_log.pb.h"
+#include "vmm-hooks/batch_stream.h"
+#include "vmm-hooks/console_port.h"
+#include "vmm/machine.h"
+#include "vmm/world.h"
+
+namespace tandem::hooks {
+
+// Running digest of all console output (FNV-1a 64, byte by byte: cheap on the output path,
+// and independent of how either side buffers).
+inline constexpr uint64_t kOutputDigestSeed = 0xcbf29ce484222325ull;
+inline uint64_t chain_output_digest(uint64_t digest, uint8_t byte) {
+  return (digest ^ byte) * 0x100000001b3ull;
+}
+
+// XXH3-64 of a file's bytes (guest and disk identity in the log header); 0 if unreadable.
+uint64_t file_digest(const std::string& path);
+
+enum class GuestTime {
+  // Guest time follows wall time: idle waits last as long as the guest asked for (cut
+  // short by input) and a guest that falls behind is moved forward by logged TIME_ADJUST
+  // records (QEMU's icount shift=auto, but recorded).
+  Wall,
+  // Guest time is icount alone: idle skips jump straight to the next deadline. Fast and
+  // still fully recorded; used by tests and benchmarks.
+  Virtual,
+};
+
+struct RecorderOptions {
+  uint64_t audit_interval = 10'000'000;  // instructions between AUDIT records; 0 = none
+  uint64_t poll_interval = 1'000'000;    // instructions between console polls
+  GuestTime time = GuestTime::Wall;
+  // Guest time may lag wall time by this much before a TIME_ADJUST is logged.
+  std::chrono::microseconds max_time_lag{2000};
+  // A batch is handed to the sink at least this often, so a crash loses little.
+  std::chrono::milliseconds flush_interval{20};
+  size_t max_batch_records = 1024;
+};
+
+class Recorder : public vmm::World {
+ public:
+  Recorder(ConsolePort& console, RecorderOptions options = {});
+
+  // Builds the log header for a loaded machine (before its first instruction).
+  log::LogHeader make_header(vmm::Machine& machine, const std::string& guest_path) const;
+  // Starts recording into `sink`: the machine must be loaded and not yet run.
+  void begin(vmm::Machine& machine, BatchSink& sink);
+  // Logs the END record for a finished run and flushes everything.
+  void finish(vmm::Machine& machine, const vmm::RunResult& result);
+  // Hands the current batch to the sink (also called on the flush interval).
+  void flush();
+
+  uint64_t records_written() const { return records_written_; }
+  uint64_t output_digest() const { return output_digest_; }
+
+  // vmm::World
+  uint64_t next_service_icount(uint64_t now) override;
+  void service(vmm::Machine& machine) override;
+  bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
+  void console_output(uint64_t icount, uint8_t byte) override;
+  void entropy(uint64_t icount, std::span<uint8_t> out) override;
+
+ private:
+  log::Record& add(uint64_t icount, log::RecordKind kind);
+  bool inject_console(vmm::Machine& machine);  // true if input was delivered
+  void write_pending_output();
+  void audit_if_due(vmm::Machine& machine);
+  void sync_time(vmm::Machine& machine);
+  uint64_t wall_ticks() const;  // 10 MHz ticks since begin()
+  void maybe_flush();
+
+  ConsolePort& console_;
+  RecorderOptions options_;
+  BatchSink* sink_ = nullptr;
+  log::LogBatch batch_;
+  uint64_t next_sequence_ = 0;
+  uint64_t records_written_ = 0;
+  uint64_t next_audit_ = UINT64_MAX;
+  uint64_t output_digest_ = kOutputDigestSeed;
+  uint64_t last_logged_digest_ = kOutputDigestSeed;
+  std::chrono::steady_clock::time_point start_wall_;
+  std::chrono::steady_clock::time_point last_flush_;
+  uint64_t start_mtime_ = 0;
+  std::vector<uint8_t> input_scratch_;
+  std::string output_scratch_;
+};
+
+
+}  // namespace tandem::hooks

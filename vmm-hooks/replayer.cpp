@@ -1,0 +1,167 @@
+#include "vmm-hooks/replayer.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "vmm-hooks/recorder.h"
+
+namespace tandem::hooks {
+
+Replayer::Replayer(BatchSource& source, ConsolePort* output, bool verify)
+    : source_(source), output_(output), verify_(verify), output_digest_(kOutputDigestSeed) {}
+
+std::string Replayer::check_header(const log::LogHeader& header, vmm::Machine& machine) {
+  if (header.config().mem_bytes() != machine.config().mem_bytes) {
+    return fmt::format("log was recorded with {} MiB of guest memory, this machine has {} MiB",
+                       header.config().mem_bytes() >> 20, machine.config().mem_bytes >> 20);
+  }
+  if (header.start_icount() != machine.icount()) {
+    return fmt::format("log starts at icount {}, the machine is at {}", header.start_icount(),
+                       machine.icount());
+  }
+  const uint64_t hash = machine.state_hash();
+  if (header.initial_state_hash() != hash) {
+    return fmt::format(
+        "initial state hash {:016x} differs from the log's {:016x}: wrong guest image, disk "
+        "or machine options (log recorded with guest '{}')",
+        hash, header.initial_state_hash(), header.config().guest_name());
+  }
+  return {};
+}
+
+const log::Record* Replayer::peek() {
+  while (pending_.empty() && !source_done_) {
+    auto batch = source_.next_batch();
+    if (!batch) {
+      source_done_ = true;
+      break;
+    }
+    for (auto& r : *batch->mutable_records()) {
+      if (r.icount() < last_record_icount_) {
+        // The reader checks order within a batch; this checks it across batches.
+        throw LogError(0, fmt::format("record at icount {} comes after icount {}", r.icount(),
+                                      last_record_icount_));
+      }
+      last_record_icount_ = r.icount();
+      pending_.push_back(std::move(r));
+    }
+  }
+  return pending_.empty() ? nullptr : &pending_.front();
+}
+
+bool Replayer::log_exhausted() { return peek() == nullptr; }
+
+uint64_t Replayer::stop_icount() {
+  if (end_) return end_->icount;
+  if (const log::Record* r = peek()) {
+    // Run no further than the next record; the machine stops there for service() anyway.
+    return r->kind() == log::END ? r->icount() : UINT64_MAX;
+  }
+  return last_record_icount_;  // interrupted recording: replay up to its last record
+}
+
+uint64_t Replayer::next_service_icount(uint64_t now) {
+  if (divergence_ || end_) return now;
+  const log::Record* r = peek();
+  if (!r) return UINT64_MAX;
+  return std::max(r->icount(), now);
+}
+
+void Replayer::diverge(uint64_t icount, std::string what, uint64_t expected, uint64_t actual) {
+  if (!divergence_) divergence_ = Divergence{icount, std::move(what), expected, actual};
+}
+
+bool Replayer::apply_due(vmm::Machine& machine) {
+  const uint64_t now = machine.icount();
+  bool applied = false;
+  while (!divergence_ && !end_) {
+    const log::Record* r = peek();
+    if (!r || r->icount() > now) break;
+    if (r->icount() < now) {
+      diverge(now, fmt::format("missed {} record", log::RecordKind_Name(r->kind())), r->icount(), now);
+      break;
+    }
+    // Entropy is taken by entropy() when the device asks for it during the instruction at
+    // this icount, which runs after this service point.
+    if (r->kind() == log::ENTROPY) break;
+    const log::Record rec = *r;
+    pending_.pop_front();
+    ++records_applied_;
+    applied = true;
+    switch (rec.kind()) {
+      case log::CONSOLE_INPUT: {
+        const auto* bytes = reinterpret_cast<const uint8_t*>(rec.payload().data());
+        const size_t accepted = machine.console_input({bytes, rec.payload().size()});
+        if (accepted != rec.payload().size()) {
+          diverge(now, "console input accepted", rec.payload().size(), accepted);
+        }
+        break;
+      }
+      case log::TIME_ADJUST:
+      case log::IDLE_SKIP:
+        machine.clock().advance(rec.value());
+        break;
+      case log::AUDIT:
+        if (verify_) {
+          ++audits_checked_;
+          const uint64_t hash = machine.state_hash();
+          if (hash != rec.value()) diverge(now, "state hash", rec.value(), hash);
+        }
+        break;
+      case log::OUTPUT_DIGEST:
+        if (verify_ && output_digest_ != rec.value()) {
+          diverge(now, "output digest", rec.value(), output_digest_);
+        }
+        break;
+      case log::END:
+        end_ = ReplayEnd{static_cast<vmm::Exit>(rec.value() >> 32),
+                         static_cast<uint32_t>(rec.value() & 0xffffffffu), now};
+        break;
+      default:
+        diverge(now, fmt::format("unknown record kind {}", static_cast<int>(rec.kind())), 0, 0);
+        break;
+    }
+  }
+  if (output_ && !output_scratch_.empty()) {
+    output_->write_output({reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
+    output_scratch_.clear();
+  }
+  return applied;
+}
+
+void Replayer::service(vmm::Machine& machine) { apply_due(machine); }
+
+bool Replayer::idle(vmm::Machine& machine, uint64_t) {
+  if (divergence_ || end_) return false;
+  if (apply_due(machine)) return true;
+  // The recording never idles without logging a skip or an input at that icount.
+  if (const log::Record* r = peek()) {
+    diverge(machine.icount(), "guest idled where the recording did not", r->icount(), machine.icount());
+  }
+  return false;
+}
+
+void Replayer::console_output(uint64_t, uint8_t byte) {
+  output_digest_ = chain_output_digest(output_digest_, byte);
+  if (!output_) return;
+  output_scratch_.push_back(static_cast<char>(byte));
+  if (byte == '\n' || output_scratch_.size() >= 4096) {
+    output_->write_output({reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
+    output_scratch_.clear();
+  }
+}
+
+void Replayer::entropy(uint64_t icount, std::span<uint8_t> out) {
+  std::memset(out.data(), 0, out.size());
+  const log::Record* r = peek();
+  if (!r || r->kind() != log::ENTROPY || r->icount() != icount || r->payload().size() != out.size()) {
+    diverge(icount, "entropy request", r ? r->icount() : 0, icount);
+    return;
+  }
+  std::memcpy(out.data(), r->payload().data(), out.size());
+  pending_.pop_front();
+  ++records_applied_;
+}
+
+}  // namespace tandem::hooks

@@ -1,0 +1,77 @@
+#pragma once
+// Replayer: the secondary's World. It feeds the machine the recorded inputs at exactly the
+// recorded icounts, applies recorded time adjustments and idle skips, never reads a host
+// clock or host input, and checks AUDIT and OUTPUT_DIGEST records as it passes them. The
+// first mismatch is a divergence: the replayer records where and stops the run.
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "proto/event_log.pb.h"
+#include "vmm-hooks/batch_stream.h"
+#include "vmm-hooks/console_port.h"
+#include "vmm/machine.h"
+#include "vmm/world.h"
+
+namespace tandem::hooks {
+
+struct Divergence {
+  uint64_t icount = 0;
+  std::string what;        // "state hash", "output digest", "idle", "entropy", ...
+  uint64_t expected = 0;   // from the log
+  uint64_t actual = 0;     // from this replay
+};
+
+struct ReplayEnd {
+  vmm::Exit exit = vmm::Exit::Running;
+  uint32_t code = 0;
+  uint64_t icount = 0;
+};
+
+class Replayer : public vmm::World {
+ public:
+  // `output` receives the guest's console output (nullptr: swallowed, as on a secondary).
+  Replayer(BatchSource& source, ConsolePort* output, bool verify = true);
+
+  // Checks the machine against the header (config and initial state hash). Returns an
+  // error message, or an empty string if it matches.
+  static std::string check_header(const log::LogHeader& header, vmm::Machine& machine);
+
+  // The icount the driver should run to next: the recorded END, or the last record when
+  // the log ended without one (an interrupted recording), or UINT64_MAX if more may come.
+  uint64_t stop_icount();
+  const std::optional<Divergence>& divergence() const { return divergence_; }
+  const std::optional<ReplayEnd>& end() const { return end_; }
+  bool log_exhausted();  // no record is left and no more batches will come
+  uint64_t records_applied() const { return records_applied_; }
+  uint64_t audits_checked() const { return audits_checked_; }
+  uint64_t output_digest() const { return output_digest_; }
+
+  // vmm::World
+  uint64_t next_service_icount(uint64_t now) override;
+  void service(vmm::Machine& machine) override;
+  bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
+  void console_output(uint64_t icount, uint8_t byte) override;
+  void entropy(uint64_t icount, std::span<uint8_t> out) override;
+
+ private:
+  const log::Record* peek();  // next record not yet applied, pulling batches as needed
+  bool apply_due(vmm::Machine& machine);  // applies records at machine.icount(); true if any
+  void diverge(uint64_t icount, std::string what, uint64_t expected, uint64_t actual);
+
+  BatchSource& source_;
+  ConsolePort* output_;
+  bool verify_;
+  bool source_done_ = false;
+  std::deque<log::Record> pending_;
+  std::optional<Divergence> divergence_;
+  std::optional<ReplayEnd> end_;
+  uint64_t last_record_icount_ = 0;
+  uint64_t records_applied_ = 0;
+  uint64_t audits_checked_ = 0;
+  uint64_t output_digest_;
+  std::string output_scratch_;
+};
+
+}  // namespace tandem::hooks
