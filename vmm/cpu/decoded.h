@@ -1,0 +1,95 @@
+#pragma once
+// Pre-decoded instructions. Every guest instruction is decoded once into a DecodedInsn
+// (opcode enum + pre-extracted registers and immediate) and cached per physical code page;
+// compressed instructions expand to the same internal ops as their 32-bit forms.
+#include <array>
+#include <cstdint>
+
+namespace tandem::vmm::cpu {
+
+// Register index that absorbs writes to x0 for instructions that must still execute
+// (loads, jumps, atomics): the register file has 33 slots and slot 32 is never read.
+inline constexpr uint8_t kSinkReg = 32;
+
+// X-macro list of internal ops, so the enum and the dispatch table can never disagree.
+// Block terminators (ops after which the run loop re-examines pc, budget and interrupts)
+// are listed by is_block_terminator() below.
+#define TANDEM_CPU_OPS(X)                                                                  \
+  X(Undecoded) X(Exit) X(Illegal) X(Nop)                                                   \
+  X(Li) X(Mv) X(Auipc)                                                                     \
+  X(Addi) X(Slti) X(Sltiu) X(Xori) X(Ori) X(Andi) X(Slli) X(Srli) X(Srai)                  \
+  X(Addiw) X(Slliw) X(Srliw) X(Sraiw)                                                      \
+  X(Add) X(Sub) X(Sll) X(Slt) X(Sltu) X(Xor) X(Srl) X(Sra) X(Or) X(And)                    \
+  X(Addw) X(Subw) X(Sllw) X(Srlw) X(Sraw)                                                  \
+  X(Mul) X(Mulh) X(Mulhsu) X(Mulhu) X(Div) X(Divu) X(Rem) X(Remu)                          \
+  X(Mulw) X(Divw) X(Divuw) X(Remw) X(Remuw)                                                \
+  X(Lb) X(Lh) X(Lw) X(Ld) X(Lbu) X(Lhu) X(Lwu)                                             \
+  X(Sb) X(Sh) X(Sw) X(Sd)                                                                  \
+  X(Beq) X(Bne) X(Blt) X(Bge) X(Bltu) X(Bgeu)                                              \
+  X(Jal) X(Jalr)                                                                           \
+  X(Fence) X(FenceI) X(Ecall) X(Ebreak) X(Mret) X(Sret) X(Wfi) X(SfenceVma)                \
+  X(Csrrw) X(Csrrs) X(Csrrc) X(Csrrwi) X(Csrrsi) X(Csrrci)                                 \
+  X(LrW) X(LrD) X(ScW) X(ScD) X(AmoW) X(AmoD)
+
+enum class Op : uint16_t {
+#define TANDEM_CPU_OP_ENUM(name) name,
+  TANDEM_CPU_OPS(TANDEM_CPU_OP_ENUM)
+#undef TANDEM_CPU_OP_ENUM
+      Count
+};
+
+// AMO function codes (funct5 of the A extension), stored in DecodedInsn::imm for AmoW/AmoD.
+enum class AmoFunc : uint8_t {
+  Add = 0x00, Swap = 0x01, Xor = 0x04, Or = 0x08, And = 0x0c,
+  Min = 0x10, Max = 0x14, Minu = 0x18, Maxu = 0x1c,
+};
+
+struct DecodedInsn {
+  Op op = Op::Undecoded;
+  uint8_t rd = 0;
+  uint8_t rs1 = 0;
+  uint8_t rs2 = 0;
+  uint8_t len = 0;          // instruction length in bytes (2 or 4); 0 for Undecoded/Exit
+  uint16_t block_left = 0;  // instructions from this one to the end of its block, inclusive
+  int32_t imm = 0;          // immediate, shift amount, CSR number or AMO function
+  uint32_t raw = 0;         // the instruction bits (mtval of an illegal instruction)
+};
+static_assert(sizeof(DecodedInsn) == 16);
+
+inline bool is_block_terminator(Op op) {
+  switch (op) {
+    case Op::Beq: case Op::Bne: case Op::Blt: case Op::Bge: case Op::Bltu: case Op::Bgeu:
+    case Op::Jal: case Op::Jalr: case Op::Illegal:
+    case Op::FenceI: case Op::Ecall: case Op::Ebreak: case Op::Mret: case Op::Sret:
+    case Op::Wfi: case Op::SfenceVma:
+    case Op::Csrrw: case Op::Csrrs: case Op::Csrrc: case Op::Csrrwi: case Op::Csrrsi:
+    case Op::Csrrci:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Decodes one instruction from its bits (the low 16 bits for a compressed one).
+// Never fails: unknown encodings decode to Op::Illegal with raw set.
+DecodedInsn decode(uint32_t bits);
+
+// One 4 KiB physical page of decoded instructions, one slot per 2-byte offset, plus two
+// Exit sentinels so straight-line execution off the page end returns to the run loop.
+struct DecodedPage {
+  static constexpr unsigned kSlots = 4096 / 2;
+  std::array<DecodedInsn, kSlots + 2> slots;
+  unsigned lowest_decoded = kSlots;  // decoded slot range, so invalidation resets only it
+  unsigned highest_decoded = 0;
+  DecodedPage() {
+    slots[kSlots].op = Op::Exit;
+    slots[kSlots + 1].op = Op::Exit;
+  }
+  void invalidate() {
+    for (unsigned i = lowest_decoded; i <= highest_decoded && i < kSlots; ++i) slots[i] = {};
+    lowest_decoded = kSlots;
+    highest_decoded = 0;
+  }
+};
+
+}  // namespace tandem::vmm::cpu

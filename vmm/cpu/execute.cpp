@@ -1,0 +1,513 @@
+// The run loop: threaded dispatch over pre-decoded instructions with an exact budget.
+//
+// Instruction counting. icount counts retired instructions; an instruction that traps does
+// not retire. On entering a block (a straight run of decoded instructions ending at a
+// branch, jump, CSR/system instruction or the page end), the loop compares the block's
+// length with the remaining budget: if the block fits, icount is advanced by the whole
+// block up front and the block runs without per-instruction checks; otherwise exactly one
+// instruction runs (the "step" dispatch table sends every successor back to the loop).
+// When an instruction traps or leaves its block early, the part of the block that did not
+// retire is subtracted again (DecodedInsn::block_left), so icount is always exact at every
+// point anyone can observe it (traps, CSR reads, device accesses, returns from run()).
+//
+// Dispatch uses computed goto (a GCC/Clang extension) through a table indexed by Op.
+#include <cstring>
+
+#include "vmm/cpu/hart_impl.h"
+
+namespace tandem::vmm {
+
+using cpu::DecodedInsn;
+using cpu::Op;
+
+namespace {
+constexpr uint64_t kPageMask = ~(kPageSize - 1);
+
+inline uint64_t sext32(uint64_t v) {
+  return static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(v)));
+}
+inline int64_t as_signed(uint64_t v) { return static_cast<int64_t>(v); }
+
+inline uint64_t div_signed(uint64_t a, uint64_t b) {
+  if (b == 0) return ~uint64_t{0};
+  if (as_signed(a) == INT64_MIN && as_signed(b) == -1) return a;
+  return static_cast<uint64_t>(as_signed(a) / as_signed(b));
+}
+inline uint64_t rem_signed(uint64_t a, uint64_t b) {
+  if (b == 0) return a;
+  if (as_signed(a) == INT64_MIN && as_signed(b) == -1) return 0;
+  return static_cast<uint64_t>(as_signed(a) % as_signed(b));
+}
+inline uint64_t divw(uint64_t a, uint64_t b) {
+  const int32_t x = static_cast<int32_t>(a), y = static_cast<int32_t>(b);
+  if (y == 0) return ~uint64_t{0};
+  if (x == INT32_MIN && y == -1) return sext32(static_cast<uint32_t>(x));
+  return sext32(static_cast<uint32_t>(x / y));
+}
+inline uint64_t remw(uint64_t a, uint64_t b) {
+  const int32_t x = static_cast<int32_t>(a), y = static_cast<int32_t>(b);
+  if (y == 0) return sext32(static_cast<uint32_t>(x));
+  if (x == INT32_MIN && y == -1) return 0;
+  return sext32(static_cast<uint32_t>(x % y));
+}
+inline uint64_t divuw(uint64_t a, uint64_t b) {
+  const uint32_t x = static_cast<uint32_t>(a), y = static_cast<uint32_t>(b);
+  if (y == 0) return ~uint64_t{0};
+  return sext32(x / y);
+}
+inline uint64_t remuw(uint64_t a, uint64_t b) {
+  const uint32_t x = static_cast<uint32_t>(a), y = static_cast<uint32_t>(b);
+  if (y == 0) return sext32(x);
+  return sext32(x % y);
+}
+inline uint64_t mulh(uint64_t a, uint64_t b) {
+  return static_cast<uint64_t>((static_cast<__int128>(as_signed(a)) * as_signed(b)) >> 64);
+}
+inline uint64_t mulhu(uint64_t a, uint64_t b) {
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
+}
+inline uint64_t mulhsu(uint64_t a, uint64_t b) {
+  const __int128 product = static_cast<__int128>(as_signed(a)) * static_cast<__int128>(b);
+  return static_cast<uint64_t>(product >> 64);
+}
+
+// Size and sign of each load op, for the shared slow path.
+struct LoadShape {
+  unsigned size;
+  bool sign;
+};
+inline LoadShape load_shape(Op op) {
+  switch (op) {
+    case Op::Lb: return {1, true};
+    case Op::Lh: return {2, true};
+    case Op::Lw: return {4, true};
+    case Op::Lbu: return {1, false};
+    case Op::Lhu: return {2, false};
+    case Op::Lwu: return {4, false};
+    default: return {8, false};
+  }
+}
+inline uint64_t extend_loaded(uint64_t v, LoadShape shape) {
+  if (!shape.sign || shape.size == 8) return v;
+  const unsigned shift = 64 - 8 * shape.size;
+  return static_cast<uint64_t>(as_signed(v << shift) >> shift);
+}
+inline unsigned store_size(Op op) {
+  switch (op) {
+    case Op::Sb: return 1;
+    case Op::Sh: return 2;
+    case Op::Sw: return 4;
+    default: return 8;
+  }
+}
+}  // namespace
+
+HartStop Hart::Impl::run(uint64_t stop) {
+  if (s.icount >= stop) return HartStop::Budget;
+  if (bus.stop_requested()) return HartStop::Event;
+  if (ram.dirty_generation() != store_tlb_dirty_generation) {
+    // Dirty bits were cleared (checkpoint): store fast paths must mark pages again.
+    flush_store_tlbs();
+    store_tlb_dirty_generation = ram.dirty_generation();
+  }
+
+  static const void* const kRunTable[] = {
+#define TANDEM_CPU_OP_LABEL(name) &&op_##name,
+      TANDEM_CPU_OPS(TANDEM_CPU_OP_LABEL)
+#undef TANDEM_CPU_OP_LABEL
+  };
+  static_assert(sizeof(kRunTable) / sizeof(kRunTable[0]) == static_cast<size_t>(Op::Count));
+  static const void* const kStepTable[] = {
+#define TANDEM_CPU_OP_STEP(name) &&step_done,
+      TANDEM_CPU_OPS(TANDEM_CPU_OP_STEP)
+#undef TANDEM_CPU_OP_STEP
+  };
+
+  uint64_t* const x = s.regs;
+  uint64_t pc = s.pc;
+  const DecodedInsn* e = nullptr;
+  const void* const* table = kRunTable;
+  cpu::DecodedPage* page = nullptr;
+  uint64_t page_index = 0;
+  uint64_t page_vbase = 1;  // never equal to a page address: forces the first lookup
+  TlbEntry* load_entries = nullptr;
+  TlbEntry* store_entries = nullptr;
+  DecodedInsn scratch[3];  // a page-crossing instruction, followed by two Exit sentinels
+
+  // Instructions of the current block (from e on) counted in icount but not yet retired.
+  auto unretired = [&]() -> uint64_t { return table == kRunTable ? e->block_left : 1; };
+
+// Straight-line successor: the next decoded slot of the same page.
+#define NEXT()                                                                             \
+  do {                                                                                     \
+    pc += e->len;                                                                          \
+    e = reinterpret_cast<const DecodedInsn*>(reinterpret_cast<const char*>(e) +            \
+                                             e->len * (sizeof(DecodedInsn) / 2));          \
+    goto* table[static_cast<uint16_t>(e->op)];                                             \
+  } while (0)
+
+#define LOAD_OP(NAME, TYPE, EXTEND)                                                        \
+  op_##NAME : {                                                                            \
+    const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);                          \
+    const TlbEntry& t = load_entries[(va >> kPageShift) & (kTlbSize - 1)];                 \
+    if (t.tag == (va & (kPageMask | (sizeof(TYPE) - 1)))) [[likely]] {                     \
+      TYPE v;                                                                              \
+      std::memcpy(&v, reinterpret_cast<const void*>(t.addend + va), sizeof(TYPE));         \
+      x[e->rd] = static_cast<uint64_t>(static_cast<EXTEND>(v));                            \
+      NEXT();                                                                              \
+    }                                                                                      \
+    goto slow_load;                                                                        \
+  }
+
+#define STORE_OP(NAME, TYPE)                                                               \
+  op_##NAME : {                                                                            \
+    const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);                          \
+    const TlbEntry& t = store_entries[(va >> kPageShift) & (kTlbSize - 1)];                \
+    if (t.tag == (va & (kPageMask | (sizeof(TYPE) - 1)))) [[likely]] {                     \
+      const TYPE v = static_cast<TYPE>(x[e->rs2]);                                         \
+      std::memcpy(reinterpret_cast<void*>(t.addend + va), &v, sizeof(TYPE));              \
+      NEXT();                                                                              \
+    }                                                                                      \
+    goto slow_store;                                                                       \
+  }
+
+#define ALU(NAME, EXPR)                                                                    \
+  op_##NAME : {                                                                            \
+    const uint64_t a = x[e->rs1];                                                          \
+    const uint64_t b = x[e->rs2];                                                          \
+    const int64_t imm = e->imm;                                                            \
+    (void)a;                                                                               \
+    (void)b;                                                                               \
+    (void)imm;                                                                             \
+    x[e->rd] = (EXPR);                                                                     \
+    NEXT();                                                                                \
+  }
+
+#define BRANCH(NAME, COND)                                                                 \
+  op_##NAME : {                                                                            \
+    const uint64_t a = x[e->rs1];                                                          \
+    const uint64_t b = x[e->rs2];                                                          \
+    pc += (COND) ? static_cast<uint64_t>(static_cast<int64_t>(e->imm)) : e->len;           \
+    goto jump;                                                                             \
+  }
+
+top:
+  // Block boundary with full checks: code invalidations, budget, interrupts, fetch.
+  if (code_written) apply_code_invalidations();
+  if (s.icount >= stop) {
+    s.pc = pc;
+    return HartStop::Budget;
+  }
+  if (irq_check_needed) {
+    s.pc = pc;
+    if (take_pending_interrupt()) pc = s.pc;
+  }
+  {
+    const unsigned data_level = data_priv();
+    load_entries = load_tlb[data_level].data();
+    store_entries = store_tlb[data_level].data();
+  }
+  page = fetch_page(pc, page_index);
+  if (!page) [[unlikely]] {
+    take_exception(trap_cause, trap_tval, pc);
+    pc = s.pc;
+    goto top;
+  }
+  page_vbase = pc & kPageMask;
+  e = &page->slots[(pc & (kPageSize - 1)) >> 1];
+
+enter:
+  // Block entry: e is the decoded slot for pc in the current page.
+  if (s.icount >= stop) {
+    s.pc = pc;
+    return HartStop::Budget;
+  }
+  if (e->op == Op::Undecoded) [[unlikely]] {
+    decode_block(*page, page_index, static_cast<unsigned>((pc & (kPageSize - 1)) >> 1));
+    if (e->op == Op::Undecoded) goto cross_page;
+  }
+  if (stop - s.icount >= e->block_left) {
+    s.icount += e->block_left;
+    table = kRunTable;
+  } else {
+    s.icount += 1;
+    table = kStepTable;
+  }
+  goto* kRunTable[static_cast<uint16_t>(e->op)];
+
+jump:
+  // pc was set by a branch or jump: stay on the current page if possible.
+  if (((pc ^ page_vbase) & kPageMask) == 0) {
+    e = &page->slots[(pc & (kPageSize - 1)) >> 1];
+    goto enter;
+  }
+  goto top;
+
+step_done:
+  goto top;
+
+cross_page: {
+  // A 32-bit instruction whose second half is on the next page: fetch both halves through
+  // the MMU and run it alone from a scratch slot.
+  uint32_t bits = 0;
+  if (!fetch_bits_slow(pc, bits)) {
+    take_exception(trap_cause, trap_tval, pc);
+    pc = s.pc;
+    goto top;
+  }
+  scratch[0] = cpu::decode(bits);
+  scratch[0].block_left = 1;
+  scratch[1] = DecodedInsn{};
+  scratch[1].op = Op::Exit;
+  scratch[2] = scratch[1];
+  e = scratch;
+  s.icount += 1;
+  table = kStepTable;
+  goto* kRunTable[static_cast<uint16_t>(e->op)];
+}
+
+raise:
+  // The instruction at e trapped: it and the rest of its block did not retire.
+  s.icount -= unretired();
+  take_exception(trap_cause, trap_tval, pc);
+  pc = s.pc;
+  goto top;
+
+op_Undecoded:
+  goto enter;
+op_Exit:
+  goto top;
+op_Illegal:
+  trap_cause = Cause::IllegalInsn;
+  trap_tval = e->raw;
+  goto raise;
+op_Nop:
+op_Fence:
+  NEXT();
+
+  ALU(Li, static_cast<uint64_t>(imm))
+  ALU(Mv, a)
+  op_Auipc : {
+    x[e->rd] = pc + static_cast<uint64_t>(static_cast<int64_t>(e->imm));
+    NEXT();
+  }
+  ALU(Addi, a + imm)
+  ALU(Slti, as_signed(a) < imm ? 1 : 0)
+  ALU(Sltiu, a < static_cast<uint64_t>(imm) ? 1 : 0)
+  ALU(Xori, a ^ imm)
+  ALU(Ori, a | imm)
+  ALU(Andi, a & imm)
+  ALU(Slli, a << imm)
+  ALU(Srli, a >> imm)
+  ALU(Srai, static_cast<uint64_t>(as_signed(a) >> imm))
+  ALU(Addiw, sext32(a + imm))
+  ALU(Slliw, sext32(static_cast<uint32_t>(a) << imm))
+  ALU(Srliw, sext32(static_cast<uint32_t>(a) >> imm))
+  ALU(Sraiw, sext32(static_cast<uint32_t>(static_cast<int32_t>(a) >> imm)))
+  ALU(Add, a + b)
+  ALU(Sub, a - b)
+  ALU(Sll, a << (b & 63))
+  ALU(Slt, as_signed(a) < as_signed(b) ? 1 : 0)
+  ALU(Sltu, a < b ? 1 : 0)
+  ALU(Xor, a ^ b)
+  ALU(Srl, a >> (b & 63))
+  ALU(Sra, static_cast<uint64_t>(as_signed(a) >> (b & 63)))
+  ALU(Or, a | b)
+  ALU(And, a & b)
+  ALU(Addw, sext32(a + b))
+  ALU(Subw, sext32(a - b))
+  ALU(Sllw, sext32(static_cast<uint32_t>(a) << (b & 31)))
+  ALU(Srlw, sext32(static_cast<uint32_t>(a) >> (b & 31)))
+  ALU(Sraw, sext32(static_cast<uint32_t>(static_cast<int32_t>(a) >> (b & 31))))
+  ALU(Mul, a * b)
+  ALU(Mulh, mulh(a, b))
+  ALU(Mulhsu, mulhsu(a, b))
+  ALU(Mulhu, mulhu(a, b))
+  ALU(Div, div_signed(a, b))
+  ALU(Divu, b == 0 ? ~uint64_t{0} : a / b)
+  ALU(Rem, rem_signed(a, b))
+  ALU(Remu, b == 0 ? a : a % b)
+  ALU(Mulw, sext32(a * b))
+  ALU(Divw, divw(a, b))
+  ALU(Divuw, divuw(a, b))
+  ALU(Remw, remw(a, b))
+  ALU(Remuw, remuw(a, b))
+
+  LOAD_OP(Lb, int8_t, int64_t)
+  LOAD_OP(Lh, int16_t, int64_t)
+  LOAD_OP(Lw, int32_t, int64_t)
+  LOAD_OP(Ld, uint64_t, uint64_t)
+  LOAD_OP(Lbu, uint8_t, uint64_t)
+  LOAD_OP(Lhu, uint16_t, uint64_t)
+  LOAD_OP(Lwu, uint32_t, uint64_t)
+  STORE_OP(Sb, uint8_t)
+  STORE_OP(Sh, uint16_t)
+  STORE_OP(Sw, uint32_t)
+  STORE_OP(Sd, uint64_t)
+
+  BRANCH(Beq, a == b)
+  BRANCH(Bne, a != b)
+  BRANCH(Blt, as_signed(a) < as_signed(b))
+  BRANCH(Bge, as_signed(a) >= as_signed(b))
+  BRANCH(Bltu, a < b)
+  BRANCH(Bgeu, a >= b)
+
+op_Jal:
+  x[e->rd] = pc + e->len;
+  pc += static_cast<uint64_t>(static_cast<int64_t>(e->imm));
+  goto jump;
+op_Jalr: {
+  const uint64_t target = (x[e->rs1] + static_cast<int64_t>(e->imm)) & ~uint64_t{1};
+  x[e->rd] = pc + e->len;
+  pc = target;
+  goto jump;
+}
+
+slow_load: {
+  const LoadShape shape = load_shape(e->op);
+  const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);
+  // Devices see the exact icount: this instruction and its successors have not retired.
+  const uint64_t pending = unretired();
+  s.pc = pc;
+  s.icount -= pending;
+  uint64_t value = 0;
+  const bool ok = load_slow(va, shape.size, value);
+  s.icount += pending;
+  if (!ok) goto raise;
+  x[e->rd] = extend_loaded(value, shape);
+  if (mmio_accessed || code_written) goto retire_and_leave_block;
+  NEXT();
+}
+
+slow_store: {
+  const unsigned size = store_size(e->op);
+  const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);
+  const uint64_t pending = unretired();
+  s.pc = pc;
+  s.icount -= pending;
+  const bool ok = store_slow(va, size, x[e->rs2]);
+  s.icount += pending;
+  if (!ok) goto raise;
+  if (mmio_accessed || code_written) goto retire_and_leave_block;
+  NEXT();
+}
+
+retire_and_leave_block: {
+  // e retired; the rest of its block did not run. After a device access, the machine gets
+  // control back (an MMIO store may have changed interrupt state or asked to stop).
+  s.icount -= unretired() - 1;
+  pc += e->len;
+  if (mmio_accessed) {
+    mmio_accessed = false;
+    const bool was_store =
+        e->op == Op::Sb || e->op == Op::Sh || e->op == Op::Sw || e->op == Op::Sd;
+    if (was_store) {
+      s.pc = pc;
+      if (code_written) apply_code_invalidations();
+      return HartStop::Event;
+    }
+    if (bus.stop_requested()) {
+      s.pc = pc;
+      if (code_written) apply_code_invalidations();
+      return HartStop::Event;
+    }
+    irq_check_needed = true;  // a device read (e.g. a PLIC claim) may change mip
+  }
+  goto top;
+}
+
+op_LrW:
+op_LrD: {
+  const unsigned size = e->op == Op::LrW ? 4 : 8;
+  uint64_t value = 0;
+  if (!load_reserved(x[e->rs1], size, value)) goto raise;
+  x[e->rd] = value;
+  if (code_written) goto retire_and_leave_block;  // A-bit update hit a code page
+  NEXT();
+}
+op_ScW:
+op_ScD: {
+  const unsigned size = e->op == Op::ScW ? 4 : 8;
+  uint64_t result = 0;
+  if (!store_conditional(x[e->rs1], size, x[e->rs2], result)) goto raise;
+  x[e->rd] = result;
+  if (code_written) goto retire_and_leave_block;
+  NEXT();
+}
+op_AmoW:
+op_AmoD: {
+  const unsigned size = e->op == Op::AmoW ? 4 : 8;
+  uint64_t old = 0;
+  if (!amo(static_cast<cpu::AmoFunc>(e->imm), x[e->rs1], size, x[e->rs2], old)) goto raise;
+  x[e->rd] = old;
+  if (code_written) goto retire_and_leave_block;
+  NEXT();
+}
+
+op_Csrrw:
+op_Csrrs:
+op_Csrrc:
+op_Csrrwi:
+op_Csrrsi:
+op_Csrrci: {
+  const bool immediate = e->op == Op::Csrrwi || e->op == Op::Csrrsi || e->op == Op::Csrrci;
+  const bool always_writes = e->op == Op::Csrrw || e->op == Op::Csrrwi;
+  const uint64_t operand = immediate ? e->rs1 : x[e->rs1];
+  const bool writes = always_writes || e->rs1 != 0;
+  uint64_t result = 0;
+  s.pc = pc;
+  // A CSR instruction ends its block, so icount - 1 instructions retired before it.
+  if (!csr_op(e->op, static_cast<uint16_t>(e->imm), operand, writes, result, s.icount - 1)) {
+    trap_cause = Cause::IllegalInsn;
+    trap_tval = e->raw;
+    goto raise;
+  }
+  if (e->rd != 0) x[e->rd] = result;
+  pc += e->len;
+  goto top;  // privilege, translation or interrupt state may have changed
+}
+
+op_Ecall:
+  trap_cause = s.priv == 0 ? Cause::EcallFromU : s.priv == 1 ? Cause::EcallFromS : Cause::EcallFromM;
+  trap_tval = 0;
+  goto raise;
+op_Ebreak:
+  trap_cause = Cause::Breakpoint;
+  trap_tval = 0;  // as qemu-system-riscv64 7.2
+  goto raise;
+op_Mret:
+  if (s.priv != 3) goto op_Illegal;
+  do_mret();
+  pc = s.pc;
+  goto top;
+op_Sret:
+  if (s.priv == 0 || (s.priv == 1 && (s.mstatus & mstatus::kTSR))) goto op_Illegal;
+  do_sret();
+  pc = s.pc;
+  goto top;
+op_Wfi:
+  // As QEMU: WFI in U-mode is illegal (S-mode exists); in S-mode only when TW is set.
+  if (s.priv == 0 || (s.priv == 1 && (s.mstatus & mstatus::kTW))) goto op_Illegal;
+  pc += e->len;
+  if ((s.mip & s.mie) != 0) goto top;  // a pending interrupt: WFI completes at once
+  s.pc = pc;
+  return HartStop::Wfi;
+op_SfenceVma:
+  if (s.priv == 0 || (s.priv == 1 && (s.mstatus & mstatus::kTVM))) goto op_Illegal;
+  flush_tlbs();
+  pc += e->len;
+  goto top;
+op_FenceI:
+  // Decoded code is invalidated by every store to a code page, so the cache is already
+  // coherent; FENCE.I only ends the block.
+  pc += e->len;
+  goto top;
+
+#undef NEXT
+#undef LOAD_OP
+#undef STORE_OP
+#undef ALU
+#undef BRANCH
+}
+
+}  // namespace tandem::vmm
