@@ -1,0 +1,188 @@
+// Loader: a valid ELF64 RISC-V image and raw binaries load; every class of bad input is a
+// LoadError with a one-line message naming the file.
+#include <elf.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "vmm/loader.h"
+
+namespace tandem::vmm {
+namespace {
+
+constexpr uint64_t kRam = 0x8000'0000;
+constexpr uint64_t kRamBytes = 1 << 20;
+
+class LoaderTest : public ::testing::Test {
+ protected:
+  LoaderTest() : mem(kRam, kRamBytes) {
+    dir = std::filesystem::temp_directory_path() / ("tandem_loader_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+  }
+  ~LoaderTest() override { std::filesystem::remove_all(dir); }
+
+  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) {
+    const auto path = (dir / name).string();
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return path;
+  }
+
+  // A minimal ELF64 RISC-V executable: one PT_LOAD of `code` at `paddr` with `bss` extra bytes.
+  static std::vector<uint8_t> elf(uint64_t paddr, const std::vector<uint8_t>& code, uint64_t bss = 0) {
+    Elf64_Ehdr eh{};
+    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+    eh.e_ident[EI_CLASS] = ELFCLASS64;
+    eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    eh.e_ident[EI_VERSION] = EV_CURRENT;
+    eh.e_type = ET_EXEC;
+    eh.e_machine = EM_RISCV;
+    eh.e_version = EV_CURRENT;
+    eh.e_entry = paddr;
+    eh.e_phoff = sizeof(Elf64_Ehdr);
+    eh.e_ehsize = sizeof(Elf64_Ehdr);
+    eh.e_phentsize = sizeof(Elf64_Phdr);
+    eh.e_phnum = 1;
+    Elf64_Phdr ph{};
+    ph.p_type = PT_LOAD;
+    ph.p_offset = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
+    ph.p_vaddr = ph.p_paddr = paddr;
+    ph.p_filesz = code.size();
+    ph.p_memsz = code.size() + bss;
+    std::vector<uint8_t> out(sizeof eh + sizeof ph + code.size());
+    std::memcpy(out.data(), &eh, sizeof eh);
+    std::memcpy(out.data() + sizeof eh, &ph, sizeof ph);
+    if (!code.empty()) std::memcpy(out.data() + sizeof eh + sizeof ph, code.data(), code.size());
+    return out;
+  }
+  static Elf64_Ehdr* header(std::vector<uint8_t>& file) { return reinterpret_cast<Elf64_Ehdr*>(file.data()); }
+  static Elf64_Phdr* phdr(std::vector<uint8_t>& file) {
+    return reinterpret_cast<Elf64_Phdr*>(file.data() + sizeof(Elf64_Ehdr));
+  }
+
+  // Loads and returns the error message (empty if it loaded).
+  std::string error_of(const std::string& path) {
+    try {
+      load_image(path, mem);
+      return "";
+    } catch (const LoadError& e) {
+      return e.what();
+    }
+  }
+  void expect_error(const std::string& path, const std::string& fragment) {
+    const std::string msg = error_of(path);
+    EXPECT_NE(msg.find(fragment), std::string::npos) << "message: " << msg;
+    EXPECT_NE(msg.find(path), std::string::npos) << "message does not name the file: " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message is not one line";
+  }
+
+  GuestMemory mem;
+  std::filesystem::path dir;
+};
+
+TEST_F(LoaderTest, ElfSegmentsLoadAndBssIsZeroed) {
+  // Dirty the bss area first: the loader must zero it, not rely on fresh RAM.
+  const std::vector<uint8_t> junk(64, 0xff);
+  mem.write(kRam + 0x1004, junk);
+  const auto path = write("ok.elf", elf(kRam + 0x1000, {1, 2, 3, 4}, 32));
+  const LoadedImage image = load_image(path, mem);
+  EXPECT_TRUE(image.elf);
+  EXPECT_EQ(image.entry, kRam + 0x1000);
+  EXPECT_EQ(image.lowest, kRam + 0x1000);
+  EXPECT_EQ(image.highest, kRam + 0x1000 + 36);
+  std::vector<uint8_t> got(40);
+  ASSERT_TRUE(mem.read(kRam + 0x1000, got));
+  EXPECT_EQ(got[0], 1);
+  EXPECT_EQ(got[3], 4);
+  for (size_t i = 4; i < 36; ++i) EXPECT_EQ(got[i], 0) << "bss byte " << i;
+  EXPECT_EQ(got[36], 0xff);  // past memsz: untouched
+}
+
+TEST_F(LoaderTest, RawBinaryLoadsAtDramBase) {
+  const auto path = write("raw.bin", {0x13, 0, 0, 0});
+  const LoadedImage image = load_image(path, mem);
+  EXPECT_FALSE(image.elf);
+  EXPECT_EQ(image.entry, kRam);
+  uint8_t b[4];
+  ASSERT_TRUE(mem.read(kRam, b));
+  EXPECT_EQ(b[0], 0x13);
+}
+
+TEST_F(LoaderTest, MissingFile) { expect_error((dir / "nope.elf").string(), "cannot open"); }
+
+TEST_F(LoaderTest, Directory) { expect_error(dir.string(), "not a regular file"); }
+
+TEST_F(LoaderTest, EmptyFile) { expect_error(write("empty", {}), "empty"); }
+
+TEST_F(LoaderTest, RawImageLargerThanRam) {
+  expect_error(write("big.bin", std::vector<uint8_t>(kRamBytes + 1, 0x13)), "does not fit");
+}
+
+TEST_F(LoaderTest, NotRiscV) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  header(file)->e_machine = EM_X86_64;
+  expect_error(write("x86.elf", file), "not RISC-V");
+}
+
+TEST_F(LoaderTest, Elf32) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  file[EI_CLASS] = ELFCLASS32;
+  expect_error(write("rv32.elf", file), "64-bit");
+}
+
+TEST_F(LoaderTest, BigEndian) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  file[EI_DATA] = ELFDATA2MSB;
+  expect_error(write("be.elf", file), "little-endian");
+}
+
+TEST_F(LoaderTest, TruncatedHeader) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  file.resize(40);
+  expect_error(write("trunc_header.elf", file), "truncated");
+}
+
+TEST_F(LoaderTest, TruncatedProgramHeaders) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  file.resize(sizeof(Elf64_Ehdr) + 10);
+  expect_error(write("trunc_ph.elf", file), "truncated");
+}
+
+TEST_F(LoaderTest, TruncatedSegmentData) {
+  auto file = elf(kRam, std::vector<uint8_t>(256, 0x13));
+  file.resize(file.size() - 100);
+  expect_error(write("trunc_seg.elf", file), "truncated");
+}
+
+TEST_F(LoaderTest, SegmentOutsideRam) {
+  expect_error(write("low.elf", elf(0x1000, {0, 0, 0, 0})), "outside RAM");
+  auto file = elf(kRam + kRamBytes - 2, {0, 0, 0, 0});
+  expect_error(write("straddle.elf", file), "outside RAM");
+  auto huge = elf(kRam, {0, 0, 0, 0});
+  phdr(huge)->p_memsz = UINT64_MAX;  // wraps around
+  expect_error(write("huge.elf", huge), "outside RAM");
+}
+
+TEST_F(LoaderTest, FileSizeBiggerThanMemSize) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  phdr(file)->p_memsz = 2;
+  expect_error(write("filesz.elf", file), "filesz > memsz");
+}
+
+TEST_F(LoaderTest, EntryOutsideRam) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  header(file)->e_entry = 0x1000;
+  expect_error(write("entry.elf", file), "entry point");
+}
+
+TEST_F(LoaderTest, NoLoadableSegment) {
+  auto file = elf(kRam, {0, 0, 0, 0});
+  phdr(file)->p_type = PT_NOTE;
+  expect_error(write("noload.elf", file), "no loadable");
+}
+
+}  // namespace
+}  // namespace tandem::vmm
