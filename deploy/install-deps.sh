@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   # libraries
   libboost-dev libboost-system-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
-  libprotobuf-dev protobuf-compiler libfdt-dev libxxhash-dev libzstd-dev liblz4-dev libssl-dev
+  libprotobuf-dev protobuf-compiler nlohmann-json3-dev libfdt-dev libxxhash-dev libzstd-dev liblz4-dev libssl-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
   # guests and the reference machine

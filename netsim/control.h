@@ -1,0 +1,50 @@
+// The control socket: a Unix stream socket speaking JSON lines. Each request is one JSON
+// object on one line; each gets one JSON object back on one line, {"ok": true, ...} or
+// {"ok": false, "error": "..."}. Commands:
+//   {"cmd":"set","link":L,"fault":F,"direction":"up|down|both","params":{k:v,...}}
+//   {"cmd":"clear"[,"link":L][,"fault":F][,"direction":D]}
+//   {"cmd":"list"}                      faults per link
+//   {"cmd":"stats"[,"link":L]}          counters and faults per link
+//   {"cmd":"partition","name":N,"groups":[[..],[..]][,"one_way":true][,"bridge":X]}
+//   {"cmd":"partition","name":N,"links":[..][,"direction":D]}
+//   {"cmd":"heal"[,"name":N]}
+//   {"cmd":"reset","link":L}
+//   {"cmd":"events"[,"last":N]}
+// A client that sends garbage gets an error reply; one that disconnects mid-line is simply
+// dropped. Neither disturbs forwarding.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "netsim/simulator.h"
+
+namespace netsim {
+
+class ControlServer {
+ public:
+  // Listens on `socket_path` (a stale socket file there is replaced). Throws on failure.
+  ControlServer(Simulator& simulator, std::string socket_path);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  // Exposed for tests: the reply to one request.
+  static nlohmann::json handle(Simulator& simulator, const nlohmann::json& request);
+
+  struct State;  // defined in control.cpp
+
+ private:
+  Simulator& simulator_;
+  std::string path_;
+  std::shared_ptr<State> state_;
+};
+
+// Sends one request and waits for its reply. Throws std::runtime_error if the socket cannot
+// be reached or the reply does not come within `timeout`.
+nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request,
+                               Duration timeout = std::chrono::seconds(10));
+
+}  // namespace netsim
