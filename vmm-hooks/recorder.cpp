@@ -100,7 +100,10 @@ void Recorder::finish(vmm::Machine& machine, const vmm::RunResult& result) {
 }
 
 uint64_t Recorder::next_service_icount(uint64_t now) {
-  return std::min(now + options_.poll_interval, next_audit_);
+  // Service points on a fixed icount grid, so where the run is sliced does not depend on
+  // history (the replayer stops only where records are, and either way is the same run).
+  const uint64_t next_poll = (now / options_.poll_interval + 1) * options_.poll_interval;
+  return std::min(next_poll, next_audit_);
 }
 
 uint64_t Recorder::wall_ticks() const {
