@@ -102,6 +102,11 @@ inline unsigned store_size(Op op) {
 }
 }  // namespace
 
+// Each handler must keep its own copy of the dispatch jump (threaded code): stop GCC from
+// merging the identical tails into one shared indirect jump, which defeats branch prediction.
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-crossjumping", "no-gcse")))
+#endif
 HartStop Hart::Impl::run(uint64_t stop) {
   if (s.icount >= stop) return HartStop::Budget;
   if (bus.stop_requested()) return HartStop::Event;
@@ -125,6 +130,9 @@ HartStop Hart::Impl::run(uint64_t stop) {
 
   uint64_t* const x = s.regs;
   uint64_t pc = s.pc;
+  // icount lives in a register while running; s.icount is written back before anything
+  // that can observe it (device accesses, CSR reads, returns).
+  uint64_t icount = s.icount;
   const DecodedInsn* e = nullptr;
   const void* const* table = kRunTable;
   cpu::DecodedPage* page = nullptr;
@@ -194,8 +202,9 @@ HartStop Hart::Impl::run(uint64_t stop) {
 top:
   // Block boundary with full checks: code invalidations, budget, interrupts, fetch.
   if (code_written) apply_code_invalidations();
-  if (s.icount >= stop) {
+  if (icount >= stop) {
     s.pc = pc;
+    s.icount = icount;
     return HartStop::Budget;
   }
   if (irq_check_needed) {
@@ -211,29 +220,29 @@ top:
   if (!page) [[unlikely]] {
     take_exception(trap_cause, trap_tval, pc);
     pc = s.pc;
-    goto top;
+    goto trap_taken;
   }
   page_vbase = pc & kPageMask;
   e = &page->slots[(pc & (kPageSize - 1)) >> 1];
 
-enter:
-  // Block entry: e is the decoded slot for pc in the current page.
-  if (s.icount >= stop) {
+enter: {
+  // Block entry: e is the decoded slot for pc in the current page. Undecoded and Exit
+  // slots have block_left 0, so they always take the first branch and count nothing.
+  const uint64_t left = stop - icount;
+  if (left >= e->block_left) [[likely]] {
+    icount += e->block_left;
+    table = kRunTable;
+    goto* kRunTable[static_cast<uint16_t>(e->op)];
+  }
+  if (left == 0) {
     s.pc = pc;
+    s.icount = icount;
     return HartStop::Budget;
   }
-  if (e->op == Op::Undecoded) [[unlikely]] {
-    decode_block(*page, page_index, static_cast<unsigned>((pc & (kPageSize - 1)) >> 1));
-    if (e->op == Op::Undecoded) goto cross_page;
-  }
-  if (stop - s.icount >= e->block_left) {
-    s.icount += e->block_left;
-    table = kRunTable;
-  } else {
-    s.icount += 1;
-    table = kStepTable;
-  }
+  icount += 1;
+  table = kStepTable;
   goto* kRunTable[static_cast<uint16_t>(e->op)];
+}
 
 jump:
   // pc was set by a branch or jump: stay on the current page if possible.
@@ -253,7 +262,7 @@ cross_page: {
   if (!fetch_bits_slow(pc, bits)) {
     take_exception(trap_cause, trap_tval, pc);
     pc = s.pc;
-    goto top;
+    goto trap_taken;
   }
   scratch[0] = cpu::decode(bits);
   scratch[0].block_left = 1;
@@ -261,19 +270,37 @@ cross_page: {
   scratch[1].op = Op::Exit;
   scratch[2] = scratch[1];
   e = scratch;
-  s.icount += 1;
+  icount += 1;
   table = kStepTable;
   goto* kRunTable[static_cast<uint16_t>(e->op)];
 }
 
 raise:
   // The instruction at e trapped: it and the rest of its block did not retire.
-  s.icount -= unretired();
+  icount -= unretired();
   take_exception(trap_cause, trap_tval, pc);
   pc = s.pc;
+  goto trap_taken;
+
+trap_taken:
+  // A guest whose trap vector itself faults would trap forever without retiring anything;
+  // hand control back to the machine now and then so it can still service the world.
+  if (icount == last_trap_icount) {
+    if (++traps_without_progress >= kMaxTrapsWithoutProgress) {
+      traps_without_progress = 0;
+      s.pc = pc;
+      s.icount = icount;
+      return HartStop::Event;
+    }
+  } else {
+    last_trap_icount = icount;
+    traps_without_progress = 0;
+  }
   goto top;
 
 op_Undecoded:
+  decode_block(*page, page_index, static_cast<unsigned>((pc & (kPageSize - 1)) >> 1));
+  if (e->op == Op::Undecoded) goto cross_page;  // the instruction crosses the page end
   goto enter;
 op_Exit:
   goto top;
@@ -369,10 +396,9 @@ slow_load: {
   // Devices see the exact icount: this instruction and its successors have not retired.
   const uint64_t pending = unretired();
   s.pc = pc;
-  s.icount -= pending;
+  s.icount = icount - pending;
   uint64_t value = 0;
   const bool ok = load_slow(va, shape.size, value);
-  s.icount += pending;
   if (!ok) goto raise;
   x[e->rd] = extend_loaded(value, shape);
   if (mmio_accessed || code_written) goto retire_and_leave_block;
@@ -384,9 +410,8 @@ slow_store: {
   const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);
   const uint64_t pending = unretired();
   s.pc = pc;
-  s.icount -= pending;
+  s.icount = icount - pending;
   const bool ok = store_slow(va, size, x[e->rs2]);
-  s.icount += pending;
   if (!ok) goto raise;
   if (mmio_accessed || code_written) goto retire_and_leave_block;
   NEXT();
@@ -395,7 +420,7 @@ slow_store: {
 retire_and_leave_block: {
   // e retired; the rest of its block did not run. After a device access, the machine gets
   // control back (an MMIO store may have changed interrupt state or asked to stop).
-  s.icount -= unretired() - 1;
+  icount -= unretired() - 1;
   pc += e->len;
   if (mmio_accessed) {
     mmio_accessed = false;
@@ -403,11 +428,13 @@ retire_and_leave_block: {
         e->op == Op::Sb || e->op == Op::Sh || e->op == Op::Sw || e->op == Op::Sd;
     if (was_store) {
       s.pc = pc;
+      s.icount = icount;
       if (code_written) apply_code_invalidations();
       return HartStop::Event;
     }
     if (bus.stop_requested()) {
       s.pc = pc;
+      s.icount = icount;
       if (code_written) apply_code_invalidations();
       return HartStop::Event;
     }
@@ -457,7 +484,7 @@ op_Csrrci: {
   uint64_t result = 0;
   s.pc = pc;
   // A CSR instruction ends its block, so icount - 1 instructions retired before it.
-  if (!csr_op(e->op, static_cast<uint16_t>(e->imm), operand, writes, result, s.icount - 1)) {
+  if (!csr_op(e->op, static_cast<uint16_t>(e->imm), operand, writes, result, icount - 1)) {
     trap_cause = Cause::IllegalInsn;
     trap_tval = e->raw;
     goto raise;
@@ -491,6 +518,7 @@ op_Wfi:
   pc += e->len;
   if ((s.mip & s.mie) != 0) goto top;  // a pending interrupt: WFI completes at once
   s.pc = pc;
+  s.icount = icount;
   return HartStop::Wfi;
 op_SfenceVma:
   if (s.priv == 0 || (s.priv == 1 && (s.mstatus & mstatus::kTVM))) goto op_Illegal;

@@ -108,6 +108,11 @@ struct Hart::Impl {
   bool irq_check_needed = true;   // interrupt-relevant state changed since the last check
   bool mmio_accessed = false;     // the last slow access went to a device
 
+  // Traps taken in a row without an instruction retiring (see execute.cpp).
+  static constexpr unsigned kMaxTrapsWithoutProgress = 1024;
+  uint64_t last_trap_icount = ~uint64_t{0};
+  unsigned traps_without_progress = 0;
+
   // Pending trap of the instruction being executed.
   Cause trap_cause{};
   uint64_t trap_tval = 0;
