@@ -83,10 +83,10 @@ def summary_verdict(output):
     return None
 
 
-def check_alone(name, status, output, stderr):
+def check_alone(name, status, output, stderr, want_status):
     ok = True
-    if status != 0:
-        print(f"{name}: exit status {status}, want 0 (finisher pass)")
+    if status != want_status:
+        print(f"{name}: exit status {status}, want {want_status}")
         ok = False
     if "FAIL" in output:
         print(f"{name}: guest reported failures")
@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--input", default="", help="bytes fed to the UART on stdin")
     ap.add_argument("--disk-kib", type=int, default=0, help="attach a virtio-blk disk")
     ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--expect-status", type=int, default=0,
+                    help="exit status the guest asks for through the finisher")
     args = ap.parse_args()
 
     if not os.path.exists(args.guest):
@@ -134,10 +136,10 @@ def main():
         q_status, q_out, q_err = run(qemu_cmd(args, args.guest, qemu_disk), stdin_bytes,
                                      args.timeout, "qemu")
         if args.mode == "qemu":
-            if not check_alone("qemu", q_status, q_out, q_err):
+            if not check_alone("qemu", q_status, q_out, q_err, args.expect_status):
                 return 1
             print(q_out)
-            print("PASS: guest passes on QEMU")
+            print(f"PASS: guest ends with status {args.expect_status} on QEMU")
             return 0
 
         t_status, t_out, t_err = run(tandem_cmd(args, args.guest, tandem_disk), stdin_bytes,
@@ -157,7 +159,7 @@ def main():
         if verdict is not None and (verdict == "pass") != (t_status == 0):
             failed = True
             print(f"tandem exit status {t_status} contradicts the guest's summary ({verdict})")
-        if not check_alone("tandem", t_status, t_out, t_err):
+        if not check_alone("tandem", t_status, t_out, t_err, args.expect_status):
             failed = True
         if tandem_disk:
             with open(qemu_disk, "rb") as a, open(tandem_disk, "rb") as b:
