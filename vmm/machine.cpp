@@ -151,25 +151,26 @@ RunResult Machine::finish_result() const {
   return {Exit::Running, 0, icount()};
 }
 
+void Machine::serve(uint64_t now) {
+  last_service_icount_ = now;
+  world_.service(*this);
+  board_->clint().update_timer(now);  // the World may have moved the clock
+}
+
 RunResult Machine::run_until(uint64_t target) {
   Clint& clint = board_->clint();
   for (;;) {
     if (board_->finisher().result() != FinisherResult::None) return finish_result();
     const uint64_t now = hart_->icount();
-    // Stopping at the target comes before serving it: a service at icount N belongs to
-    // the execution that continues past N, so a snapshot taken at N is "before" it.
-    if (now >= target) return {Exit::Running, 0, now};
-
     uint64_t service_at = world_.next_service_icount(now);
     if (service_at <= now) {
       if (last_service_icount_ != now) {
-        last_service_icount_ = now;
-        world_.service(*this);
-        clint.update_timer(now);  // the World may have moved the clock
+        serve(now);
         continue;
       }
       service_at = now + 1;  // served here already: run on
     }
+    if (now >= target) return {Exit::Running, 0, now};
 
     const uint64_t stop = std::min({target, service_at, clint.timer_deadline_icount(now)});
     bus_.clear_stop();
@@ -180,6 +181,9 @@ RunResult Machine::run_until(uint64_t target) {
     if (bus_.stop_requested() && board_->finisher().result() != FinisherResult::None) {
       return finish_result();
     }
+    // A service point is served as soon as it is reached, also when it is the target: a
+    // snapshot taken at N is then "after the service at N" whichever way N was reached.
+    if (after == service_at && last_service_icount_ != after) serve(after);
 
     if (why == HartStop::Wfi && !hart_->wfi_wakeup_pending()) {
       // The guest sleeps. Only the timer (if it can wake the hart) or the World can end it.

@@ -59,6 +59,8 @@ class Machine {
 
   // Runs until icount() == target exactly, or until the guest ends the run (finisher) or
   // idles forever. Calling it again after an exit returns the same exit.
+  // The World is served whenever the icount reaches its next_service_icount(), including
+  // when that is the target (before returning); WFI with nothing pending calls idle().
   RunResult run_until(uint64_t target);
 
   uint64_t icount() const;
@@ -95,6 +97,7 @@ class Machine {
  private:
   class HartIrqs;
   RunResult finish_result() const;
+  void serve(uint64_t now);
 
   MachineConfig config_;
   World& world_;
@@ -104,7 +107,9 @@ class Machine {
   std::unique_ptr<Hart> hart_;
   std::unique_ptr<HartIrqs> hart_irqs_;
   std::unique_ptr<Board> board_;
-  // The icount at which service() last ran, so a World returning "now" is served once.
+  // The icount at which service() last ran, so a World returning "now" is served once per
+  // icount. Not part of the snapshot: a service point reached at icount N is served before
+  // run_until(N) returns, so a restored machine never owes a service at its start.
   uint64_t last_service_icount_ = UINT64_MAX;
 };
 
