@@ -161,7 +161,13 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
   const bool has_deadline = deadline_mtime != UINT64_MAX;
 
   if (options_.time == GuestTime::Virtual) {
-    if (inject_console(machine)) return true;
+    // Every idle that returns true logs exactly one IDLE_SKIP (maybe of 0 ticks) first, so
+    // the replayer knows the guest waited here; inputs delivered while idle follow it.
+    if (input_waiting(machine)) {
+      add(machine.icount(), log::IDLE_SKIP).set_value(0);
+      inject_console(machine);
+      return true;
+    }
     if (has_deadline) {
       const uint64_t now = machine.clock().mtime(machine.icount());
       const uint64_t skip = deadline_mtime > now ? deadline_mtime - now : 0;
@@ -171,7 +177,12 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     }
     // No timer armed: only input can wake the guest, however long it takes.
     while (!console_.input_closed()) {
-      if (console_.wait_input(kIdleWakeup) && inject_console(machine)) return true;
+      console_.wait_input(kIdleWakeup);
+      if (input_waiting(machine)) {
+        add(machine.icount(), log::IDLE_SKIP).set_value(0);
+        inject_console(machine);
+        return true;
+      }
     }
     return false;
   }
@@ -181,8 +192,7 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
   for (;;) {
     const uint64_t guest_now = machine.clock().mtime(machine.icount());
     const uint64_t wall_now = start_mtime_ + wall_ticks();
-    const bool input_ready =
-        machine.console_input_space() > 0 && console_.wait_input(std::chrono::nanoseconds(0));
+    const bool input_ready = input_waiting(machine);
     const bool due = has_deadline && std::max(guest_now, wall_now) >= deadline_mtime;
     if (input_ready || due) {
       const uint64_t target =
@@ -205,6 +215,10 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     }
     maybe_flush();
   }
+}
+
+bool Recorder::input_waiting(vmm::Machine& machine) {
+  return machine.console_input_space() > 0 && console_.wait_input(std::chrono::nanoseconds(0));
 }
 
 void Recorder::write_pending_output() {

@@ -73,6 +73,7 @@ class Recorder : public vmm::World {
   log::Record& add(uint64_t icount, log::RecordKind kind);
   bool inject_console(vmm::Machine& machine);  // true if input was delivered
   void write_pending_output();
+  bool input_waiting(vmm::Machine& machine);  // input ready and the UART has room
   void audit_if_due(vmm::Machine& machine);
   void sync_time(vmm::Machine& machine);
   uint64_t wall_ticks() const;  // 10 MHz ticks since begin()

@@ -72,9 +72,21 @@ void Replayer::diverge(uint64_t icount, std::string what, uint64_t expected, uin
   if (!divergence_) divergence_ = Divergence{icount, std::move(what), expected, actual};
 }
 
-bool Replayer::apply_due(vmm::Machine& machine) {
+bool Replayer::apply_due(vmm::Machine& machine, bool idling) {
   const uint64_t now = machine.icount();
   bool applied = false;
+  if (idling) {
+    // The recorder logs an IDLE_SKIP (perhaps of 0 ticks) every time the guest idled.
+    const log::Record* r = peek();
+    if (!r || r->icount() != now || r->kind() != log::IDLE_SKIP) {
+      diverge(now, "guest idled where the recording did not", r ? r->icount() : 0, now);
+      return false;
+    }
+    machine.clock().advance(r->value());
+    pending_.pop_front();
+    ++records_applied_;
+    applied = true;
+  }
   while (!divergence_ && !end_) {
     const log::Record* r = peek();
     if (!r || r->icount() > now) break;
@@ -83,8 +95,9 @@ bool Replayer::apply_due(vmm::Machine& machine) {
       break;
     }
     // Entropy is taken by entropy() when the device asks for it during the instruction at
-    // this icount, which runs after this service point.
-    if (r->kind() == log::ENTROPY) break;
+    // this icount, which runs after this service point; an idle skip (and what follows it)
+    // by idle() when the guest waits, which it does after the service point.
+    if (r->kind() == log::ENTROPY || r->kind() == log::IDLE_SKIP) break;
     const log::Record rec = *r;
     pending_.pop_front();
     ++records_applied_;
@@ -99,7 +112,6 @@ bool Replayer::apply_due(vmm::Machine& machine) {
         break;
       }
       case log::TIME_ADJUST:
-      case log::IDLE_SKIP:
         machine.clock().advance(rec.value());
         break;
       case log::AUDIT:
@@ -130,16 +142,33 @@ bool Replayer::apply_due(vmm::Machine& machine) {
   return applied;
 }
 
-void Replayer::service(vmm::Machine& machine) { apply_due(machine); }
+void Replayer::service(vmm::Machine& machine) { apply_due(machine, false); }
 
 bool Replayer::idle(vmm::Machine& machine, uint64_t) {
   if (divergence_ || end_) return false;
-  if (apply_due(machine)) return true;
-  // The recording never idles without logging a skip or an input at that icount.
-  if (const log::Record* r = peek()) {
-    diverge(machine.icount(), "guest idled where the recording did not", r->icount(), machine.icount());
+  return apply_due(machine, true);
+}
+
+vmm::RunResult Replayer::run(vmm::Machine& machine, uint64_t max_icount) {
+  for (;;) {
+    const uint64_t stop = std::min(stop_icount(), max_icount);
+    vmm::RunResult result = machine.run_until(stop);
+    if (result.exit != vmm::Exit::Running) {
+      // The guest ended the run: the records logged at this icount (audit, END) are due.
+      apply_due(machine, false);
+      if (!divergence_) {
+        if (!end_) {
+          if (peek()) diverge(result.icount, "run ended before the log", 0, result.icount);
+        } else if (end_->exit != result.exit || end_->code != result.code) {
+          diverge(result.icount, "exit", static_cast<uint64_t>(end_->exit) << 32 | end_->code,
+                  static_cast<uint64_t>(result.exit) << 32 | result.code);
+        }
+      }
+      return result;
+    }
+    if (divergence_ || end_ || result.icount >= max_icount) return result;
+    if (result.icount >= stop && !peek()) return result;  // interrupted recording: its end
   }
-  return false;
 }
 
 void Replayer::console_output(uint64_t, uint8_t byte) {

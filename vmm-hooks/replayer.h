@@ -48,6 +48,10 @@ class Replayer : public vmm::World {
   uint64_t audits_checked() const { return audits_checked_; }
   uint64_t output_digest() const { return output_digest_; }
 
+  // Runs the machine along the log until the recorded end, a divergence, the end of an
+  // interrupted log, or max_icount. After it: divergence(), end().
+  vmm::RunResult run(vmm::Machine& machine, uint64_t max_icount = UINT64_MAX);
+
   // vmm::World
   uint64_t next_service_icount(uint64_t now) override;
   void service(vmm::Machine& machine) override;
@@ -57,7 +61,9 @@ class Replayer : public vmm::World {
 
  private:
   const log::Record* peek();  // next record not yet applied, pulling batches as needed
-  bool apply_due(vmm::Machine& machine);  // applies records at machine.icount(); true if any
+  // Applies the records due at machine.icount(); `idling` when the guest waits in WFI,
+  // which must match an IDLE_SKIP. True if any record was applied.
+  bool apply_due(vmm::Machine& machine, bool idling);
   void diverge(uint64_t icount, std::string what, uint64_t expected, uint64_t actual);
 
   BatchSource& source_;
