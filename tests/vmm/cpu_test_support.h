@@ -165,13 +165,15 @@ class Program {
 };
 
 class HartTest : public ::testing::Test {
- protected:
+ public:
   static constexpr uint64_t kRamBase = 0x8000'0000;
   static constexpr uint64_t kRamSize = 16ull << 20;
   static constexpr uint64_t kCode = kRamBase;                  // test programs
   static constexpr uint64_t kHalt = kRamBase + 0xf0'0000;      // "wfi; j halt" trap stop
   static constexpr uint64_t kSetup = kRamBase + 0xf0'1000;     // scratch setup stubs
   static constexpr uint64_t kData = kRamBase + 0x10'0000;
+
+ protected:
 
   HartTest() : ram_(kRamBase, kRamSize), bus_(ram_), hart_(bus_, clock_) {
     Program halt;
@@ -191,17 +193,18 @@ class HartTest : public ::testing::Test {
     EXPECT_TRUE(ram_.read(addr, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&v), 8)));
     return v;
   }
-  // Runs M-mode setup code (e.g. CSR writes) from a scratch area, then restores pc, the
-  // registers it used and icount, so the test program starts from a clean count.
-  void setup(Program p) {
+  // Runs M-mode setup code (e.g. CSR writes; 32-bit instructions only) from a scratch
+  // area for exactly its instruction count, then restores pc, the registers and icount, so
+  // the test program starts from a clean count.
+  void setup(const Program& p) {
     const uint64_t pc = hart_.pc();
     const uint64_t icount = hart_.icount();
     uint64_t saved[32];
     for (unsigned i = 0; i < 32; ++i) saved[i] = hart_.reg(i);
-    p << rv::kWfi;
     load(kSetup, p);
     hart_.set_pc(kSetup);
-    ASSERT_EQ(hart_.run(icount + 100000), HartStop::Wfi);
+    ASSERT_EQ(hart_.run(icount + p.size() / 4), HartStop::Budget);
+    ASSERT_EQ(hart_.pc(), kSetup + p.size()) << "setup code trapped";
     for (unsigned i = 1; i < 32; ++i) hart_.set_reg(i, saved[i]);
     hart_.set_pc(pc);
     hart_.set_icount(icount);
