@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -220,6 +221,14 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--poll-interval", run.poll_interval, "Instructions between console polls")
       ->capture_default_str();
 
+  // CLI11 reports an unknown command as "a subcommand is required"; name it instead.
+  const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
+  const bool known = argc > 1 && std::any_of(subcommands.begin(), subcommands.end(),
+                                             [&](const CLI::App* s) { return s->check_name(argv[1]); });
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    std::fprintf(stderr, "tandem: error: unknown command '%s' (see --help)\n", argv[1]);
+    return kStatusBadInput;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,238 @@
+// `tandem run` as a user sees it: exit statuses, one-line errors for bad input, console on
+// stdout, --stats/--state-hash on stderr, and a snapshot taken in one process and restored
+// in another reaching the same state hash as an uninterrupted run.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/vmm/rv_asm.h"
+
+namespace {
+
+using namespace tandem::vmm::testing;
+
+struct Outcome {
+  int status = -1;  // exit status, or 128+signal
+  std::string out;
+  std::string err;
+  std::vector<std::string> err_lines() const {
+    std::vector<std::string> lines;
+    std::istringstream in(err);
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+  }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class TandemRun : public ::testing::Test {
+ protected:
+  TandemRun() {
+    dir = std::filesystem::temp_directory_path() / ("tandem_tool_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+  }
+  ~TandemRun() override { std::filesystem::remove_all(dir); }
+
+  std::string path(const std::string& name) const { return (dir / name).string(); }
+
+  // Runs the binary with stdin from /dev/null; kills it after a generous timeout.
+  Outcome run(const std::vector<std::string>& args) {
+    const std::string out_path = path("stdout"), err_path = path("stderr");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const int in = ::open("/dev/null", O_RDONLY);
+      const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(in, 0);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
+      std::vector<char*> argv{const_cast<char*>(TANDEM_BIN)};
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(TANDEM_BIN, argv.data());
+      ::_exit(127);
+    }
+    Outcome o;
+    int wstatus = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (::waitpid(pid, &wstatus, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &wstatus, 0);
+        ADD_FAILURE() << "tandem did not finish within the timeout";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    o.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    o.out = slurp(out_path);
+    o.err = slurp(err_path);
+    return o;
+  }
+
+  std::string image(const std::string& name, const RvAsm& code) {
+    const auto p = path(name);
+    const auto bytes = code.bytes();
+    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return p;
+  }
+  std::string counter_image() {
+    RvAsm a;
+    a.auipc(t0, 0x10);
+    a.addi(t1, t1, 1);
+    a.sd(t1, t0, 0);
+    a.j(-8);
+    return image("counter.bin", a);
+  }
+  static void finish(RvAsm& a, int32_t value) {
+    a.li(t0, 0x100000);
+    a.li(t1, value);
+    a.sw(t1, t0, 0);
+    a.j(0);
+  }
+  static std::string hash_of(const Outcome& o) {
+    const auto at = o.err.find("state-hash=");
+    if (at == std::string::npos) return "<none>";
+    return o.err.substr(at + 11, 16);
+  }
+  // Bad input: status 2 and exactly one line on stderr that contains `fragment`.
+  void expect_bad_input(const std::vector<std::string>& args, const std::string& fragment) {
+    const Outcome o = run(args);
+    EXPECT_EQ(o.status, 2) << o.err;
+    const auto lines = o.err_lines();
+    EXPECT_EQ(lines.size(), 1u) << o.err;
+    EXPECT_NE(o.err.find(fragment), std::string::npos) << o.err;
+  }
+
+  std::filesystem::path dir;
+};
+
+TEST_F(TandemRun, GuestConsoleGoesToStdoutAndPassIsStatusZero) {
+  RvAsm a;
+  a.li(t0, 0x10000000);
+  for (char c : std::string("hi\n")) {
+    a.li(t1, c);
+    a.sb(t1, t0, 0);
+  }
+  finish(a, 0x5555);
+  const Outcome o = run({"run", image("hello.bin", a)});
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out, "hi\n");
+  EXPECT_EQ(o.err, "");
+}
+
+TEST_F(TandemRun, GuestFailureCodeBecomesExitStatus) {
+  RvAsm a;
+  finish(a, (7 << 16) | 0x3333);
+  const Outcome o = run({"run", image("fail.bin", a)});
+  EXPECT_EQ(o.status, 7);
+  EXPECT_NE(o.err.find("failure code 7"), std::string::npos) << o.err;
+}
+
+TEST_F(TandemRun, InstructionLimitIsStatusThreeWithStatsLast) {
+  const Outcome o = run({"run", "--max-instructions", "5000", "--stats", "--state-hash", counter_image()});
+  EXPECT_EQ(o.status, 3) << o.err;
+  EXPECT_NE(o.err.find("instruction limit"), std::string::npos) << o.err;
+  const auto lines = o.err_lines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back().rfind("instructions=5000 wall_s=", 0), 0u) << lines.back();
+  EXPECT_NE(lines.back().find(" mips="), std::string::npos);
+  EXPECT_EQ(hash_of(o).find_first_not_of("0123456789abcdef"), std::string::npos) << hash_of(o);
+}
+
+TEST_F(TandemRun, IdleGuestWithClosedInputIsStatusFour) {
+  RvAsm a;
+  a.wfi();
+  a.j(-4);
+  const Outcome o = run({"run", image("sleep.bin", a)});
+  EXPECT_EQ(o.status, 4) << o.err;
+  EXPECT_NE(o.err.find("idle"), std::string::npos) << o.err;
+}
+
+TEST_F(TandemRun, SameGuestTwiceGivesSameHash) {
+  const auto img = counter_image();
+  const Outcome a = run({"run", "--max-instructions", "300000", "--state-hash", img});
+  const Outcome b = run({"run", "--max-instructions", "300000", "--state-hash", img, "--poll-interval", "4099"});
+  EXPECT_EQ(hash_of(a), hash_of(b));
+  EXPECT_NE(hash_of(a), "<none>");
+}
+
+TEST_F(TandemRun, SaveInOneProcessRestoreInAnotherMatchesUninterruptedRun) {
+  const auto img = counter_image();
+  const auto snap = path("snap.bin");
+  const Outcome whole = run({"run", "--max-instructions", "250000", "--state-hash", img});
+  ASSERT_EQ(whole.status, 3) << whole.err;
+
+  const Outcome first = run({"run", "--max-instructions", "100000", "--save", snap, "--save-at", "100000",
+                             "--state-hash", img});
+  ASSERT_EQ(first.status, 3) << first.err;
+  ASSERT_TRUE(std::filesystem::exists(snap));
+  const Outcome second = run({"run", "--restore", snap, "--max-instructions", "250000", "--state-hash"});
+  ASSERT_EQ(second.status, 3) << second.err;
+  EXPECT_EQ(hash_of(second), hash_of(whole));
+  EXPECT_NE(hash_of(first), hash_of(whole));
+
+  // --save-at in the middle of a longer run: the run continues to the same end state.
+  const auto snap2 = path("snap2.bin");
+  const Outcome through = run({"run", "--max-instructions", "250000", "--save", snap2, "--save-at", "123457",
+                               "--state-hash", img});
+  EXPECT_EQ(hash_of(through), hash_of(whole));
+  const Outcome resumed = run({"run", "--restore", snap2, "--max-instructions", "250000", "--state-hash"});
+  EXPECT_EQ(hash_of(resumed), hash_of(whole));
+}
+
+TEST_F(TandemRun, BadInputsAreOneLineAndStatusTwo) {
+  expect_bad_input({"run", path("missing.elf")}, "cannot open");
+  expect_bad_input({"run"}, "GUEST is required");
+  expect_bad_input({"run", "--bogus-flag", counter_image()}, "bogus");
+  expect_bad_input({"run", "--mem", "0", counter_image()}, "--mem");
+  expect_bad_input({"run", "--mem", "lots", counter_image()}, "mem");
+  expect_bad_input({"run", "--save", path("s.bin"), counter_image()}, "--save-at");
+  expect_bad_input({"run", "--disk", path("nodisk.img"), counter_image()}, "nodisk.img");
+  expect_bad_input({"frobnicate"}, "frobnicate");
+
+  // An ELF for another machine.
+  std::vector<uint8_t> x86(64, 0);
+  const uint8_t ident[] = {0x7f, 'E', 'L', 'F', 2, 1, 1};
+  std::copy(std::begin(ident), std::end(ident), x86.begin());
+  x86[18] = 62;  // EM_X86_64
+  const auto x86_path = path("x86.elf");
+  std::ofstream(x86_path, std::ios::binary).write(reinterpret_cast<const char*>(x86.data()), x86.size());
+  expect_bad_input({"run", x86_path}, "not RISC-V");
+
+  // A snapshot that is garbage, or truncated.
+  const auto garbage = path("garbage.snap");
+  std::ofstream(garbage) << "this is not a snapshot at all";
+  expect_bad_input({"run", "--restore", garbage}, "snapshot");
+  const auto snap = path("good.snap");
+  ASSERT_EQ(run({"run", "--max-instructions", "1000", "--save", snap, "--save-at", "1000", counter_image()}).status, 3);
+  const std::string whole = slurp(snap);
+  const auto cut = path("cut.snap");
+  std::ofstream(cut, std::ios::binary) << whole.substr(0, whole.size() / 2);
+  expect_bad_input({"run", "--restore", cut}, "truncated");
+  expect_bad_input({"run", "--mem", "64", "--restore", snap}, "--mem 128");
+}
+
+TEST_F(TandemRun, HelpDescribesTheRunOptions) {
+  const Outcome o = run({"run", "--help"});
+  EXPECT_EQ(o.status, 0);
+  for (const char* opt : {"--mem", "--disk", "--max-instructions", "--stats", "--state-hash", "--save",
+                          "--save-at", "--restore"}) {
+    EXPECT_NE(o.out.find(opt), std::string::npos) << opt;
+  }
+}
+
+}  // namespace
