@@ -64,7 +64,9 @@ class InterruptibleLive : public tandem::hooks::Live {
   }
   bool idle(tandem::vmm::Machine& m, uint64_t deadline) override {
     if (g_interrupted) throw Interrupted{};
-    return Live::idle(m, deadline);
+    const bool woke = Live::idle(m, deadline);
+    if (g_interrupted) throw Interrupted{};  // the wait was cut short by the signal
+    return woke;
   }
 };
 
@@ -109,7 +111,8 @@ int run_command(const RunOptions& opt) {
 
   tandem::hooks::StdioConsole console;
   InterruptibleLive live(console, {.poll_interval = opt.poll_interval,
-                                   .interactive = ::isatty(STDIN_FILENO) != 0});
+                                   .interactive = ::isatty(STDIN_FILENO) != 0,
+                                   .interrupted = &g_interrupted});
   std::optional<tandem::vmm::Machine> machine;
   try {
     machine.emplace(config, live);

@@ -68,7 +68,7 @@ bool Live::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
 
   // No timer: only console input can wake the guest.
   if (!can_take_input) return false;  // it does not drain the UART: nothing will change
-  while (!console_.input_closed()) {
+  while (!console_.input_closed() && !interrupted()) {
     if (console_.wait_input(kIdleWakeup) && deliver_input(machine)) return true;
   }
   return false;

@@ -3,6 +3,7 @@
 // (normally stdio), console input is polled at service points, and idle waits skip
 // straight to the next timer deadline. Nothing is logged, so a Live run is reproducible
 // only when its inputs are (e.g. stdin from /dev/null or a file, read at the same icounts).
+#include <csignal>
 #include <cstdint>
 #include <vector>
 
@@ -18,6 +19,8 @@ struct LiveOptions {
   // When the console is interactive (a terminal), sleep through timer waits in real time
   // so the guest's clock does not run ahead of the user; otherwise skip them instantly.
   bool interactive = false;
+  // Set asynchronously (e.g. by a SIGINT handler): idle waits give up and return false.
+  const volatile std::sig_atomic_t* interrupted = nullptr;
 };
 
 class Live : public vmm::World {
@@ -36,6 +39,7 @@ class Live : public vmm::World {
  private:
   // Moves waiting console input into the UART as far as its FIFO allows; true if any moved.
   bool deliver_input(vmm::Machine& machine);
+  bool interrupted() const { return options_.interrupted && *options_.interrupted; }
 
   ConsolePort& console_;
   LiveOptions options_;
