@@ -104,6 +104,12 @@ int run_command(const RunOptions& opt) {
   if (opt.save_path.empty() != !opt.save_at.has_value()) throw BadInput("--save and --save-at go together");
   if (opt.mem_mib == 0 || opt.mem_mib > 65536) throw BadInput("--mem must be 1..65536 MiB");
   if (opt.poll_interval == 0) throw BadInput("--poll-interval must be > 0");
+  if (opt.save_at && opt.max_instructions && *opt.save_at > *opt.max_instructions) {
+    throw BadInput("--save-at is past --max-instructions: the snapshot would never be taken");
+  }
+  if (!opt.restore_path.empty() && !opt.guest.empty()) {
+    spdlog::warn("GUEST {} is ignored: the machine comes from --restore {}", opt.guest, opt.restore_path);
+  }
 
   tandem::vmm::MachineConfig config;
   config.mem_bytes = opt.mem_mib << 20;

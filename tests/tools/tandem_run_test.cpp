@@ -203,6 +203,8 @@ TEST_F(TandemRun, BadInputsAreOneLineAndStatusTwo) {
   expect_bad_input({"run", "--save", path("s.bin"), counter_image()}, "--save-at");
   expect_bad_input({"run", "--disk", path("nodisk.img"), counter_image()}, "nodisk.img");
   expect_bad_input({"frobnicate"}, "frobnicate");
+  expect_bad_input({"run", "--max-instructions", "10", "--save", path("s.bin"), "--save-at", "20", counter_image()},
+                   "--save-at");
 
   // An ELF for another machine.
   std::vector<uint8_t> x86(64, 0);
