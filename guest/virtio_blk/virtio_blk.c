@@ -1,90 +1,20 @@
-// virtio_blk: a minimal virtio 1.x driver over the virtio-mmio version 2 transport.
+// virtio_blk: the shared virtio driver (guest/common/virtio.c) against a block device.
 // Scans the 8 slots for a block device (id 2), negotiates VIRTIO_F_VERSION_1, sets up one
 // 8-entry split queue and polls it: reads sectors 0/1/last and a 4-sector run, checks them
 // against the pattern the test wrote into the image, writes sector 1 and reads it back,
 // and checks that a read past the end gets VIRTIO_BLK_S_IOERR.
 #include "guest.h"
+#include "virtio.h"
 
-#define VIRTIO_MAGIC 0x74726976u  // "virt"
-#define REG_MAGIC 0x000
-#define REG_VERSION 0x004
-#define REG_DEVICE_ID 0x008
-#define REG_DEVICE_FEATURES 0x010
-#define REG_DEVICE_FEATURES_SEL 0x014
-#define REG_DRIVER_FEATURES 0x020
-#define REG_DRIVER_FEATURES_SEL 0x024
-#define REG_QUEUE_SEL 0x030
-#define REG_QUEUE_NUM_MAX 0x034
-#define REG_QUEUE_NUM 0x038
-#define REG_QUEUE_READY 0x044
-#define REG_QUEUE_NOTIFY 0x050
-#define REG_INTERRUPT_STATUS 0x060
-#define REG_INTERRUPT_ACK 0x064
-#define REG_STATUS 0x070
-#define REG_QUEUE_DESC_LOW 0x080
-#define REG_QUEUE_DESC_HIGH 0x084
-#define REG_QUEUE_DRIVER_LOW 0x090
-#define REG_QUEUE_DRIVER_HIGH 0x094
-#define REG_QUEUE_DEVICE_LOW 0x0a0
-#define REG_QUEUE_DEVICE_HIGH 0x0a4
-#define REG_CONFIG 0x100  // virtio-blk: u64 capacity in 512-byte sectors
+#define SECTOR VIRTIO_BLK_SECTOR
+#define BLK_T_IN VIRTIO_BLK_T_IN
+#define BLK_T_OUT VIRTIO_BLK_T_OUT
+#define BLK_S_OK VIRTIO_BLK_S_OK
+#define BLK_S_IOERR VIRTIO_BLK_S_IOERR
 
-#define STATUS_ACKNOWLEDGE 1
-#define STATUS_DRIVER 2
-#define STATUS_DRIVER_OK 4
-#define STATUS_FEATURES_OK 8
-#define DEVICE_ID_BLOCK 2
-#define FEATURE_VERSION_1_HIGH (1u << 0)  // feature bit 32
-
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define BLK_T_IN 0
-#define BLK_T_OUT 1
-#define BLK_S_OK 0
-#define BLK_S_IOERR 1
-#define SECTOR 512
-#define QUEUE_SIZE 8
-
-struct virtq_desc {
-  uint64_t addr;
-  uint32_t len;
-  uint16_t flags;
-  uint16_t next;
-};
-struct virtq_avail {
-  uint16_t flags;
-  uint16_t idx;
-  uint16_t ring[QUEUE_SIZE];
-  uint16_t used_event;
-};
-struct virtq_used_elem {
-  uint32_t id;
-  uint32_t len;
-};
-struct virtq_used {
-  uint16_t flags;
-  uint16_t idx;
-  struct virtq_used_elem ring[QUEUE_SIZE];
-  uint16_t avail_event;
-};
-struct blk_req_header {
-  uint32_t type;
-  uint32_t reserved;
-  uint64_t sector;
-};
-
-static struct virtq_desc desc[QUEUE_SIZE] __attribute__((aligned(16)));
-static struct virtq_avail avail __attribute__((aligned(16)));
-static struct virtq_used used __attribute__((aligned(16)));
-static struct blk_req_header header;
+static struct virtio_dev dev;
+static struct virtq queue;
 static uint8_t buffer[4 * SECTOR] __attribute__((aligned(16)));
-static volatile uint8_t req_status;
-
-static uintptr_t dev;
-static uint16_t used_seen;
-
-static uint32_t reg_read(unsigned off) { return mmio_read32(dev + off); }
-static void reg_write(unsigned off, uint32_t v) { mmio_write32(dev + off, v); }
 
 // The byte the test wrote at `offset` of the image (see run_guest.py disk_pattern).
 static uint8_t pattern_byte(uint64_t offset) {
@@ -105,99 +35,65 @@ static int matches_pattern(const uint8_t *p, uint64_t first_sector, unsigned sec
   return 1;
 }
 
-static int find_device(void) {
-  for (int slot = 0; slot < VIRTIO_MMIO_SLOTS; slot++) {
-    uintptr_t base = VIRTIO_MMIO_BASE + (uintptr_t)slot * VIRTIO_MMIO_STRIDE;
-    if (mmio_read32(base + REG_MAGIC) == VIRTIO_MAGIC &&
-        mmio_read32(base + REG_DEVICE_ID) == DEVICE_ID_BLOCK) {
-      dev = base;
-      return 1;
-    }
-  }
-  return 0;
-}
-
 static int init_device(void) {
-  check_u64("transport-version", reg_read(REG_VERSION), 2);
-  reg_write(REG_STATUS, 0);  // reset
-  reg_write(REG_STATUS, STATUS_ACKNOWLEDGE);
-  reg_write(REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-  reg_write(REG_DEVICE_FEATURES_SEL, 1);
-  uint32_t high = reg_read(REG_DEVICE_FEATURES);
-  check_u64("offers-version-1", high & FEATURE_VERSION_1_HIGH, FEATURE_VERSION_1_HIGH);
-  // Accept only VERSION_1: no optional features, so the request layout is the basic one.
-  reg_write(REG_DRIVER_FEATURES_SEL, 0);
-  reg_write(REG_DRIVER_FEATURES, 0);
-  reg_write(REG_DRIVER_FEATURES_SEL, 1);
-  reg_write(REG_DRIVER_FEATURES, FEATURE_VERSION_1_HIGH);
-  reg_write(REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
-  if (!(reg_read(REG_STATUS) & STATUS_FEATURES_OK)) {
-    printf("FAIL device refused our features\n");
+  check_u64("transport-version", virtio_read32(&dev, VIRTIO_REG_VERSION), 2);
+  virtio_write32(&dev, VIRTIO_REG_DEVICE_FEATURES_SEL, 1);
+  check_u64("offers-version-1",
+            virtio_read32(&dev, VIRTIO_REG_DEVICE_FEATURES) & VIRTIO_FEATURE_VERSION_1_HIGH,
+            VIRTIO_FEATURE_VERSION_1_HIGH);
+  const char *err = virtio_negotiate(&dev);
+  if (err) {
+    printf("FAIL %s\n", err);
     return 0;
   }
-  reg_write(REG_QUEUE_SEL, 0);
-  check_u64("queue-not-ready-after-reset", reg_read(REG_QUEUE_READY), 0);
-  uint32_t max = reg_read(REG_QUEUE_NUM_MAX);
-  check_u64("queue-num-max-at-least-8", max >= QUEUE_SIZE, 1);
-  reg_write(REG_QUEUE_NUM, QUEUE_SIZE);
-  uint64_t d = (uint64_t)(uintptr_t)desc, a = (uint64_t)(uintptr_t)&avail,
-           u = (uint64_t)(uintptr_t)&used;
-  reg_write(REG_QUEUE_DESC_LOW, (uint32_t)d);
-  reg_write(REG_QUEUE_DESC_HIGH, (uint32_t)(d >> 32));
-  reg_write(REG_QUEUE_DRIVER_LOW, (uint32_t)a);
-  reg_write(REG_QUEUE_DRIVER_HIGH, (uint32_t)(a >> 32));
-  reg_write(REG_QUEUE_DEVICE_LOW, (uint32_t)u);
-  reg_write(REG_QUEUE_DEVICE_HIGH, (uint32_t)(u >> 32));
-  reg_write(REG_QUEUE_READY, 1);
-  reg_write(REG_STATUS,
-            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
+  virtio_write32(&dev, VIRTIO_REG_QUEUE_SEL, 0);
+  check_u64("queue-not-ready-after-reset", virtio_read32(&dev, VIRTIO_REG_QUEUE_READY), 0);
+  check_u64("queue-num-max-at-least-8",
+            virtio_read32(&dev, VIRTIO_REG_QUEUE_NUM_MAX) >= VIRTQ_SIZE, 1);
+  err = virtio_setup_queue(&dev, 0, &queue);
+  if (err) {
+    printf("FAIL %s\n", err);
+    return 0;
+  }
+  virtio_driver_ok(&dev);
   return 1;
 }
 
 // Submits one request (header, data, status descriptors) and polls for its completion.
-// Returns the status byte, or -1 if the device never answered.
+// Returns the status byte, or -1 if the device never answered. Also checks what the
+// driver library hides: the returned head and the used-buffer interrupt bit.
 static int do_request(uint32_t type, uint64_t sector, unsigned sectors) {
+  static struct {
+    uint32_t type, reserved;
+    uint64_t sector;
+  } header;
+  static volatile uint8_t req_status;
   header.type = type;
   header.reserved = 0;
   header.sector = sector;
   req_status = 0xff;
-  desc[0] = (struct virtq_desc){(uint64_t)(uintptr_t)&header, sizeof header, VIRTQ_DESC_F_NEXT, 1};
-  desc[1] = (struct virtq_desc){(uint64_t)(uintptr_t)buffer, sectors * SECTOR,
-                                (uint16_t)(VIRTQ_DESC_F_NEXT | (type == BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0)), 2};
-  desc[2] = (struct virtq_desc){(uint64_t)(uintptr_t)&req_status, 1, VIRTQ_DESC_F_WRITE, 0};
-  volatile struct virtq_avail *va = &avail;
-  va->ring[va->idx % QUEUE_SIZE] = 0;
-  __asm__ volatile("fence rw, w" ::: "memory");  // descriptors before the index
-  va->idx = (uint16_t)(va->idx + 1);
-  __asm__ volatile("fence w, w" ::: "memory");  // index before the notification
-  reg_write(REG_QUEUE_NOTIFY, 0);
-
-  volatile struct virtq_used *vu = &used;
-  for (uint64_t spins = 0; vu->idx == used_seen; spins++) {
-    if (spins > 200000000ULL) {
-      printf("FAIL request never completed\n");
-      return -1;
-    }
-  }
-  __asm__ volatile("fence r, rw" ::: "memory");
-  uint32_t head = vu->ring[used_seen % QUEUE_SIZE].id;
-  used_seen++;
+  struct virtio_buf chain[3] = {
+      {&header, sizeof header, 0},
+      {buffer, sectors * SECTOR, type == BLK_T_IN},
+      {&req_status, 1, 1},
+  };
+  uint32_t head = 0, isr = 0;
+  if (virtq_transact(&dev, 0, &queue, chain, 3, &head, &isr) < 0) return -1;
   if (head != 0) printf("FAIL used ring returned head %u\n", head);
-  uint32_t isr = reg_read(REG_INTERRUPT_STATUS);
-  reg_write(REG_INTERRUPT_ACK, isr);
-  if (!(isr & 1)) printf("FAIL interrupt status 0x%x lacks the used-buffer bit\n", isr);
+  if (!(isr & VIRTIO_INTERRUPT_USED_BUFFER))
+    printf("FAIL interrupt status 0x%x lacks the used-buffer bit\n", isr);
   return req_status;
 }
 
 int main(void) {
   printf("virtio_blk: virtio-mmio block device\n");
-  if (!find_device()) {
+  if (!virtio_find(VIRTIO_ID_BLOCK, &dev)) {
     printf("FAIL no virtio-blk device in the %d slots\n", VIRTIO_MMIO_SLOTS);
     return 2;
   }
   printf("found a virtio-blk device\n");
   if (!init_device()) return 3;
-  uint64_t capacity = mmio_read64(dev + REG_CONFIG);
+  uint64_t capacity = virtio_blk_capacity(&dev);
   printf("capacity: %lu sectors\n", capacity);
   check_u64("capacity-1mib", capacity, 2048);
 
