@@ -397,6 +397,7 @@ slow_load: {
   const uint64_t pending = unretired();
   s.pc = pc;
   s.icount = icount - pending;
+  mmio_accessed = false;  // set by the slow path when it reaches a device
   uint64_t value = 0;
   const bool ok = load_slow(va, shape.size, value);
   if (!ok) goto raise;
@@ -411,6 +412,7 @@ slow_store: {
   const uint64_t pending = unretired();
   s.pc = pc;
   s.icount = icount - pending;
+  mmio_accessed = false;
   const bool ok = store_slow(va, size, x[e->rs2]);
   if (!ok) goto raise;
   if (mmio_accessed || code_written) goto retire_and_leave_block;

@@ -73,9 +73,11 @@ struct ArchState {
 };
 
 // A software TLB entry: `tag` is the virtual page address (low bits clear), and host
-// pointers are `addend + vaddr`. Invalid entries have tag kNoTag (never page-aligned).
+// pointers are `addend + vaddr`. Lookups compare the tag with vaddr masked to its page
+// bits plus its alignment bits (0..7), so invalid entries use a tag with bit 11 set: no
+// masked address can ever equal it.
 struct TlbEntry {
-  static constexpr uint64_t kNoTag = 1;
+  static constexpr uint64_t kNoTag = 0x800;
   uint64_t tag = kNoTag;
   uintptr_t addend = 0;
 };
