@@ -2,12 +2,14 @@
 """Runs a guest ELF on QEMU (the reference) and, in diff mode, on `tandem run` too.
 
 Modes:
-  qemu  the guest must pass on QEMU alone (guards the guest program itself).
-  diff  the guest runs on both machines with identical inputs (stdin bytes, a fresh copy
-        of the same disk image each); console output must be identical, both runs must
-        exit with the same status, that status must agree with the PASS/FAIL summary the
-        guest printed, and disk images written by the two runs must be identical.
-        Exits 77 (CTest SKIP_RETURN_CODE) when the tandem binary is not built yet.
+  qemu    the guest must pass on QEMU alone (guards the guest program itself).
+  tandem  the guest must pass on Tandem alone (guests whose output depends on timing or
+          entropy, so QEMU's output cannot be the reference).
+  diff    the guest runs on both machines with identical inputs (stdin bytes, a fresh copy
+          of the same disk image each); console output must be identical, both runs must
+          exit with the same status, that status must agree with the PASS/FAIL summary the
+          guest printed, and disk images written by the two runs must be identical.
+Exits 77 (CTest SKIP_RETURN_CODE) when a needed binary (QEMU, tandem) is missing.
 
 Stdlib only. Prints a unified diff on mismatch.
 """
@@ -58,11 +60,15 @@ def qemu_cmd(args, elf, disk):
     cmd = [args.qemu, "-machine", "virt", "-bios", "none", "-m", f"{MEM_MIB}M",
            "-icount", "shift=0", "-display", "none", "-monitor", "none",
            "-serial", "stdio", "-kernel", elf]
-    if disk:
+    rng = getattr(args, "rng", False)
+    if disk or rng:
         # virtio-mmio in QEMU defaults to the legacy (version 1) transport.
-        cmd += ["-global", "virtio-mmio.force-legacy=false",
-                "-drive", f"file={disk},if=none,format=raw,id=hd0",
+        cmd += ["-global", "virtio-mmio.force-legacy=false"]
+    if disk:
+        cmd += ["-drive", f"file={disk},if=none,format=raw,id=hd0",
                 "-device", "virtio-blk-device,drive=hd0"]
+    if rng:
+        cmd += ["-device", "virtio-rng-device"]
     return cmd
 
 
@@ -101,12 +107,14 @@ def check_alone(name, status, output, stderr, want_status):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["qemu", "diff"], required=True)
+    ap.add_argument("--mode", choices=["qemu", "tandem", "diff"], required=True)
     ap.add_argument("--guest", required=True)
     ap.add_argument("--qemu", default="qemu-system-riscv64")
     ap.add_argument("--tandem")
     ap.add_argument("--input", default="", help="bytes fed to the UART on stdin")
     ap.add_argument("--disk-kib", type=int, default=0, help="attach a virtio-blk disk")
+    ap.add_argument("--rng", action="store_true",
+                    help="QEMU: attach a virtio-rng device (Tandem: whatever its board has)")
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--expect-status", type=int, default=0,
                     help="exit status the guest asks for through the finisher")
@@ -115,10 +123,10 @@ def main():
     if not os.path.exists(args.guest):
         print(f"guest not built: {args.guest}")
         return 1
-    if shutil.which(args.qemu) is None:
+    if args.mode != "tandem" and shutil.which(args.qemu) is None:
         print(f"SKIP: {args.qemu} not installed")
         return SKIP
-    if args.mode == "diff" and not (args.tandem and os.access(args.tandem, os.X_OK)):
+    if args.mode in ("tandem", "diff") and not (args.tandem and os.access(args.tandem, os.X_OK)):
         print(f"SKIP: tandem binary not built ({args.tandem}); only the QEMU half could run")
         return SKIP
 
@@ -132,6 +140,15 @@ def main():
             for path in (qemu_disk, tandem_disk):
                 with open(path, "wb") as f:
                     f.write(image)
+
+        if args.mode == "tandem":
+            t_status, t_out, t_err = run(tandem_cmd(args, args.guest, tandem_disk), stdin_bytes,
+                                         args.timeout, "tandem")
+            if not check_alone("tandem", t_status, t_out, t_err, args.expect_status):
+                return 1
+            print(t_out)
+            print(f"PASS: guest ends with status {args.expect_status} on Tandem")
+            return 0
 
         q_status, q_out, q_err = run(qemu_cmd(args, args.guest, qemu_disk), stdin_bytes,
                                      args.timeout, "qemu")
