@@ -73,7 +73,12 @@ log::Record& Recorder::add(uint64_t icount, log::RecordKind kind) {
 }
 
 void Recorder::flush() {
-  if (!sink_ || batch_.records_size() == 0) return;
+  if (!sink_ || (batch_.records_size() == 0 && last_icount_ <= last_complete_to_)) return;
+  // Records are only ever added at the current icount or later, so everything before
+  // the current icount is in the log once this batch is out.
+  batch_.set_complete_to_icount(last_icount_);
+  last_complete_to_ = last_icount_;
+  output_since_flush_ = false;
   batch_.set_sequence(next_sequence_++);
   sink_->write_batch(batch_);
   batch_.Clear();
@@ -81,13 +86,16 @@ void Recorder::flush() {
 }
 
 void Recorder::maybe_flush() {
-  if (batch_.records_size() >= static_cast<int>(options_.max_batch_records) ||
+  // Output waits for its log to reach the secondary (the output rule), so a batch that
+  // covers output goes out at once; otherwise batches gather for flush_interval.
+  if (output_since_flush_ || batch_.records_size() >= static_cast<int>(options_.max_batch_records) ||
       std::chrono::steady_clock::now() - last_flush_ >= options_.flush_interval) {
     flush();
   }
 }
 
 void Recorder::finish(vmm::Machine& machine, const vmm::RunResult& result) {
+  last_icount_ = machine.icount();
   if (output_digest_ != last_logged_digest_) {
     add(machine.icount(), log::OUTPUT_DIGEST).set_value(output_digest_);
     last_logged_digest_ = output_digest_;
@@ -147,6 +155,7 @@ void Recorder::audit_if_due(vmm::Machine& machine) {
 }
 
 void Recorder::service(vmm::Machine& machine) {
+  last_icount_ = machine.icount();
   audit_if_due(machine);
   sync_time(machine);
   inject_console(machine);
@@ -155,9 +164,10 @@ void Recorder::service(vmm::Machine& machine) {
 }
 
 bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
+  last_icount_ = machine.icount();
   write_pending_output();
   console_.flush();
-  flush();  // idle time is free time: put the log on disk
+  maybe_flush();
   const bool has_deadline = deadline_mtime != UINT64_MAX;
 
   if (options_.time == GuestTime::Virtual) {
@@ -228,7 +238,9 @@ void Recorder::write_pending_output() {
   output_scratch_.clear();
 }
 
-void Recorder::console_output(uint64_t, uint8_t byte) {
+void Recorder::console_output(uint64_t icount, uint8_t byte) {
+  last_icount_ = icount;
+  output_since_flush_ = true;
   output_digest_ = chain_output_digest(output_digest_, byte);
   output_scratch_.push_back(static_cast<char>(byte));
   if (byte == '\n' || output_scratch_.size() >= 4096) write_pending_output();

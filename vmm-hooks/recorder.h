@@ -56,7 +56,8 @@ class Recorder : public vmm::World {
   void begin(vmm::Machine& machine, BatchSink& sink);
   // Logs the END record for a finished run and flushes everything.
   void finish(vmm::Machine& machine, const vmm::RunResult& result);
-  // Hands the current batch to the sink (also called on the flush interval).
+  // Hands the current batch to the sink (also called on the flush interval). An empty
+  // batch is still sent when the icount moved, to advance complete_to_icount.
   void flush();
 
   uint64_t records_written() const { return records_written_; }
@@ -84,6 +85,9 @@ class Recorder : public vmm::World {
   BatchSink* sink_ = nullptr;
   log::LogBatch batch_;
   uint64_t next_sequence_ = 0;
+  uint64_t last_icount_ = 0;        // the machine's icount at the latest World call
+  uint64_t last_complete_to_ = 0;   // complete_to_icount of the last batch sent
+  bool output_since_flush_ = false;
   uint64_t records_written_ = 0;
   uint64_t next_audit_ = UINT64_MAX;
   uint64_t output_digest_ = kOutputDigestSeed;
