@@ -16,6 +16,7 @@ Stdlib only. Prints a unified diff on mismatch.
 import argparse
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,8 +90,13 @@ def summary_verdict(output):
     return None
 
 
-def check_alone(name, status, output, stderr, want_status):
+def check_alone(name, status, output, stderr, want_status, want_lines=()):
     ok = True
+    lines = output.split("\n")
+    for pattern in want_lines:
+        if not any(re.fullmatch(pattern, line) for line in lines):
+            print(f"{name}: no output line matches {pattern!r}")
+            ok = False
     if status != want_status:
         print(f"{name}: exit status {status}, want {want_status}")
         ok = False
@@ -118,6 +124,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--expect-status", type=int, default=0,
                     help="exit status the guest asks for through the finisher")
+    ap.add_argument("--expect-line", action="append", default=[], metavar="REGEX",
+                    help="some output line must match REGEX in full (repeatable; qemu and "
+                         "tandem modes, for guests whose output has no reference)")
     args = ap.parse_args()
 
     if not os.path.exists(args.guest):
@@ -144,7 +153,8 @@ def main():
         if args.mode == "tandem":
             t_status, t_out, t_err = run(tandem_cmd(args, args.guest, tandem_disk), stdin_bytes,
                                          args.timeout, "tandem")
-            if not check_alone("tandem", t_status, t_out, t_err, args.expect_status):
+            if not check_alone("tandem", t_status, t_out, t_err, args.expect_status,
+                               args.expect_line):
                 return 1
             print(t_out)
             print(f"PASS: guest ends with status {args.expect_status} on Tandem")
@@ -153,7 +163,8 @@ def main():
         q_status, q_out, q_err = run(qemu_cmd(args, args.guest, qemu_disk), stdin_bytes,
                                      args.timeout, "qemu")
         if args.mode == "qemu":
-            if not check_alone("qemu", q_status, q_out, q_err, args.expect_status):
+            if not check_alone("qemu", q_status, q_out, q_err, args.expect_status,
+                               args.expect_line):
                 return 1
             print(q_out)
             print(f"PASS: guest ends with status {args.expect_status} on QEMU")
