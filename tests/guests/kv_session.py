@@ -10,7 +10,10 @@ Scenarios:
          3. the image is parsed here (superblock, zlib CRC32s, records) and must hold
             exactly the expected keys;
          4. a store with a flipped record byte is ignored as corrupt, a foreign disk is
-            taken as fresh, and without a disk SYNC answers `ERR no disk`.
+            taken as fresh, and without a disk SYNC answers `ERR no disk`;
+         5. (diff mode) "kv sleeps while it waits": a session with a 2 s pause in its input
+            retires no more instructions on Tandem than one without, give or take
+            IDLE_SLACK: waiting is WFI, not a polling loop.
   fill   fills the table to its 3072-key limit (`ERR full`), deletes enough keys to force
          a tombstone compaction, syncs, and checks a restart and the image.
 
@@ -23,9 +26,12 @@ import argparse
 import difflib
 import os
 import shutil
+import re
 import struct
+import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +122,10 @@ SHORT_CHECK = [("COUNT", "0"), ("QUIT", "BYE")]
 NO_DISK = [("SET a 1", "OK"), ("SYNC", "ERR no disk"), ("GET a", "1"), ("QUIT", "BYE")]
 
 FILL_LIMIT = 3072
+# A polling loop would retire tens of millions of instructions in the 2 s pause even under
+# ASan; the whole session takes about 1.2 million.
+IDLE_PAUSE_S = 2.0
+IDLE_SLACK = 2_000_000
 
 
 def fill_sessions():
@@ -238,6 +248,40 @@ class Runner:
         print(f"ok {name}")
 
 
+def tandem_instructions(args, parts, pause_s):
+    """Runs the kv guest on Tandem (no disk), feeding `parts` with `pause_s` between them;
+    returns the instructions it retired (from --stats)."""
+    cmd = [args.tandem, "run", "--stats", args.guest]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        for part in parts[:-1]:
+            proc.stdin.write(part)
+            proc.stdin.flush()
+            time.sleep(pause_s)
+        out, err = proc.communicate(input=parts[-1], timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise Failure(f"tandem did not finish within {args.timeout}s: {' '.join(cmd)}")
+    match = re.search(rb"instructions=(\d+)", err)
+    if proc.returncode != 0 or not match:
+        raise Failure(f"tandem run --stats failed (status {proc.returncode}):\n"
+                      f"{out.decode(errors='replace')}\n{err.decode(errors='replace')}")
+    return int(match.group(1))
+
+
+def idle_is_free(runner):
+    parts = [b"SET a 1\nGET a\n", b"COUNT\nQUIT\n"]
+    straight = tandem_instructions(runner.args, [b"".join(parts)], 0)
+    paused = tandem_instructions(runner.args, parts, IDLE_PAUSE_S)
+    if paused > straight + IDLE_SLACK:
+        raise Failure(f"kv retired {paused} instructions with a {IDLE_PAUSE_S}s pause in its "
+                      f"input, {straight} without: it polls instead of sleeping in WFI")
+    print(f"ok kv sleeps while it waits ({straight} instructions straight, {paused} with a "
+          f"{IDLE_PAUSE_S}s pause)")
+
+
 def basic(runner):
     runner.write_disks(bytes(DISK_BYTES))
     runner.step("kv session", FIRST_BANNER, FIRST_BOOT)
@@ -256,6 +300,8 @@ def basic(runner):
                 "tandem-kv ready keys=0 (fresh disk: foreign data)", SHORT_CHECK)
     runner.step("kv without a disk", "tandem-kv ready keys=0 (no disk)", NO_DISK,
                 with_disk=False)
+    if "tandem" in runner.machines:
+        idle_is_free(runner)
 
 
 def fill(runner):
