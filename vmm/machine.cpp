@@ -216,7 +216,7 @@ uint64_t Machine::state_hash() const {
   return sink.digest();
 }
 
-void Machine::save(StateWriter& out) const {
+void Machine::save_core(StateWriter& out) const {
   out.tag(kMagic);
   out.pod(kSnapshotVersion);
   out.u64(config_.mem_bytes);
@@ -225,6 +225,10 @@ void Machine::save(StateWriter& out) const {
   out.u64(clock_.offset_ticks());
   hart_->save(out);
   board_->save(out);
+}
+
+void Machine::save(StateWriter& out) const {
+  save_core(out);
   out.tag("RAM ");
   // Never-touched and all-zero pages are left out: restore starts from zeroed RAM.
   for (uint64_t p = 0; p < memory_.page_count(); ++p) {
@@ -238,7 +242,7 @@ void Machine::save(StateWriter& out) const {
   out.tag("END ");
 }
 
-void Machine::restore(StateReader& in) {
+void Machine::restore_core(StateReader& in) {
   in.expect_tag(kMagic);
   uint32_t version;
   in.pod(version);
@@ -258,6 +262,13 @@ void Machine::restore(StateReader& in) {
   hart_->restore(in);
   hart_->set_icount(saved_icount);
   board_->restore(in);
+  last_service_icount_ = UINT64_MAX;
+  bus_.clear_stop();
+  board_->refresh_irqs(hart_->icount());
+}
+
+void Machine::restore(StateReader& in) {
+  restore_core(in);
   in.expect_tag("RAM ");
   memory_.clear();
   std::array<uint8_t, kPageSize> page;

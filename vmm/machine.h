@@ -88,6 +88,13 @@ class Machine {
   // XXH3-64 over exactly the bytes save() writes.
   uint64_t state_hash() const;
 
+  // The same stream without RAM (header, clock, hart, devices), for checkpoint/, which
+  // carries RAM pages and disk blocks itself. save() == save_core() + RAM + "END ".
+  // restore_core() leaves RAM alone; like restore() it throws StateError and a failure
+  // part-way leaves the machine in need of a fresh load/restore.
+  void save_core(StateWriter& out) const;
+  void restore_core(StateReader& in);
+
   GuestMemory& memory() { return memory_; }
   Bus& bus() { return bus_; }
   Hart& hart() { return *hart_; }

@@ -21,6 +21,7 @@ DiskImage::DiskImage(const std::string& path) : path_(path) {
     throw DiskError("disk image " + path + " is not a regular file");
   }
   size_ = static_cast<uint64_t>(st.st_size);
+  written_.assign((block_count() + 63) / 64, 0);
 }
 
 DiskImage::~DiskImage() {
@@ -42,6 +43,11 @@ bool DiskImage::read(uint64_t offset, std::span<uint8_t> out) const {
 bool DiskImage::write(uint64_t offset, std::span<const uint8_t> in) {
   if (offset > size_ || in.size() > size_ - offset) return false;
   hash_valid_ = false;
+  if (!in.empty()) {
+    // Marked before the write: a write that fails part-way may still have changed blocks.
+    const uint64_t last = (offset + in.size() - 1) / kBlockBytes;
+    for (uint64_t b = offset / kBlockBytes; b <= last; ++b) written_[b >> 6] |= uint64_t{1} << (b & 63);
+  }
   size_t done = 0;
   while (done < in.size()) {
     const ssize_t n = ::pwrite(fd_, in.data() + done, in.size() - done, static_cast<off_t>(offset + done));
@@ -50,6 +56,16 @@ bool DiskImage::write(uint64_t offset, std::span<const uint8_t> in) {
     done += static_cast<size_t>(n);
   }
   return true;
+}
+
+std::vector<uint64_t> DiskImage::take_written_blocks() {
+  std::vector<uint64_t> out(written_.size(), 0);
+  out.swap(written_);
+  return out;
+}
+
+void DiskImage::mark_all_written() {
+  for (uint64_t b = 0; b < block_count(); ++b) written_[b >> 6] |= uint64_t{1} << (b & 63);
 }
 
 bool DiskImage::flush() { return ::fdatasync(fd_) == 0; }

@@ -7,6 +7,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace tandem::vmm {
 
@@ -36,12 +37,22 @@ class DiskImage {
 
   uint64_t content_hash() const;
 
+  // Written-block tracking for incremental checkpoints, one bit per kBlockBytes block
+  // (the last block may be short). write() marks the blocks it spans, even if it fails part-way.
+  static constexpr uint64_t kBlockBytes = 4096;
+  uint64_t block_count() const { return (size_ + kBlockBytes - 1) / kBlockBytes; }
+  // Returns the bitmap (bit i = block i written since the last call) and clears it.
+  std::vector<uint64_t> take_written_blocks();
+  // Marks every block written (after a restore, so the next incremental is complete).
+  void mark_all_written();
+
  private:
   std::string path_;
   int fd_ = -1;
   uint64_t size_ = 0;
   mutable bool hash_valid_ = false;
   mutable uint64_t hash_ = 0;
+  std::vector<uint64_t> written_;
 };
 
 }  // namespace tandem::vmm
