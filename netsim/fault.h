@@ -62,7 +62,7 @@ struct FaultParams {
 struct Schedule {
   Duration start_after{0};      // "after": wait this long, then act
   uint64_t after_bytes = 0;     // act once this many bytes entered the link in the fault's direction(s)
-  uint64_t after_messages = 0;  // ... or this many datagrams (UDP) / connections (TCP)
+  uint64_t after_messages = 0;  // ... or this many datagrams in its direction(s) (UDP) / connections (TCP)
   Duration duration{0};         // "for": remove the fault this long after it started acting; 0 = never
   Duration flap_on{0};          // flapping: acting for flap_on, then idle for flap_off, repeat
   Duration flap_off{0};

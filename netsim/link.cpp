@@ -17,7 +17,8 @@ nlohmann::json to_json(const DirectionCounters& c) {
           {"dropped_bytes", c.dropped_bytes},
           {"duplicated", c.duplicated},
           {"reordered", c.reordered},
-          {"corrupted", c.corrupted}};
+          {"corrupted", c.corrupted},
+          {"send_errors", c.send_errors}};
 }
 
 nlohmann::json to_json(const LinkStats& s) {
@@ -95,7 +96,7 @@ uint64_t Link::add_fault(const FaultSpec& spec, const std::string& tag) {
   entry->spec = spec;
   entry->tag = tag;
   entry->bytes_baseline = bytes_in_for(spec.direction);
-  entry->messages_baseline = messages_in_;
+  entry->messages_baseline = messages_in_for(spec.direction);
   Entry& e = *entry;
   entries_.push_back(std::move(entry));
   nlohmann::json fields = to_json(spec);
@@ -220,16 +221,24 @@ uint64_t Link::bytes_in_for(Direction d) const {
   return total;
 }
 
+uint64_t Link::messages_in_for(Direction d) const {
+  if (config_.protocol == Protocol::Tcp) return connections_seen_;
+  uint64_t total = 0;
+  if (covers(d, Direction::Up)) total += datagrams_up_;
+  if (covers(d, Direction::Down)) total += datagrams_down_;
+  return total;
+}
+
 void Link::count_in(Direction d, uint64_t bytes, uint64_t packets) {
   AtomicCounters& c = counters(d);
   c.add(c.bytes_in, bytes);
   c.add(c.packets_in, packets);
-  if (config_.protocol == Protocol::Udp) messages_in_ += packets;
+  if (config_.protocol == Protocol::Udp) (d == Direction::Down ? datagrams_down_ : datagrams_up_) += packets;
   if (triggers_pending_) check_triggers();
 }
 
 void Link::count_message() {
-  ++messages_in_;
+  ++connections_seen_;
   if (triggers_pending_) check_triggers();
 }
 
@@ -242,7 +251,8 @@ void Link::check_triggers() {
     // start_after and a count trigger together: the timer starts it; counts are ignored.
     if (s.start_after.count() > 0) continue;
     const bool bytes_met = s.after_bytes > 0 && bytes_in_for(e->spec.direction) - e->bytes_baseline >= s.after_bytes;
-    const bool messages_met = s.after_messages > 0 && messages_in_ - e->messages_baseline >= s.after_messages;
+    const bool messages_met =
+        s.after_messages > 0 && messages_in_for(e->spec.direction) - e->messages_baseline >= s.after_messages;
     if (bytes_met || messages_met) fire.push_back(e->id);
     else still_pending = true;
   }
@@ -272,6 +282,7 @@ LinkStats Link::stats() const {
     c.duplicated = a.duplicated.load();
     c.reordered = a.reordered.load();
     c.corrupted = a.corrupted.load();
+    c.send_errors = a.send_errors.load();
     return c;
   };
   LinkStats s;

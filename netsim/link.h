@@ -52,6 +52,7 @@ struct DirectionCounters {
   uint64_t dropped_packets = 0, dropped_bytes = 0;
   uint64_t duplicated = 0, reordered = 0;
   uint64_t corrupted = 0;  // bytes (TCP) or datagrams (UDP) that had a bit flipped
+  uint64_t send_errors = 0;  // UDP: datagrams the kernel refused to send (full buffer, peer gone)
 };
 
 struct FaultInfo {
@@ -109,6 +110,7 @@ class Link {
   struct AtomicCounters {
     std::atomic<uint64_t> bytes_in{0}, bytes_out{0}, packets_in{0}, packets_out{0};
     std::atomic<uint64_t> dropped_packets{0}, dropped_bytes{0}, duplicated{0}, reordered{0}, corrupted{0};
+    std::atomic<uint64_t> send_errors{0};
     void add(std::atomic<uint64_t>& c, uint64_t n) { c.fetch_add(n, std::memory_order_relaxed); }
   };
 
@@ -150,6 +152,7 @@ class Link {
   Entry* find(uint64_t id);
   void recompute();
   uint64_t bytes_in_for(Direction d) const;
+  uint64_t messages_in_for(Direction d) const;
   static std::string_view state_name(EntryState s);
 
   EventLog& events_;
@@ -157,7 +160,9 @@ class Link {
   uint64_t next_id_ = 1;
   std::vector<std::unique_ptr<Entry>> entries_;  // in insertion order: later overrides earlier
   bool triggers_pending_ = false;
-  uint64_t messages_in_ = 0;
+  uint64_t connections_seen_ = 0;  // TCP messages: accepted connections
+  uint64_t datagrams_up_ = 0;      // UDP messages, per direction, so a trigger on one
+  uint64_t datagrams_down_ = 0;    // direction does not depend on how the other interleaves
   LinkPolicy policy_;
   AtomicCounters up_, down_;
 };

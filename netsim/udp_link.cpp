@@ -64,6 +64,9 @@ void UdpLink::start() {
         fmt::format("link '{}': cannot listen on {}:{}", name(), config_.listen_host, config_.listen_port));
   }
   socket_.non_blocking(true, ec);
+  // Bursts of datagrams should queue in the kernel, not be lost there (capped by rmem_max).
+  socket_.set_option(asio::socket_base::receive_buffer_size(4 << 20), ec);
+  socket_.set_option(asio::socket_base::send_buffer_size(4 << 20), ec);
   port_ = socket_.local_endpoint().port();
   running_ = true;
   asio::co_spawn(io_, receive_from_clients(), asio::detached);
@@ -111,6 +114,8 @@ std::shared_ptr<UdpLink::Session> UdpLink::session_for(const udp::endpoint& clie
     return nullptr;
   }
   session->upstream.non_blocking(true, ec);
+  session->upstream.set_option(asio::socket_base::receive_buffer_size(4 << 20), ec);
+  session->upstream.set_option(asio::socket_base::send_buffer_size(4 << 20), ec);
   sessions_.emplace(client, session);
   connections_accepted_.fetch_add(1, std::memory_order_relaxed);
   connections_active_.fetch_add(1, std::memory_order_relaxed);
@@ -214,13 +219,21 @@ void UdpLink::push(Lane& lane, Datagram datagram) {
 void UdpLink::send(Lane& lane, const Datagram& datagram) {
   error_code ec;
   if (lane.direction == Direction::Up) {
-    if (!datagram.session->upstream.is_open()) return drop(lane, datagram.data.size());
+    if (!datagram.session->upstream.is_open()) {
+      counters(lane.direction).add(counters(lane.direction).send_errors, 1);
+      return;
+    }
     datagram.session->upstream.send(asio::buffer(datagram.data), 0, ec);
   } else {
     socket_.send_to(asio::buffer(datagram.data), datagram.session->client, 0, ec);
   }
-  if (ec) return drop(lane, datagram.data.size());  // would block or the peer is gone
   auto& c = counters(lane.direction);
+  if (ec) {
+    // Not a fault's decision: the kernel's (buffer full, peer gone). Counted apart so
+    // `dropped` stays exactly what the seeded faults chose.
+    c.add(c.send_errors, 1);
+    return;
+  }
   c.add(c.bytes_out, datagram.data.size());
   c.add(c.packets_out, 1);
 }

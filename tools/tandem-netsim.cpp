@@ -103,11 +103,11 @@ void print_stats_text(const nlohmann::json& links) {
     for (const char* dir : {"up", "down"}) {
       const auto& d = l[dir];
       fmt::print("  {:<4} in {} B / {} pkts, out {} B / {} pkts, dropped {} pkts ({} B), duplicated {}, "
-                 "reordered {}, corrupted {}\n",
+                 "reordered {}, corrupted {}, send errors {}\n",
                  dir, d["bytes_in"].get<uint64_t>(), d["packets_in"].get<uint64_t>(), d["bytes_out"].get<uint64_t>(),
                  d["packets_out"].get<uint64_t>(), d["dropped_packets"].get<uint64_t>(),
                  d["dropped_bytes"].get<uint64_t>(), d["duplicated"].get<uint64_t>(), d["reordered"].get<uint64_t>(),
-                 d["corrupted"].get<uint64_t>());
+                 d["corrupted"].get<uint64_t>(), d["send_errors"].get<uint64_t>());
     }
     for (const auto& f : l["faults"]) fmt::print("  fault {}\n", f.dump());
   }
