@@ -1,0 +1,82 @@
+// A Tandem node: one VM, primary or secondary of a pair, driven by tandemd.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace tandem::replicator {
+
+enum class Role { Primary, Secondary };
+enum class PairState { Standalone, Syncing, Protected, Standby /* secondary waiting for a primary */, Failed };
+
+struct SyncProgress {
+  uint32_t rounds = 0;
+  uint64_t bytes = 0;
+  double rate_mb_s = 0;
+  bool done = false;
+};
+
+struct NodeStatus {
+  std::string node_name, vm_id;
+  Role role = Role::Primary;
+  PairState state = PairState::Standalone;
+  uint64_t epoch = 0;
+  uint64_t icount = 0;
+  uint64_t peer_icount = 0;  // executed on the other side
+  uint64_t lag_instructions = 0;
+  double lag_ms = 0;  // lag in guest time: 1 instruction = 1 ns
+  double log_rate_kb_s = 0;
+  uint64_t log_bytes = 0;
+  uint64_t last_audit_icount = 0;
+  bool last_audit_ok = true;
+  SyncProgress sync;
+  std::string peer;
+  std::string console;
+  std::string last_error;
+};
+
+struct NodeConfig {                // filled from TOML + flags by config.cpp
+  std::string node_name;           // [node] name (default: hostname)
+  std::string guest;               // [vm] guest
+  uint64_t mem_mib = 128;          // [vm] mem_mib
+  std::string disk;                // [vm] disk
+  std::string vm_id;               // [vm] id (default: guest file name)
+  Role role = Role::Primary;       // [pair] role = "primary" | "secondary"
+  std::string listen;              // [pair] listen = "127.0.0.1:7100" (replication link, incoming)
+  std::string peer;                // [pair] peer = "127.0.0.1:7200" (primary: protect this at start; optional)
+  std::string psk_file;            // [pair] psk_file (required)
+  std::string psk;                 // loaded contents
+  uint32_t heartbeat_ms = 100;     // [pair] heartbeat_ms
+  uint32_t heartbeat_misses = 5;   // [pair] heartbeat_misses
+  uint32_t max_lag_ms = 100;       // [pair] max_lag_ms (flow control, guest time)
+  std::string console_listen;      // [console] listen = "127.0.0.1:7300"
+  std::string control_socket;      // [control] socket = "/run/tandem/NAME.sock"
+  std::string state_dir;           // [node] state_dir (epoch file etc.), default /var/lib/tandem/NAME
+  std::string log_level = "info";  // [node] log_level
+};
+
+class Node {
+ public:
+  explicit Node(NodeConfig config);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  void start();  // throws std::runtime_error on startup failure
+  void stop();
+  void wait();                                   // blocks until stopped (signal → stop())
+  NodeStatus status() const;                     // thread-safe
+  std::string protect(const std::string& peer);  // "" on success (started), else error
+  std::string unprotect();
+  std::string failover();  // planned switchover
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+const char* to_string(Role role);
+const char* to_string(PairState state);
+
+}  // namespace tandem::replicator
