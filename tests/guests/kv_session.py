@@ -10,7 +10,9 @@ Scenarios:
          3. the image is parsed here (superblock, zlib CRC32s, records) and must hold
             exactly the expected keys;
          4. a store with a flipped record byte is ignored as corrupt, a foreign disk is
-            taken as fresh, and without a disk SYNC answers `ERR no disk`;
+            taken as fresh, a SYNC larger than a 4-sector disk answers `ERR disk full`
+            and leaves the last store that fitted, and without a disk SYNC answers
+            `ERR no disk`;
          5. (diff mode) "kv sleeps while it waits": a session with a 2 s pause in its input
             retires no more instructions on Tandem than one without, give or take
             IDLE_SLACK: waiting is WFI, not a polling loop.
@@ -119,6 +121,17 @@ AFTER_SECOND = {"user:1": "alice2", "crlf": "yes", KEY32: "v", "maxval": VALUE20
                 "new": "value with spaces"}
 
 SHORT_CHECK = [("COUNT", "0"), ("QUIT", "BYE")]
+
+# A 4-sector disk: the superblock and three record sectors hold seven 203-byte records.
+TINY_DISK_BYTES = 4 * SECTOR
+TINY_STORE = {f"k{i}": chr(ord("a") + i) * 200 for i in range(1, 8)}
+TINY_DISK = ([(f"SET {k} {v}", "OK") for k, v in TINY_STORE.items()] +
+             [("SYNC", "OK"),
+              (f"SET k8 {'h' * 200}", "OK"),
+              ("SYNC", "ERR disk full"),
+              ("DEL k8", "OK"),
+              ("SYNC", "OK"),
+              ("QUIT", "BYE")])
 NO_DISK = [("SET a 1", "OK"), ("SYNC", "ERR no disk"), ("GET a", "1"), ("QUIT", "BYE")]
 
 FILL_LIMIT = 3072
@@ -298,6 +311,9 @@ def basic(runner):
     runner.write_disks(run_guest.disk_pattern(DISK_BYTES))
     runner.step("kv takes a foreign disk as fresh",
                 "tandem-kv ready keys=0 (fresh disk: foreign data)", SHORT_CHECK)
+    runner.write_disks(bytes(TINY_DISK_BYTES))
+    runner.step("kv refuses a SYNC that does not fit the disk", FIRST_BANNER, TINY_DISK)
+    runner.check_images("kv tiny image holds the last store that fitted", TINY_STORE, 2)
     runner.step("kv without a disk", "tandem-kv ready keys=0 (no disk)", NO_DISK,
                 with_disk=False)
     if "tandem" in runner.machines:
