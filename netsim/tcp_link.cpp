@@ -124,6 +124,7 @@ class TcpLink::Connection : public std::enable_shared_from_this<Connection> {
     uint64_t bytes_until_corrupt = 0;   // geometric skip: corruption positions do not depend on read sizes
     Clock::time_point last_release{};
     int pipe_fds[2] = {-1, -1};
+    size_t pipe_capacity = 0;
     std::vector<uint8_t> scratch;
   };
 
@@ -176,22 +177,31 @@ class TcpLink::Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<void> reader(std::shared_ptr<Connection> /*keeps the connection alive*/, Pump& p) {
     error_code ec;
+    // After a read that filled the whole buffer more is probably waiting: read again at once
+    // and only fall back to waiting for readiness when the socket runs dry.
+    bool probably_readable = false;
     for (;;) {
       while (!closed_ && (policy(p).holds() || p.queued_bytes >= link_.config_.max_queue_bytes)) {
         co_await sleep_until(p.reader_wake, Clock::time_point::max());
       }
       if (closed_) co_return;
-      co_await p.src.async_wait(tcp::socket::wait_read, use_ec(ec));
-      if (closed_) co_return;
-      if (ec) {
-        abort(true);
-        co_return;
+      if (!probably_readable) {
+        co_await p.src.async_wait(tcp::socket::wait_read, use_ec(ec));
+        if (closed_) co_return;
+        if (ec) {
+          abort(true);
+          co_return;
+        }
+        if (policy(p).holds()) continue;  // the policy changed while we waited
       }
-      if (policy(p).holds()) continue;  // the policy changed while we waited
+      probably_readable = false;
 
       if (policy(p).clean() && p.queue.empty() && !p.writer_busy) {
-        const bool keep_going = co_await splice_once(p);
-        if (!keep_going) co_return;
+        const SpliceResult result = co_await splice_once(p);
+        if (result == SpliceResult::Over) co_return;
+        // Bulk streams refill the socket while we forward: trying again is cheaper than a
+        // trip through epoll, and an empty attempt costs one syscall.
+        probably_readable = result != SpliceResult::Empty;
         continue;
       }
 
@@ -206,6 +216,7 @@ class TcpLink::Connection : public std::enable_shared_from_this<Connection> {
         abort(true);
         co_return;
       }
+      probably_readable = n == p.scratch.size();
       link_.count_in(p.direction, n, 1);
       if (closed_) co_return;  // a byte-triggered reset may have fired
       const DirectionPolicy& pol = policy(p);
@@ -226,28 +237,32 @@ class TcpLink::Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
-  // Zero-copy forwarding of whatever is readable now. Returns false when the pump is over.
-  asio::awaitable<bool> splice_once(Pump& p) {
+  enum class SpliceResult { Over, Empty, Moved };
+
+  // Zero-copy forwarding of whatever is readable now.
+  asio::awaitable<SpliceResult> splice_once(Pump& p) {
     if (p.pipe_fds[0] < 0) {
       if (::pipe2(p.pipe_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
         abort(true);
-        co_return false;
+        co_return SpliceResult::Over;
       }
       ::fcntl(p.pipe_fds[1], F_SETPIPE_SZ, static_cast<int>(kPipeCapacity));  // best effort
+      const int capacity = ::fcntl(p.pipe_fds[1], F_GETPIPE_SZ);
+      p.pipe_capacity = capacity > 0 ? static_cast<size_t>(capacity) : 4096;
     }
-    const ssize_t n = ::splice(p.src.native_handle(), nullptr, p.pipe_fds[1], nullptr, kPipeCapacity,
+    const ssize_t n = ::splice(p.src.native_handle(), nullptr, p.pipe_fds[1], nullptr, p.pipe_capacity,
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) co_return true;
+      if (errno == EAGAIN || errno == EINTR) co_return SpliceResult::Empty;
       abort(true);
-      co_return false;
+      co_return SpliceResult::Over;
     }
     if (n == 0) {
       end_of_stream(p);
-      co_return false;
+      co_return SpliceResult::Over;
     }
     link_.count_in(p.direction, static_cast<uint64_t>(n), 1);
-    if (closed_) co_return false;
+    if (closed_) co_return SpliceResult::Over;
     p.writer_busy = true;
     size_t left = static_cast<size_t>(n);
     error_code ec;
@@ -260,17 +275,17 @@ class TcpLink::Connection : public std::enable_shared_from_this<Connection> {
       }
       if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
         co_await p.dst.async_wait(tcp::socket::wait_write, use_ec(ec));
-        if (closed_) co_return false;
+        if (closed_) co_return SpliceResult::Over;
         if (!ec) continue;
       }
       abort(true);
-      co_return false;
+      co_return SpliceResult::Over;
     }
     p.writer_busy = false;
     auto& c = link_.counters(p.direction);
     c.add(c.bytes_out, static_cast<uint64_t>(n));
     c.add(c.packets_out, 1);
-    co_return true;
+    co_return SpliceResult::Moved;
   }
 
   void corrupt(Pump& p, const DirectionPolicy& pol, std::vector<uint8_t>& data) {
