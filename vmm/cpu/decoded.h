@@ -3,7 +3,9 @@
 // (opcode enum + pre-extracted registers and immediate) and cached per physical code page;
 // compressed instructions expand to the same internal ops as their 32-bit forms.
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace tandem::vmm::cpu {
 
@@ -15,7 +17,7 @@ inline constexpr uint8_t kSinkReg = 32;
 // Block terminators (ops after which the run loop re-examines pc, budget and interrupts)
 // are listed by is_block_terminator() below.
 #define TANDEM_CPU_OPS(X)                                                                  \
-  X(Undecoded) X(Exit) X(Illegal) X(Nop)                                                   \
+  X(Undecoded) X(Exit) X(Continue) X(Illegal) X(Nop)                                                   \
   X(Li) X(Mv) X(Auipc)                                                                     \
   X(Addi) X(Slti) X(Sltiu) X(Xori) X(Ori) X(Andi) X(Slli) X(Srli) X(Srai)                  \
   X(Addiw) X(Slliw) X(Srliw) X(Sraiw)                                                      \
@@ -74,21 +76,31 @@ inline bool is_block_terminator(Op op) {
 // Never fails: unknown encodings decode to Op::Illegal with raw set.
 DecodedInsn decode(uint32_t bits);
 
-// One 4 KiB physical page of decoded instructions, one slot per 2-byte offset, plus two
-// Exit sentinels so straight-line execution off the page end returns to the run loop.
+// The decoded instructions of one 4 KiB physical page. Blocks are stored densely, one
+// entry per instruction in program order, so straight-line execution steps to `entry + 1`
+// (no dependence on the instruction length). Each block ends with a terminator
+// instruction, or with a trailer entry: Exit (page end, or an instruction crossing it) or
+// Continue (the block ran into code decoded earlier; imm = distance to that entry).
+// `index` maps each 2-byte slot of the page to its entry.
 struct DecodedPage {
   static constexpr unsigned kSlots = 4096 / 2;
-  std::array<DecodedInsn, kSlots + 2> slots;
-  unsigned lowest_decoded = kSlots;  // decoded slot range, so invalidation resets only it
-  unsigned highest_decoded = 0;
+  static constexpr uint16_t kNone = 0xffff;
+  // Every slot is decoded at most once and each block adds at most one trailer, so this
+  // bound is never reached in practice; decode_block() starts afresh if it would be.
+  static constexpr size_t kCapacity = 2 * kSlots + 4;
+
+  std::array<uint16_t, kSlots> index;
+  // Reserved once and never reallocated, so entry pointers stay valid while a block runs.
+  std::vector<DecodedInsn> entries;
+
   DecodedPage() {
-    slots[kSlots].op = Op::Exit;
-    slots[kSlots + 1].op = Op::Exit;
+    index.fill(kNone);
+    entries.reserve(kCapacity);
   }
+  // Called only between blocks (never while an entry of this page is executing).
   void invalidate() {
-    for (unsigned i = lowest_decoded; i <= highest_decoded && i < kSlots; ++i) slots[i] = {};
-    lowest_decoded = kSlots;
-    highest_decoded = 0;
+    index.fill(kNone);
+    entries.clear();
   }
 };
 

@@ -5,12 +5,12 @@
 // branch, jump, CSR/system instruction or the page end), the loop compares the block's
 // length with the remaining budget: if the block fits, icount is advanced by the whole
 // block up front and the block runs without per-instruction checks; otherwise exactly one
-// instruction runs (the "step" dispatch table sends every successor back to the loop).
-// When an instruction traps or leaves its block early, the part of the block that did not
-// retire is subtracted again (DecodedInsn::block_left), so icount is always exact at every
-// point anyone can observe it (traps, CSR reads, device accesses, returns from run()).
+// instruction runs, copied to a scratch slot followed by an Exit trailer. When an
+// instruction traps or leaves its block early, the part of the block that did not retire
+// is subtracted again (DecodedInsn::block_left), so icount is exact at every point anyone
+// can observe it (traps, CSR reads, device accesses, returns from run()).
 //
-// Dispatch uses computed goto (a GCC/Clang extension) through a table indexed by Op.
+// Dispatch uses computed goto (a GCC/Clang extension) through one table indexed by Op.
 #include <cstring>
 
 #include "vmm/cpu/hart_impl.h"
@@ -122,42 +122,38 @@ HartStop Hart::Impl::run(uint64_t stop) {
 #undef TANDEM_CPU_OP_LABEL
   };
   static_assert(sizeof(kRunTable) / sizeof(kRunTable[0]) == static_cast<size_t>(Op::Count));
-  static const void* const kStepTable[] = {
-#define TANDEM_CPU_OP_STEP(name) &&step_done,
-      TANDEM_CPU_OPS(TANDEM_CPU_OP_STEP)
-#undef TANDEM_CPU_OP_STEP
-  };
 
-  uint64_t* const x = s.regs;
+  // Registers are addressed through `this` (one base register for all hart state).
+  uint64_t (&x)[33] = s.regs;
   uint64_t pc = s.pc;
   // icount lives in a register while running; s.icount is written back before anything
   // that can observe it (device accesses, CSR reads, returns).
   uint64_t icount = s.icount;
   const DecodedInsn* e = nullptr;
-  const void* const* table = kRunTable;
   cpu::DecodedPage* page = nullptr;
   uint64_t page_index = 0;
   uint64_t page_vbase = 1;  // never equal to a page address: forces the first lookup
-  TlbEntry* load_entries = nullptr;
-  TlbEntry* store_entries = nullptr;
-  DecodedInsn scratch[3];  // a page-crossing instruction, followed by two Exit sentinels
+  // A single instruction run on its own (the exact tail of a budget, or an instruction
+  // that crosses a page) is copied here, followed by an Exit trailer that returns to the
+  // loop: its block_left is 1, so it counts as a block of one.
+  DecodedInsn scratch[2];
+  scratch[1].op = Op::Exit;
 
   // Instructions of the current block (from e on) counted in icount but not yet retired.
-  auto unretired = [&]() -> uint64_t { return table == kRunTable ? e->block_left : 1; };
+  auto unretired = [&]() -> uint64_t { return e->block_left; };
 
-// Straight-line successor: the next decoded slot of the same page.
+// Straight-line successor: blocks are stored densely, so it is simply the next entry.
 #define NEXT()                                                                             \
   do {                                                                                     \
     pc += e->len;                                                                          \
-    e = reinterpret_cast<const DecodedInsn*>(reinterpret_cast<const char*>(e) +            \
-                                             e->len * (sizeof(DecodedInsn) / 2));          \
-    goto* table[static_cast<uint16_t>(e->op)];                                             \
+    ++e;                                                                                   \
+    goto* kRunTable[static_cast<uint16_t>(e->op)];                                         \
   } while (0)
 
 #define LOAD_OP(NAME, TYPE, EXTEND)                                                        \
   op_##NAME : {                                                                            \
     const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);                          \
-    const TlbEntry& t = load_entries[(va >> kPageShift) & (kTlbSize - 1)];                 \
+    const TlbEntry& t = cur_load_tlb[(va >> kPageShift) & (kTlbSize - 1)];                 \
     if (t.tag == (va & (kPageMask | (sizeof(TYPE) - 1)))) [[likely]] {                     \
       TYPE v;                                                                              \
       std::memcpy(&v, reinterpret_cast<const void*>(t.addend + va), sizeof(TYPE));         \
@@ -170,7 +166,7 @@ HartStop Hart::Impl::run(uint64_t stop) {
 #define STORE_OP(NAME, TYPE)                                                               \
   op_##NAME : {                                                                            \
     const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);                          \
-    const TlbEntry& t = store_entries[(va >> kPageShift) & (kTlbSize - 1)];                \
+    const TlbEntry& t = cur_store_tlb[(va >> kPageShift) & (kTlbSize - 1)];                \
     if (t.tag == (va & (kPageMask | (sizeof(TYPE) - 1)))) [[likely]] {                     \
       const TYPE v = static_cast<TYPE>(x[e->rs2]);                                         \
       std::memcpy(reinterpret_cast<void*>(t.addend + va), &v, sizeof(TYPE));              \
@@ -212,9 +208,10 @@ top:
     if (take_pending_interrupt()) pc = s.pc;
   }
   {
+    // Kept in members (not locals): block entry then needs no register juggling.
     const unsigned data_level = data_priv();
-    load_entries = load_tlb[data_level].data();
-    store_entries = store_tlb[data_level].data();
+    cur_load_tlb = load_tlb[data_level].data();
+    cur_store_tlb = store_tlb[data_level].data();
   }
   page = fetch_page(pc, page_index);
   if (!page) [[unlikely]] {
@@ -223,15 +220,21 @@ top:
     goto trap_taken;
   }
   page_vbase = pc & kPageMask;
-  e = &page->slots[(pc & (kPageSize - 1)) >> 1];
+  {
+    const unsigned slot = static_cast<unsigned>((pc & (kPageSize - 1)) >> 1);
+    uint16_t entry = page->index[slot];
+    if (entry == cpu::DecodedPage::kNone) {
+      entry = decode_block(*page, page_index, slot);
+      if (entry == cpu::DecodedPage::kNone) goto cross_page;
+    }
+    e = &page->entries[entry];
+  }
 
 enter: {
-  // Block entry: e is the decoded slot for pc in the current page. Undecoded and Exit
-  // slots have block_left 0, so they always take the first branch and count nothing.
+  // Block entry: e is the decoded entry for pc in the current page.
   const uint64_t left = stop - icount;
   if (left >= e->block_left) [[likely]] {
     icount += e->block_left;
-    table = kRunTable;
     goto* kRunTable[static_cast<uint16_t>(e->op)];
   }
   if (left == 0) {
@@ -239,21 +242,21 @@ enter: {
     s.icount = icount;
     return HartStop::Budget;
   }
-  icount += 1;
-  table = kStepTable;
-  goto* kRunTable[static_cast<uint16_t>(e->op)];
+  scratch[0] = *e;
+  goto run_single;
 }
 
 jump:
   // pc was set by a branch or jump: stay on the current page if possible.
   if (((pc ^ page_vbase) & kPageMask) == 0) {
-    e = &page->slots[(pc & (kPageSize - 1)) >> 1];
-    goto enter;
+    const uint16_t entry = page->index[(pc & (kPageSize - 1)) >> 1];
+    if (entry != cpu::DecodedPage::kNone) {
+      e = &page->entries[entry];
+      goto enter;
+    }
   }
   goto top;
 
-step_done:
-  goto top;
 
 cross_page: {
   // A 32-bit instruction whose second half is on the next page: fetch both halves through
@@ -265,15 +268,14 @@ cross_page: {
     goto trap_taken;
   }
   scratch[0] = cpu::decode(bits);
+  goto run_single;
+}
+
+run_single:
   scratch[0].block_left = 1;
-  scratch[1] = DecodedInsn{};
-  scratch[1].op = Op::Exit;
-  scratch[2] = scratch[1];
   e = scratch;
   icount += 1;
-  table = kStepTable;
   goto* kRunTable[static_cast<uint16_t>(e->op)];
-}
 
 raise:
   // The instruction at e trapped: it and the rest of its block did not retire.
@@ -298,12 +300,13 @@ trap_taken:
   }
   goto top;
 
-op_Undecoded:
-  decode_block(*page, page_index, static_cast<unsigned>((pc & (kPageSize - 1)) >> 1));
-  if (e->op == Op::Undecoded) goto cross_page;  // the instruction crosses the page end
-  goto enter;
+op_Undecoded:  // never stored in a page; here for completeness of the table
 op_Exit:
   goto top;
+op_Continue:
+  // The block runs on into code decoded earlier (already counted in block_left).
+  e += e->imm;  // imm: distance to the entry, within the same page's entries
+  goto* kRunTable[static_cast<uint16_t>(e->op)];
 op_Illegal:
   trap_cause = Cause::IllegalInsn;
   trap_tval = e->raw;

@@ -104,6 +104,9 @@ struct Hart::Impl {
   std::array<std::array<TlbEntry, kTlbSize>, kPrivLevels> store_tlb;
   std::array<std::array<FetchTlbEntry, kTlbSize>, kPrivLevels> fetch_tlb;
   uint64_t store_tlb_dirty_generation = 0;
+  // The load/store TLB sets of the current data privilege (set at each block boundary).
+  TlbEntry* cur_load_tlb = nullptr;
+  TlbEntry* cur_store_tlb = nullptr;
   std::vector<std::unique_ptr<cpu::DecodedPage>> decoded_pages;  // by RAM page index
   bool code_written = false;      // a store hit a decoded page: leave the block
   std::vector<uint64_t> pending_invalidations;  // decoded pages to drop at the next fetch
@@ -159,8 +162,9 @@ struct Hart::Impl {
   // Reads instruction bits at pc (for an instruction that crosses a page). False = trap.
   bool fetch_bits_slow(uint64_t pc, uint32_t& bits);
   cpu::DecodedPage& decoded_page(uint64_t page_index);
-  // Decodes the block starting at slot `slot` of a page.
-  void decode_block(cpu::DecodedPage& page, uint64_t page_index, unsigned slot);
+  // Decodes the block starting at slot `slot` of a page (if not decoded yet) and returns
+  // its entry index, or DecodedPage::kNone for an instruction that crosses the page end.
+  uint16_t decode_block(cpu::DecodedPage& page, uint64_t page_index, unsigned slot);
   void on_code_write(uint64_t page_index);
   void apply_code_invalidations();
   void drop_decoded_code();

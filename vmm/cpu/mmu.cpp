@@ -260,44 +260,61 @@ bool Hart::Impl::fetch_bits_slow(uint64_t pc, uint32_t& bits) {
   return true;
 }
 
-void Hart::Impl::decode_block(cpu::DecodedPage& page, uint64_t page_index, unsigned slot) {
+uint16_t Hart::Impl::decode_block(cpu::DecodedPage& page, uint64_t page_index, unsigned slot) {
   using cpu::DecodedPage;
+  using cpu::Op;
+  if (page.index[slot] != DecodedPage::kNone) return page.index[slot];
   if (!ram.is_code_page(page_index)) {
     ram.mark_code_page(page_index);
     flush_store_tlbs();  // stores to this page must now take the invalidating slow path
   }
+  if (page.entries.size() + DecodedPage::kSlots + 1 > DecodedPage::kCapacity) page.invalidate();
   const uint8_t* host = ram.host(ram.base() + (page_index << kPageShift));
-  uint16_t path[DecodedPage::kSlots];
-  unsigned path_len = 0;
+  const size_t first = page.entries.size();
   unsigned tail = 0;  // block_left of an already decoded entry the block runs into
   unsigned i = slot;
-  while (i < DecodedPage::kSlots) {
-    if (page.slots[i].op != cpu::Op::Undecoded) {
-      tail = page.slots[i].block_left;
+  for (;;) {
+    cpu::DecodedInsn trailer;
+    if (i >= DecodedPage::kSlots) {
+      trailer.op = Op::Exit;
+      page.entries.push_back(trailer);
+      break;
+    }
+    if (page.index[i] != DecodedPage::kNone) {
+      trailer.op = Op::Continue;
+      trailer.imm = static_cast<int32_t>(page.index[i]) - static_cast<int32_t>(page.entries.size());
+      tail = page.entries[page.index[i]].block_left;
+      page.entries.push_back(trailer);
       break;
     }
     uint16_t low;
     std::memcpy(&low, host + 2 * i, 2);
     uint32_t bits = low;
     if ((low & 3) == 3) {
-      if (i == DecodedPage::kSlots - 1) break;  // crosses the page end: run loop steps it
+      if (i == DecodedPage::kSlots - 1) {  // crosses the page end: the run loop steps it
+        if (page.entries.size() == first) return DecodedPage::kNone;
+        trailer.op = Op::Exit;
+        page.entries.push_back(trailer);
+        break;
+      }
       uint16_t high;
       std::memcpy(&high, host + 2 * i + 2, 2);
       bits |= uint32_t{high} << 16;
     }
-    page.slots[i] = cpu::decode(bits);
-    path[path_len++] = static_cast<uint16_t>(i);
-    if (cpu::is_block_terminator(page.slots[i].op)) break;
-    i += page.slots[i].len / 2;
+    page.index[i] = static_cast<uint16_t>(page.entries.size());
+    page.entries.push_back(cpu::decode(bits));
+    const cpu::DecodedInsn& d = page.entries.back();
+    if (cpu::is_block_terminator(d.op)) break;
+    i += d.len / 2;
   }
+  // block_left, counted back from the block's end (trailers count nothing).
   unsigned count = tail;
-  for (unsigned k = path_len; k-- > 0;) {
-    page.slots[path[k]].block_left = static_cast<uint16_t>(++count);
+  for (size_t k = page.entries.size(); k-- > first;) {
+    cpu::DecodedInsn& d = page.entries[k];
+    if (d.op == Op::Exit || d.op == Op::Continue) continue;
+    d.block_left = static_cast<uint16_t>(++count);
   }
-  if (path_len > 0) {
-    if (path[0] < page.lowest_decoded) page.lowest_decoded = path[0];
-    if (path[path_len - 1] > page.highest_decoded) page.highest_decoded = path[path_len - 1];
-  }
+  return page.index[slot];
 }
 
 void Hart::Impl::on_code_write(uint64_t page_index) {
