@@ -90,13 +90,11 @@ struct DecodedPage {
   static constexpr size_t kCapacity = 2 * kSlots + 4;
 
   std::array<uint16_t, kSlots> index;
-  // Reserved once and never reallocated, so entry pointers stay valid while a block runs.
+  // Grows only in decode_block(), which the run loop calls only when no entry pointer is
+  // live (pointers are taken after it returns), so reallocation is safe.
   std::vector<DecodedInsn> entries;
 
-  DecodedPage() {
-    index.fill(kNone);
-    entries.reserve(kCapacity);
-  }
+  DecodedPage() { index.fill(kNone); }
   // Called only between blocks (never while an entry of this page is executing).
   void invalidate() {
     index.fill(kNone);
