@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -253,6 +254,49 @@ TEST_F(MachineTest, StateHashIsTheHashOfWhatSaveWrites) {
   b.save(s2);
   EXPECT_EQ(s1.str(), s2.str());
   EXPECT_EQ(a.state_hash(), b.state_hash());
+}
+
+struct StringSink : StateSink {
+  std::string bytes;
+  void write(const void* d, size_t n) override { bytes.append(static_cast<const char*>(d), n); }
+};
+struct StringSource : StateSource {
+  const std::string& bytes;
+  size_t pos = 0;
+  explicit StringSource(const std::string& b) : bytes(b) {}
+  void read(void* d, size_t n) override {
+    if (n > bytes.size() - pos) throw StateError("truncated");
+    std::memcpy(d, bytes.data() + pos, n);
+    pos += n;
+  }
+};
+
+TEST_F(MachineTest, CoreStateIsThePrefixOfTheSnapshotAndRestoresWithCopiedRam) {
+  ScriptWorld w1, w2;
+  Machine a(small(), w1), b(small(), w2);
+  a.load(counter_image());
+  a.run_until(4321);
+  StringSink core, whole;
+  StateWriter cw(core), ww(whole);
+  a.save_core(cw);
+  a.save(ww);
+  ASSERT_LT(core.bytes.size(), whole.bytes.size());
+  EXPECT_EQ(whole.bytes.compare(0, core.bytes.size(), core.bytes), 0);
+
+  // RAM travels separately (as checkpoint/ does it), then the core state.
+  for (uint64_t p = 0; p < a.memory().page_count(); ++p) {
+    if (!a.memory().page_touched(p)) continue;
+    const uint64_t addr = a.memory().base() + (p << kPageShift);
+    b.memory().write(addr, {a.memory().host(addr), kPageSize});
+  }
+  StringSource src(core.bytes);
+  StateReader r(src);
+  b.restore_core(r);
+  EXPECT_EQ(src.pos, core.bytes.size());
+  EXPECT_EQ(b.state_hash(), a.state_hash());
+  a.run_until(9000);
+  b.run_until(9000);
+  EXPECT_EQ(b.state_hash(), a.state_hash());
 }
 
 TEST_F(MachineTest, TruncatedOrGarbageSnapshotsAreRefused) {
