@@ -1,0 +1,295 @@
+// Writing checkpoint streams: full (core + every non-zero page and disk block) and
+// incremental (what the dirty bitmaps say changed since the last write_*).
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/codec.h"
+#include "checkpoint/format.h"
+#include "vmm/devices/disk_image.h"
+#include "vmm/machine.h"
+#include "vmm/state_io.h"
+
+namespace tandem::checkpoint {
+
+namespace {
+
+using format::Codec;
+using format::RecordType;
+using vmm::DiskImage;
+using vmm::kPageShift;
+using vmm::kPageSize;
+
+constexpr uint64_t kBlockBytes = DiskImage::kBlockBytes;
+// Full checkpoints read the disk in large chunks rather than one pread per block.
+constexpr uint64_t kDiskChunkBytes = uint64_t{1} << 20;
+static_assert(kDiskChunkBytes % kBlockBytes == 0);
+
+bool all_zero(std::span<const uint8_t> bytes) {
+  // Word-wise OR; the tail (a short last disk block) byte-wise.
+  const size_t words = bytes.size() / 8;
+  uint64_t any = 0;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + i * 8, 8);
+    any |= w;
+  }
+  for (size_t i = words * 8; i < bytes.size(); ++i) any |= bytes[i];
+  return any == 0;
+}
+
+class StringSink final : public vmm::StateSink {
+ public:
+  void write(const void* data, size_t len) override { bytes.append(static_cast<const char*>(data), len); }
+  std::string bytes;
+};
+
+bool bit(const std::vector<uint64_t>& bitmap, uint64_t i) { return (bitmap[i >> 6] >> (i & 63)) & 1; }
+
+// Builds one stream: header, records, trailer.
+class StreamWriter {
+ public:
+  StreamWriter(vmm::Machine& machine, Kind kind, const Options& options, bool has_core)
+      : compressor_(options.compression, options.zstd_level) {
+    DiskImage* disk = machine.board().disk();
+    format::Header h;
+    h.kind = static_cast<uint8_t>(kind);
+    h.compression = static_cast<uint8_t>(options.compression);
+    h.flags = has_core ? format::kFlagHasCore : 0;
+    h.mem_bytes = machine.memory().size();
+    h.disk_bytes = disk ? disk->size_bytes() : 0;
+    h.icount = machine.icount();
+    out_.resize(format::kHeaderBytes);
+    format::encode(h, out_.data());
+  }
+
+  void data_record(RecordType type, uint64_t index, std::span<const uint8_t> raw) {
+    const size_t at = out_.size();
+    out_.resize(at + format::kRecordHeaderBytes);
+    const Codec codec = compressor_.compress_into(raw, out_);
+    format::RecordHeader r;
+    r.type = static_cast<uint8_t>(type);
+    r.codec = static_cast<uint8_t>(codec);
+    r.stored_len = static_cast<uint32_t>(out_.size() - at - format::kRecordHeaderBytes);
+    r.index = index;
+    r.length = raw.size();
+    r.hash = XXH3_64bits(raw.data(), raw.size());
+    format::encode(r, out_.data() + at);
+    ++records_;
+    stats_.raw_bytes += raw.size();
+  }
+
+  void zero_run(RecordType type, uint64_t first, uint64_t count) {
+    format::RecordHeader r;
+    r.type = static_cast<uint8_t>(type);
+    r.codec = static_cast<uint8_t>(Codec::ZeroRun);
+    r.index = first;
+    r.length = count;
+    const size_t at = out_.size();
+    out_.resize(at + format::kRecordHeaderBytes);
+    format::encode(r, out_.data() + at);
+    ++records_;
+  }
+
+  std::string finish(Stats* stats) {
+    const size_t at = out_.size();
+    out_.resize(at + format::kTrailerBytes);
+    std::memcpy(out_.data() + at, format::kTrailerTag, 4);
+    format::put<uint32_t>(out_.data() + at + 4, 0);
+    format::put<uint64_t>(out_.data() + at + 8, records_);
+    const uint64_t hash = XXH3_64bits(out_.data(), at + 16);
+    format::put<uint64_t>(out_.data() + at + 16, hash);
+    stats_.stream_bytes = out_.size();
+    if (stats) *stats = stats_;
+    return std::move(out_);
+  }
+
+  Stats& stats() { return stats_; }
+
+ private:
+  Compressor compressor_;
+  std::string out_;
+  uint64_t records_ = 0;
+  Stats stats_;
+};
+
+// Zero runs collect consecutive changed-and-now-zero pages or blocks into one record.
+class ZeroRuns {
+ public:
+  ZeroRuns(StreamWriter& w, RecordType type) : w_(w), type_(type) {}
+  void add(uint64_t index) {
+    if (count_ > 0 && first_ + count_ == index) {
+      ++count_;
+      return;
+    }
+    flush();
+    first_ = index;
+    count_ = 1;
+  }
+  void flush() {
+    if (count_ > 0) w_.zero_run(type_, first_, count_);
+    count_ = 0;
+  }
+
+ private:
+  StreamWriter& w_;
+  RecordType type_;
+  uint64_t first_ = 0;
+  uint64_t count_ = 0;
+};
+
+void write_core(vmm::Machine& machine, StreamWriter& w) {
+  StringSink sink;
+  vmm::StateWriter writer(sink);
+  machine.save_core(writer);
+  const auto* p = reinterpret_cast<const uint8_t*>(sink.bytes.data());
+  w.data_record(RecordType::Core, 0, {p, sink.bytes.size()});
+}
+
+// A write_* that fails after taking the dirty bitmaps has lost track of what changed:
+// mark everything changed so the next incremental is complete rather than silently short.
+template <typename Fn>
+std::string keeping_bitmaps_safe(vmm::Machine& machine, Fn&& write) {
+  try {
+    return write();
+  } catch (...) {
+    machine.memory().mark_all_dirty();
+    if (DiskImage* disk = machine.board().disk()) disk->mark_all_written();
+    throw;
+  }
+}
+
+[[noreturn]] void disk_read_failed(const DiskImage& disk, uint64_t offset) {
+  throw CheckpointError("checkpoint: cannot read disk image " + disk.path() + " at byte " + std::to_string(offset));
+}
+
+}  // namespace
+
+const char* to_string(Compression compression) {
+  switch (compression) {
+    case Compression::None:
+      return "none";
+    case Compression::Lz4:
+      return "lz4";
+    case Compression::Zstd:
+      return "zstd";
+  }
+  return "?";
+}
+
+const char* to_string(Kind kind) {
+  switch (kind) {
+    case Kind::Full:
+      return "full";
+    case Kind::Incremental:
+      return "incremental";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string write_full_unsafe(vmm::Machine& machine, const Options& options, Stats* stats) {
+  vmm::GuestMemory& memory = machine.memory();
+  DiskImage* disk = machine.board().disk();
+  // This checkpoint is the new base: what changes from now on goes in the next incremental.
+  (void)machine.take_dirty_bitmap();
+  if (disk) (void)disk->take_written_blocks();
+
+  StreamWriter w(machine, Kind::Full, options, /*has_core=*/true);
+  write_core(machine, w);
+  Stats& s = w.stats();
+  for (uint64_t p = 0; p < memory.page_count(); ++p) {
+    // Untouched pages are zero without looking (and looking would fault them in).
+    const uint8_t* page = memory.host(memory.base() + (p << kPageShift));
+    if (!memory.page_touched(p) || all_zero({page, kPageSize})) {
+      ++s.zero_pages_skipped;
+      continue;
+    }
+    w.data_record(RecordType::Page, p, {page, kPageSize});
+    ++s.pages;
+  }
+  if (disk) {
+    std::vector<uint8_t> chunk(kDiskChunkBytes);
+    for (uint64_t offset = 0; offset < disk->size_bytes(); offset += kDiskChunkBytes) {
+      const size_t n = static_cast<size_t>(std::min(kDiskChunkBytes, disk->size_bytes() - offset));
+      if (!disk->read(offset, {chunk.data(), n})) disk_read_failed(*disk, offset);
+      for (size_t at = 0; at < n; at += kBlockBytes) {
+        const std::span<const uint8_t> block(chunk.data() + at, std::min<size_t>(kBlockBytes, n - at));
+        if (all_zero(block)) continue;
+        w.data_record(RecordType::DiskBlock, (offset + at) / kBlockBytes, block);
+        ++s.disk_blocks;
+      }
+    }
+  }
+  return w.finish(stats);
+}
+
+std::string write_incremental_unsafe(vmm::Machine& machine, const Options& options, Stats* stats) {
+  vmm::GuestMemory& memory = machine.memory();
+  DiskImage* disk = machine.board().disk();
+  const std::vector<uint64_t> dirty = machine.take_dirty_bitmap();
+  const std::vector<uint64_t> written = disk ? disk->take_written_blocks() : std::vector<uint64_t>{};
+
+  StreamWriter w(machine, Kind::Incremental, options, options.include_core);
+  if (options.include_core) write_core(machine, w);
+  Stats& s = w.stats();
+  ZeroRuns zero_pages(w, RecordType::Page);
+  for (uint64_t p = 0; p < memory.page_count(); ++p) {
+    if (!bit(dirty, p)) {
+      // Skip whole clean words quickly: most of a big guest is clean between rounds.
+      if ((p & 63) == 0 && dirty[p >> 6] == 0) p += 63;
+      continue;
+    }
+    const uint8_t* page = memory.host(memory.base() + (p << kPageShift));
+    // A dirty page may be untouched after a restore (everything is marked dirty); it is
+    // zero, and the receiver must learn that too.
+    if (!memory.page_touched(p) || all_zero({page, kPageSize})) {
+      zero_pages.add(p);
+      ++s.zero_pages_skipped;
+      continue;
+    }
+    zero_pages.flush();  // records stay in index order
+    w.data_record(RecordType::Page, p, {page, kPageSize});
+    ++s.pages;
+  }
+  zero_pages.flush();
+  if (disk) {
+    ZeroRuns zero_blocks(w, RecordType::DiskBlock);
+    std::vector<uint8_t> block(kBlockBytes);
+    for (uint64_t b = 0; b < disk->block_count(); ++b) {
+      if (!bit(written, b)) {
+        if ((b & 63) == 0 && written[b >> 6] == 0) b += 63;
+        continue;
+      }
+      const uint64_t offset = b * kBlockBytes;
+      const std::span<uint8_t> bytes(block.data(), std::min(kBlockBytes, disk->size_bytes() - offset));
+      if (!disk->read(offset, bytes)) disk_read_failed(*disk, offset);
+      if (all_zero(bytes)) {
+        zero_blocks.add(b);
+        continue;
+      }
+      zero_blocks.flush();
+      w.data_record(RecordType::DiskBlock, b, bytes);
+      ++s.disk_blocks;
+    }
+    zero_blocks.flush();
+  }
+  return w.finish(stats);
+}
+
+}  // namespace
+
+std::string write_full(vmm::Machine& machine, const Options& options, Stats* stats) {
+  return keeping_bitmaps_safe(machine, [&] { return write_full_unsafe(machine, options, stats); });
+}
+
+std::string write_incremental(vmm::Machine& machine, const Options& options, Stats* stats) {
+  return keeping_bitmaps_safe(machine, [&] { return write_incremental_unsafe(machine, options, stats); });
+}
+
+}  // namespace tandem::checkpoint
