@@ -51,7 +51,9 @@ bool Live::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     const uint64_t ticks = deadline_mtime > now ? deadline_mtime - now : 0;
     if (options_.interactive && can_take_input) {
       // Sleep the guest's wait in real time, cut short by a key press.
-      const auto wait = std::chrono::nanoseconds(ticks * (1'000'000'000 / vmm::kTimebaseHz));
+      // Capped, so a guest arming a timer years ahead does not stall the user for years.
+      constexpr uint64_t kMaxSleepTicks = 60 * vmm::kTimebaseHz;
+      const auto wait = std::chrono::nanoseconds(std::min(ticks, kMaxSleepTicks) * (1'000'000'000 / vmm::kTimebaseHz));
       const auto start = std::chrono::steady_clock::now();
       if (console_.wait_input(wait) && deliver_input(machine)) {
         const auto slept = std::chrono::steady_clock::now() - start;
