@@ -16,8 +16,12 @@
 #include <optional>
 #include <string>
 
+#include "vmm-hooks/event_log.h"
 #include "vmm-hooks/live.h"
+#include "vmm-hooks/recorder.h"
+#include "vmm-hooks/replayer.h"
 #include "vmm-hooks/stdio_console.h"
+#include "vmm-hooks/tcp_console.h"
 #include "vmm/devices/disk_image.h"
 #include "vmm/loader.h"
 #include "vmm/machine.h"
@@ -30,6 +34,7 @@ using tandem::vmm::Exit;
 constexpr int kStatusBadInput = 2;     // bad command line, image, disk or snapshot
 constexpr int kStatusLimit = 3;        // --max-instructions reached
 constexpr int kStatusIdle = 4;         // the guest waits for input that can never come
+constexpr int kStatusDivergence = 4;   // replay: the machine left the recorded path
 constexpr int kStatusInterrupted = 130;
 
 volatile std::sig_atomic_t g_interrupted = 0;
@@ -46,6 +51,25 @@ struct RunOptions {
   std::optional<uint64_t> save_at;
   std::string restore_path;
   uint64_t poll_interval = 1u << 20;
+  std::string console = "stdio";
+};
+
+struct RecordOptions {
+  RunOptions run;
+  std::string log_path;
+  uint64_t audit_interval = 10'000'000;
+  std::string time = "wall";
+};
+
+struct ReplayOptions {
+  std::string guest;
+  std::string log_path;
+  uint64_t mem_mib = tandem::vmm::kDefaultMemBytes >> 20;
+  std::string disk;
+  std::optional<uint64_t> max_instructions;
+  bool stats = false;
+  bool state_hash = false;
+  bool verify = true;
 };
 
 class BadInput : public std::runtime_error {
@@ -53,22 +77,61 @@ class BadInput : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The Live world, stopped by SIGINT/SIGTERM at its next service or idle wait.
-class InterruptibleLive : public tandem::hooks::Live {
+struct Interrupted {};
+
+// A World stopped by SIGINT/SIGTERM at its next service point or idle wait.
+template <typename WorldT>
+class Interruptible : public WorldT {
  public:
-  using Live::Live;
-  struct Interrupted {};
+  using WorldT::WorldT;
   void service(tandem::vmm::Machine& m) override {
     if (g_interrupted) throw Interrupted{};
-    Live::service(m);
+    WorldT::service(m);
   }
   bool idle(tandem::vmm::Machine& m, uint64_t deadline) override {
     if (g_interrupted) throw Interrupted{};
-    const bool woke = Live::idle(m, deadline);
+    const bool woke = WorldT::idle(m, deadline);
     if (g_interrupted) throw Interrupted{};  // the wait was cut short by the signal
     return woke;
   }
 };
+using InterruptibleLive = Interruptible<tandem::hooks::Live>;
+
+std::unique_ptr<tandem::hooks::ConsolePort> open_console_or_throw(const std::string& spec) {
+  try {
+    auto console = tandem::hooks::open_console(spec);
+    if (auto* tcp = dynamic_cast<tandem::hooks::TcpConsole*>(console.get())) {
+      // Always said: with port 0 this is how a client (or a test) learns the port.
+      std::fprintf(stderr, "tandem: console listening on tcp:127.0.0.1:%u\n", tcp->port());
+    }
+    return console;
+  } catch (const std::exception& e) {
+    throw BadInput(e.what());
+  }
+}
+
+// Builds a machine and boots `guest` in it; bad input becomes BadInput.
+void boot(std::optional<tandem::vmm::Machine>& machine, const tandem::vmm::MachineConfig& config,
+          tandem::vmm::World& world, const std::string& guest) {
+  try {
+    machine.emplace(config, world);
+    machine->load(guest);
+  } catch (const tandem::vmm::LoadError& e) {
+    throw BadInput(e.what());
+  } catch (const tandem::vmm::DiskError& e) {
+    throw BadInput(e.what());
+  }
+}
+
+void print_stats(uint64_t executed, double wall_s) {
+  std::fprintf(stderr, "instructions=%llu wall_s=%.3f mips=%.1f\n", static_cast<unsigned long long>(executed),
+               wall_s, wall_s > 0 ? executed / wall_s / 1e6 : 0.0);
+}
+
+void print_state_hash(tandem::vmm::Machine& machine) {
+  std::fprintf(stderr, "state-hash=%016llx icount=%llu\n", static_cast<unsigned long long>(machine.state_hash()),
+               static_cast<unsigned long long>(machine.icount()));
+}
 
 void write_snapshot(const tandem::vmm::Machine& machine, const std::string& path) {
   // Write beside the target and rename, so a crash never leaves a half snapshot at `path`.
@@ -158,7 +221,7 @@ int run_command(const RunOptions& opt) {
       }
     }
     if (result.exit == Exit::Running) result = machine->run_until(limit);
-  } catch (const InterruptibleLive::Interrupted&) {
+  } catch (const Interrupted&) {
     live.flush();
     spdlog::warn("interrupted at icount {}", machine->icount());
     return kStatusInterrupted;
@@ -185,16 +248,148 @@ int run_command(const RunOptions& opt) {
     case Exit::GuestPass:
       break;
   }
-  if (opt.state_hash) {
-    std::fprintf(stderr, "state-hash=%016llx icount=%llu\n",
-                 static_cast<unsigned long long>(machine->state_hash()),
-                 static_cast<unsigned long long>(result.icount));
+  if (opt.state_hash) print_state_hash(*machine);
+  if (opt.stats) print_stats(result.icount - start_icount, wall_s);
+  return guest_status(result);
+}
+
+void report_end(const tandem::vmm::RunResult& result) {
+  switch (result.exit) {
+    case Exit::Running:
+      std::fprintf(stderr, "tandem: stopped at the instruction limit (icount %llu)\n",
+                   static_cast<unsigned long long>(result.icount));
+      break;
+    case Exit::Idle:
+      std::fprintf(stderr, "tandem: guest is idle with no timer armed and no console input left; stopped at icount %llu\n",
+                   static_cast<unsigned long long>(result.icount));
+      break;
+    case Exit::GuestFail:
+      std::fprintf(stderr, "tandem: guest reported failure code %u\n", result.code);
+      break;
+    case Exit::Reset:
+      std::fprintf(stderr, "tandem: guest requested a reset; ending the run\n");
+      break;
+    case Exit::GuestPass:
+      break;
   }
+}
+
+int record_command(const RecordOptions& opt) {
+  const RunOptions& run = opt.run;
+  if (run.guest.empty()) throw BadInput("GUEST is required");
+  if (opt.log_path.empty()) throw BadInput("--log FILE is required");
+  if (run.mem_mib == 0 || run.mem_mib > 65536) throw BadInput("--mem must be 1..65536 MiB");
+  if (run.poll_interval == 0) throw BadInput("--poll-interval must be > 0");
+  if (opt.time != "wall" && opt.time != "virtual") throw BadInput("--time must be 'wall' or 'virtual'");
+
+  tandem::vmm::MachineConfig config;
+  config.mem_bytes = run.mem_mib << 20;
+  config.disk_path = run.disk;
+  auto console = open_console_or_throw(run.console);
+  tandem::hooks::RecorderOptions options;
+  options.audit_interval = opt.audit_interval;
+  options.poll_interval = run.poll_interval;
+  options.time = opt.time == "wall" ? tandem::hooks::GuestTime::Wall : tandem::hooks::GuestTime::Virtual;
+  options.interrupt_flag = &g_interrupted;
+  Interruptible<tandem::hooks::Recorder> recorder(*console, options);
+  std::optional<tandem::vmm::Machine> machine;
+  boot(machine, config, recorder, run.guest);
+
+  std::optional<tandem::hooks::FileBatchSink> sink;
+  try {
+    sink.emplace(opt.log_path, recorder.make_header(*machine, run.guest));
+  } catch (const std::exception& e) {
+    throw BadInput(e.what());
+  }
+  recorder.begin(*machine, *sink);
+  const auto start = std::chrono::steady_clock::now();
+  tandem::vmm::RunResult result;
+  try {
+    result = machine->run_until(run.max_instructions.value_or(UINT64_MAX));
+    if (g_interrupted) throw Interrupted{};
+  } catch (const Interrupted&) {
+    // The log stays valid: everything up to here is flushed, without an END record.
+    recorder.flush();
+    spdlog::warn("interrupted at icount {}; the log ends there", machine->icount());
+    return kStatusInterrupted;
+  }
+  recorder.finish(*machine, result);
+  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report_end(result);
+  if (run.state_hash) print_state_hash(*machine);
+  if (run.stats) {
+    std::fprintf(stderr, "records=%llu log_bytes=%llu\n", static_cast<unsigned long long>(recorder.records_written()),
+                 static_cast<unsigned long long>(sink->bytes_written()));
+    print_stats(result.icount, wall_s);
+  }
+  return guest_status(result);
+}
+
+int replay_command(const ReplayOptions& opt) {
+  if (opt.guest.empty()) throw BadInput("GUEST is required");
+  if (opt.log_path.empty()) throw BadInput("--log FILE is required");
+  if (opt.mem_mib == 0 || opt.mem_mib > 65536) throw BadInput("--mem must be 1..65536 MiB");
+  std::optional<tandem::hooks::LogFileReader> reader;
+  try {
+    reader.emplace(opt.log_path);
+  } catch (const std::exception& e) {
+    throw BadInput(opt.log_path + ": " + e.what());
+  }
+  const auto& recorded = reader->header().config();
+  tandem::vmm::MachineConfig config;
+  // The log knows the memory size it was recorded with; --mem only has to agree.
+  config.mem_bytes = opt.mem_mib << 20;
+  config.disk_path = opt.disk;
+  if (recorded.disk_bytes() != 0 && opt.disk.empty()) {
+    throw BadInput(opt.log_path + ": the recording had a disk; pass --disk with a copy of the disk as it was when recording began");
+  }
+  if (!opt.disk.empty() && tandem::hooks::file_digest(opt.disk) != recorded.disk_digest()) {
+    throw BadInput(opt.disk + ": disk content differs from the disk at the start of the recording; replay needs a copy of the original disk");
+  }
+  if (recorded.guest_digest() != 0 && tandem::hooks::file_digest(opt.guest) != recorded.guest_digest()) {
+    throw BadInput(opt.guest + ": not the guest this log was recorded with ('" + recorded.guest_name() + "')");
+  }
+  tandem::hooks::FileBatchSource source(*reader);
+  tandem::hooks::StdioConsole console(-1, STDOUT_FILENO);  // output only: replay never reads stdin
+  tandem::hooks::Replayer replayer(source, &console, opt.verify);
+  std::optional<tandem::vmm::Machine> machine;
+  boot(machine, config, replayer, opt.guest);
+  if (const std::string err = tandem::hooks::Replayer::check_header(reader->header(), *machine); !err.empty()) {
+    throw BadInput(opt.log_path + ": " + err);
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  tandem::vmm::RunResult result;
+  try {
+    result = replayer.run(*machine, opt.max_instructions.value_or(UINT64_MAX));
+  } catch (const tandem::hooks::LogError& e) {
+    console.flush();
+    throw BadInput(opt.log_path + ": " + e.what());
+  }
+  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  console.flush();
+  if (opt.state_hash) print_state_hash(*machine);
   if (opt.stats) {
-    const uint64_t executed = result.icount - start_icount;
-    std::fprintf(stderr, "instructions=%llu wall_s=%.3f mips=%.1f\n", static_cast<unsigned long long>(executed),
-                 wall_s, wall_s > 0 ? executed / wall_s / 1e6 : 0.0);
+    std::fprintf(stderr, "records=%llu audits_checked=%llu\n", static_cast<unsigned long long>(replayer.records_applied()),
+                 static_cast<unsigned long long>(replayer.audits_checked()));
+    print_stats(result.icount - reader->header().start_icount(), wall_s);
   }
+  if (const auto& d = replayer.divergence()) {
+    std::fprintf(stderr, "tandem: divergence at icount %llu: %s differs (log %016llx, replay %016llx)\n",
+                 static_cast<unsigned long long>(d->icount), d->what.c_str(),
+                 static_cast<unsigned long long>(d->expected), static_cast<unsigned long long>(d->actual));
+    return kStatusDivergence;
+  }
+  if (!replayer.end()) {
+    if (result.exit == Exit::Running && opt.max_instructions && result.icount >= *opt.max_instructions) {
+      report_end(result);
+      return kStatusLimit;
+    }
+    std::fprintf(stderr, "tandem: the log ends at icount %llu without an END record (the recording was interrupted); replayed up to there\n",
+                 static_cast<unsigned long long>(result.icount));
+    return 0;
+  }
+  report_end(result);
   return guest_status(result);
 }
 
@@ -229,6 +424,48 @@ int main(int argc, char** argv) {
                       "Start from the snapshot FILE instead of booting GUEST (same --mem and --disk)");
   run_cmd->add_option("--poll-interval", run.poll_interval, "Instructions between console polls")
       ->capture_default_str();
+  run_cmd->add_option("--console", run.console,
+                      "Console: 'stdio' or 'tcp:127.0.0.1:PORT' (a TCP listener; one client at a time)")
+      ->capture_default_str();
+
+  RecordOptions rec;
+  CLI::App* record_cmd = app.add_subcommand(
+      "record",
+      "Run a guest like 'run' and write every non-deterministic input to an event log. Exit status "
+      "as for run");
+  record_cmd->add_option("GUEST", rec.run.guest, "Guest image: RISC-V ELF64 or raw binary")->required();
+  record_cmd->add_option("--log", rec.log_path, "Event log to write (created or truncated)")->required();
+  record_cmd->add_option("--mem", rec.run.mem_mib, "Guest RAM in MiB")->capture_default_str();
+  record_cmd->add_option("--disk", rec.run.disk, "Attach FILE as a virtio-blk disk (writes go to the file)");
+  record_cmd->add_option("--max-instructions", rec.run.max_instructions, "Stop when the icount reaches N; exit status 3");
+  record_cmd->add_option("--console", rec.run.console, "Console: 'stdio' or 'tcp:127.0.0.1:PORT'")->capture_default_str();
+  record_cmd->add_option("--poll-interval", rec.run.poll_interval, "Instructions between console polls")
+      ->capture_default_str();
+  record_cmd->add_option("--audit-interval", rec.audit_interval,
+                         "Instructions between state-hash AUDIT records (0 = only at the end)")
+      ->capture_default_str();
+  record_cmd->add_option("--time", rec.time,
+                         "Guest time: 'wall' (idle waits take real time, logged TIME_ADJUST keeps guest time near "
+                         "wall time) or 'virtual' (icount only; idle waits skip at once)")
+      ->capture_default_str();
+  record_cmd->add_flag("--stats", rec.run.stats, "Print records, log bytes and 'instructions=N wall_s=S mips=M' on stderr");
+  record_cmd->add_flag("--state-hash", rec.run.state_hash, "Print the final machine state hash on stderr");
+
+  ReplayOptions rep;
+  CLI::App* replay_cmd = app.add_subcommand(
+      "replay",
+      "Re-execute a recorded run from its event log, reproducing its console output; never reads stdin "
+      "or a host clock. Exit status: the recorded guest's, 2 bad log or input, 3 limit, 4 divergence");
+  replay_cmd->add_option("GUEST", rep.guest, "The guest image the log was recorded with")->required();
+  replay_cmd->add_option("--log", rep.log_path, "Event log written by 'tandem record'")->required();
+  replay_cmd->add_option("--mem", rep.mem_mib, "Guest RAM in MiB (must match the recording)")->capture_default_str();
+  replay_cmd->add_option("--disk", rep.disk, "A copy of the disk as it was when the recording began");
+  replay_cmd->add_option("--max-instructions", rep.max_instructions, "Stop when the icount reaches N; exit status 3");
+  replay_cmd->add_flag("--verify,!--no-verify", rep.verify,
+                       "Check every AUDIT and OUTPUT_DIGEST record (default on); stop at the first divergence")
+      ->capture_default_str();
+  replay_cmd->add_flag("--stats", rep.stats, "Print records applied, audits checked and speed on stderr");
+  replay_cmd->add_flag("--state-hash", rep.state_hash, "Print the final machine state hash on stderr");
 
   // CLI11 reports an unknown command as "a subcommand is required"; name it instead.
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
@@ -254,6 +491,8 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   try {
     if (*run_cmd) return run_command(run);
+    if (*record_cmd) return record_command(rec);
+    if (*replay_cmd) return replay_command(rep);
   } catch (const BadInput& e) {
     std::fprintf(stderr, "tandem: error: %s\n", e.what());
     return kStatusBadInput;

@@ -186,7 +186,7 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
       return true;
     }
     // No timer armed: only input can wake the guest, however long it takes.
-    while (!console_.input_closed()) {
+    while (!console_.input_closed() && !interrupted()) {
       console_.wait_input(kIdleWakeup);
       if (input_waiting(machine)) {
         add(machine.icount(), log::IDLE_SKIP).set_value(0);
@@ -213,7 +213,7 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
       inject_console(machine);
       return true;
     }
-    if (!has_deadline && console_.input_closed()) return false;
+    if ((!has_deadline && console_.input_closed()) || interrupted()) return false;
     auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleWakeup);
     if (has_deadline) {
       wait = std::min(wait, std::chrono::nanoseconds((deadline_mtime - wall_now) * kNsPerTick));
@@ -225,6 +225,10 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     }
     maybe_flush();
   }
+}
+
+bool Recorder::interrupted() const {
+  return options_.interrupt_flag != nullptr && *options_.interrupt_flag != 0;
 }
 
 bool Recorder::input_waiting(vmm::Machine& machine) {

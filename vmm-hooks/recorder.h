@@ -3,6 +3,7 @@
 // clock), injects them into the machine, and appends each to the event log stamped with the
 // icount at which it took effect. Every AUDIT interval it logs the machine's state hash.
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -44,6 +45,8 @@ struct RecorderOptions {
   // A batch is handed to the sink at least this often, so a crash loses little.
   std::chrono::milliseconds flush_interval{20};
   size_t max_batch_records = 1024;
+  // When set and non-zero (a signal handler's flag), idle waits end early and return false.
+  const volatile std::sig_atomic_t* interrupt_flag = nullptr;
 };
 
 class Recorder : public vmm::World {
@@ -75,6 +78,7 @@ class Recorder : public vmm::World {
   bool inject_console(vmm::Machine& machine);  // true if input was delivered
   void write_pending_output();
   bool input_waiting(vmm::Machine& machine);  // input ready and the UART has room
+  bool interrupted() const;
   void audit_if_due(vmm::Machine& machine);
   void sync_time(vmm::Machine& machine);
   uint64_t wall_ticks() const;  // 10 MHz ticks since begin()
