@@ -343,8 +343,9 @@ DecodedInsn decode16(uint32_t x) {
 }  // namespace
 
 DecodedInsn decode(uint32_t bits) {
-  if ((bits & 3) != 3) return finish(decode16(bits));
-  return finish(decode32(bits));
+  DecodedInsn d = (bits & 3) != 3 ? finish(decode16(bits)) : finish(decode32(bits));
+  if (has_successor_cache(d.op)) d.raw = 0;  // empty successor cache
+  return d;
 }
 
 }  // namespace tandem::vmm::cpu

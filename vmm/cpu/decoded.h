@@ -54,9 +54,35 @@ struct DecodedInsn {
   uint8_t len = 0;          // instruction length in bytes (2 or 4); 0 for Undecoded/Exit
   uint16_t block_left = 0;  // instructions from this one to the end of its block, inclusive
   int32_t imm = 0;          // immediate, shift amount, CSR number or AMO function
-  uint32_t raw = 0;         // the instruction bits (mtval of an illegal instruction)
+  // Most ops: the instruction bits (mtval of an illegal instruction). Branches and JAL do
+  // not need them and use the field instead as a successor cache (see SuccessorCache).
+  uint32_t raw = 0;
 };
 static_assert(sizeof(DecodedInsn) == 16);
+
+// For a branch or JAL inside a page's entries: the distance (in entries) from the branch
+// to the entry of its taken target and of its fall-through, filled in by the run loop the
+// first time each is looked up; 0 = not known yet. Distances are relative, so they survive
+// the entries vector growing, and they vanish with the page's entries on invalidation.
+struct SuccessorCache {
+  static int16_t taken(const DecodedInsn& d) { return static_cast<int16_t>(d.raw & 0xffff); }
+  static int16_t fallthrough(const DecodedInsn& d) { return static_cast<int16_t>(d.raw >> 16); }
+  static void set_taken(DecodedInsn& d, int16_t v) {
+    d.raw = (d.raw & 0xffff0000u) | static_cast<uint16_t>(v);
+  }
+  static void set_fallthrough(DecodedInsn& d, int16_t v) {
+    d.raw = (d.raw & 0xffffu) | (uint32_t{static_cast<uint16_t>(v)} << 16);
+  }
+};
+inline bool has_successor_cache(Op op) {
+  switch (op) {
+    case Op::Beq: case Op::Bne: case Op::Blt: case Op::Bge: case Op::Bltu: case Op::Bgeu:
+    case Op::Jal:
+      return true;
+    default:
+      return false;
+  }
+}
 
 inline bool is_block_terminator(Op op) {
   switch (op) {

@@ -129,7 +129,10 @@ HartStop Hart::Impl::run(uint64_t stop) {
   // icount lives in a register while running; s.icount is written back before anything
   // that can observe it (device accesses, CSR reads, returns).
   uint64_t icount = s.icount;
-  const DecodedInsn* e = nullptr;
+  DecodedInsn* e = nullptr;
+  // The branch whose successor is being looked up at `jump` (nullptr: none to cache).
+  DecodedInsn* link_from = nullptr;
+  bool link_taken = false;
   cpu::DecodedPage* page = nullptr;
   uint64_t page_index = 0;
   uint64_t page_vbase = 1;  // never equal to a page address: forces the first lookup
@@ -187,11 +190,29 @@ HartStop Hart::Impl::run(uint64_t stop) {
     NEXT();                                                                                \
   }
 
+// A conditional branch: follows the successor cache when it knows the next entry.
 #define BRANCH(NAME, COND)                                                                 \
   op_##NAME : {                                                                            \
     const uint64_t a = x[e->rs1];                                                          \
     const uint64_t b = x[e->rs2];                                                          \
-    pc += (COND) ? static_cast<uint64_t>(static_cast<int64_t>(e->imm)) : e->len;           \
+    if (COND) {                                                                            \
+      pc += static_cast<uint64_t>(static_cast<int64_t>(e->imm));                           \
+      const int16_t distance = cpu::SuccessorCache::taken(*e);                             \
+      if (distance != 0) {                                                                 \
+        e += distance;                                                                     \
+        goto enter;                                                                        \
+      }                                                                                    \
+      link_taken = true;                                                                   \
+    } else {                                                                               \
+      pc += e->len;                                                                        \
+      const int16_t distance = cpu::SuccessorCache::fallthrough(*e);                       \
+      if (distance != 0) {                                                                 \
+        e += distance;                                                                     \
+        goto enter;                                                                        \
+      }                                                                                    \
+      link_taken = false;                                                                  \
+    }                                                                                      \
+    link_from = e;                                                                         \
     goto jump;                                                                             \
   }
 
@@ -247,14 +268,29 @@ enter: {
 }
 
 jump:
-  // pc was set by a branch or jump: stay on the current page if possible.
+  // pc was set by a branch or jump: stay on the current page if possible. A branch or JAL
+  // (link_from) remembers the entry it found, so next time it goes straight there.
   if (((pc ^ page_vbase) & kPageMask) == 0) {
     const uint16_t entry = page->index[(pc & (kPageSize - 1)) >> 1];
     if (entry != cpu::DecodedPage::kNone) {
-      e = &page->entries[entry];
+      DecodedInsn* const target = &page->entries[entry];
+      if (link_from) {
+        // Only entries of this page's vector can cache (not the scratch slot).
+        const ptrdiff_t from = link_from - page->entries.data();
+        if (from >= 0 && static_cast<size_t>(from) < page->entries.size()) {
+          const ptrdiff_t distance = target - link_from;
+          if (distance != 0 && distance >= INT16_MIN && distance <= INT16_MAX) {
+            if (link_taken) cpu::SuccessorCache::set_taken(*link_from, static_cast<int16_t>(distance));
+            else cpu::SuccessorCache::set_fallthrough(*link_from, static_cast<int16_t>(distance));
+          }
+        }
+        link_from = nullptr;
+      }
+      e = target;
       goto enter;
     }
   }
+  link_from = nullptr;
   goto top;
 
 
@@ -273,6 +309,8 @@ cross_page: {
 
 run_single:
   scratch[0].block_left = 1;
+  // A successor cache holds distances within its page's entries: meaningless here.
+  if (cpu::has_successor_cache(scratch[0].op)) scratch[0].raw = 0;
   e = scratch;
   icount += 1;
   goto* kRunTable[static_cast<uint16_t>(e->op)];
@@ -382,10 +420,18 @@ op_Fence:
   BRANCH(Bltu, a < b)
   BRANCH(Bgeu, a >= b)
 
-op_Jal:
+op_Jal: {
   x[e->rd] = pc + e->len;
   pc += static_cast<uint64_t>(static_cast<int64_t>(e->imm));
+  const int16_t distance = cpu::SuccessorCache::taken(*e);
+  if (distance != 0) {
+    e += distance;
+    goto enter;
+  }
+  link_from = e;
+  link_taken = true;
   goto jump;
+}
 op_Jalr: {
   const uint64_t target = (x[e->rs1] + static_cast<int64_t>(e->imm)) & ~uint64_t{1};
   x[e->rd] = pc + e->len;
