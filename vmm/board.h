@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,8 +59,9 @@ constexpr const BoardRegion& board_region(DeviceKind kind) {
   return kBoardMap[0];  // unreachable for kinds in the table
 }
 
-// PLIC geometry as on QEMU virt: sources 1..95, context 0 = hart0 M-mode, 1 = hart0 S-mode.
-inline constexpr unsigned kPlicSources = 96;  // including the reserved source 0
+// PLIC geometry as on QEMU virt (riscv,ndev = 96): sources 1..96, context 0 = hart0 M-mode,
+// 1 = hart0 S-mode.
+inline constexpr unsigned kPlicSources = 97;  // including the reserved source 0
 inline constexpr unsigned kPlicContexts = 2;
 
 class Clint;
@@ -68,6 +70,7 @@ class Uart16550;
 class TestFinisher;
 class DiskImage;
 class VirtioBlk;
+class VirtioRng;
 class VirtioMmio;
 
 // What the board needs from its surroundings.
@@ -75,6 +78,7 @@ struct BoardWiring {
   IrqSink* hart_irqs = nullptr;                // line n drives mip bit n
   std::function<uint64_t()> now_icount;         // exact icount, also mid-instruction (MMIO)
   std::function<void(uint8_t)> console_output;  // UART transmit
+  std::function<void(std::span<uint8_t>)> entropy;  // virtio-rng requests
   std::string disk_path;                        // empty: no virtio-blk
 };
 
@@ -109,6 +113,7 @@ class Board {
   std::unique_ptr<Uart16550> uart_;
   std::unique_ptr<DiskImage> disk_;
   std::unique_ptr<VirtioBlk> blk_;
+  std::unique_ptr<VirtioRng> rng_;
   std::vector<std::unique_ptr<VirtioMmio>> virtio_;
   std::vector<Device*> in_map_order_;
 };

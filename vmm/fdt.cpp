@@ -100,6 +100,7 @@ std::vector<uint8_t> build_fdt(const FdtConfig& config) {
   w.prop_str("compatible", "riscv");
   w.prop_str("riscv,isa", "rv64imac");
   w.prop_str("mmu-type", "riscv,sv39");
+  w.prop_u32("phandle", kPhandleCpu);
   w.begin("interrupt-controller");
   w.prop_u32("#interrupt-cells", 1);
   w.prop_empty("interrupt-controller");
@@ -107,6 +108,14 @@ std::vector<uint8_t> build_fdt(const FdtConfig& config) {
   w.prop_u32("phandle", kPhandleCpuIntc);
   w.end();
   w.end();  // cpu@0
+  // Topology, as QEMU describes it: one cluster, one core.
+  w.begin("cpu-map");
+  w.begin("cluster0");
+  w.begin("core0");
+  w.prop_u32("cpu", kPhandleCpu);
+  w.end();
+  w.end();
+  w.end();
   w.end();  // cpus
 
   // QEMU puts the syscon poweroff/reboot nodes at the root, pointing at the finisher.

@@ -23,5 +23,6 @@ uint64_t fdt_load_address(uint64_t ram_base, uint64_t ram_bytes, uint64_t fdt_by
 inline constexpr uint32_t kPhandleCpuIntc = 1;
 inline constexpr uint32_t kPhandlePlic = 2;
 inline constexpr uint32_t kPhandleTest = 3;
+inline constexpr uint32_t kPhandleCpu = 4;
 
 }  // namespace tandem::vmm
