@@ -8,6 +8,7 @@
 #include "vmm/devices/uart16550.h"
 #include "vmm/devices/virtio_blk.h"
 #include "vmm/devices/virtio_mmio.h"
+#include "vmm/devices/virtio_rng.h"
 
 namespace tandem::vmm {
 
@@ -32,6 +33,7 @@ Board::Board(Bus& bus, const VirtualClock& clock, BoardWiring wiring) {
     disk_ = std::make_unique<DiskImage>(wiring.disk_path);
     blk_ = std::make_unique<VirtioBlk>(*disk_);
   }
+  rng_ = std::make_unique<VirtioRng>(wiring.entropy);
 
   unsigned virtio_slot = 0;
   for (const BoardRegion& r : kBoardMap) {
@@ -50,8 +52,11 @@ Board::Board(Bus& bus, const VirtualClock& clock, BoardWiring wiring) {
         device = uart_.get();
         break;
       case DeviceKind::VirtioMmio: {
-        // The disk goes in the first slot; the rest stay empty (device id 0).
-        VirtioDevice* dev = virtio_slot == 0 ? blk_.get() : nullptr;
+        // The disk goes in the first slot, the entropy source in the second; the rest
+        // stay empty (device id 0).
+        VirtioDevice* dev = virtio_slot == 0   ? static_cast<VirtioDevice*>(blk_.get())
+                            : virtio_slot == 1 ? static_cast<VirtioDevice*>(rng_.get())
+                                               : nullptr;
         virtio_.push_back(std::make_unique<VirtioMmio>(dev, bus.ram(), IrqLine{plic_.get(), r.irq}));
         device = virtio_.back().get();
         ++virtio_slot;

@@ -107,6 +107,7 @@ Machine::Machine(const MachineConfig& config, World& world)
   wiring.hart_irqs = hart_irqs_.get();
   wiring.now_icount = [this] { return hart_->icount(); };
   wiring.console_output = [this](uint8_t byte) { world_.console_output(hart_->icount(), byte); };
+  wiring.entropy = [this](std::span<uint8_t> out) { world_.entropy(hart_->icount(), out); };
   wiring.disk_path = config.disk_path;
   board_ = std::make_unique<Board>(bus_, clock_, std::move(wiring));
 }
