@@ -309,6 +309,16 @@ TEST_F(CpuExecTest, SaveRestoreRoundTripContinuesIdentically) {
   StateReader short_reader(short_source);
   EXPECT_THROW(hart2.restore(short_reader), StateError);
   EXPECT_EQ(hart2.icount(), end_icount);
+
+  // So is one with an impossible privilege level (2 is reserved).
+  std::vector<uint8_t> corrupt = sink.bytes;
+  const size_t priv_offset = 4 + 8 + 33 * 8 + 8 + 8;  // tag, version, regs, pc, icount
+  ASSERT_EQ(corrupt[priv_offset], 3u) << "layout changed: the hart was in M-mode";
+  corrupt[priv_offset] = 2;
+  VectorSource corrupt_source(corrupt);
+  StateReader corrupt_reader(corrupt_source);
+  EXPECT_THROW(hart2.restore(corrupt_reader), StateError);
+  EXPECT_EQ(hart2.icount(), end_icount);
 }
 
 }  // namespace

@@ -68,6 +68,12 @@ void Hart::restore(StateReader& in) {
   if (loaded.priv != 0 && loaded.priv != 1 && loaded.priv != 3) {
     throw StateError("snapshot: invalid hart privilege level");
   }
+  // Values no CSR write could have produced mean the snapshot is corrupt.
+  const uint64_t satp_mode = loaded.satp >> 60;
+  if ((satp_mode != 0 && satp_mode != 8) || (loaded.mtvec & 3) >= 2 || (loaded.stvec & 3) >= 2 ||
+      ((loaded.mstatus >> mstatus::kMPPShift) & 3) == 2 || loaded.reservation_valid > 1) {
+    throw StateError("snapshot: invalid hart CSR values");
+  }
   loaded.regs[0] = 0;
   Impl& impl = *impl_;
   impl.s = loaded;

@@ -31,6 +31,17 @@ enum class HartStop {
            // interrupt-relevant state; the machine re-evaluates and calls run() again
 };
 
+// Semantics the machine can rely on (details in vmm/cpu/*.cpp):
+// - icount counts retired instructions. An instruction that traps does not retire; taking
+//   an interrupt retires nothing. WFI retires.
+// - run() returns HartStop::Event right after every store to a device (the store has
+//   retired), whenever bus.stop_requested() is set, and, as a safety valve, after 1024
+//   traps in a row without a retired instruction (a trap vector that itself faults).
+// - During a device access, icount() is exact: the instructions retired before it.
+// - Misaligned loads and stores are performed (as qemu-system-riscv64 7.2 does); LR/SC and
+//   AMOs trap when misaligned. Instructions are fetched from RAM only.
+// - Everything guest-visible depends only on icount and the clock, never on host time.
+
 class Hart {
  public:
   Hart(Bus& bus, const VirtualClock& clock);
