@@ -21,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "replicator/transport/auth.h"
@@ -261,8 +262,8 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     hello->set_role(core_->me.role);
     hello->set_challenge(my_challenge_);
     hello->set_node_name(core_->me.node_name);
-    send_handshake(std::move(envelope));
     phase_ = Phase::kAwaitHelloReply;
+    send_handshake(std::move(envelope));
     read_more();
   }
 
@@ -515,7 +516,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
   }
 
   void write_queued() {
-    if (writing_ || phase_ == Phase::kClosed || phase_ == Phase::kConnecting) return;
+    if (writing_ || phase_ == Phase::kClosed) return;
     {
       std::lock_guard lock(queue_mutex_);
       if (queue_.empty()) {
@@ -669,12 +670,24 @@ class TcpTransport final : public Transport {
   void listen(const std::string& host, uint16_t port, std::function<void(std::shared_ptr<Link>)> on_link) override {
     if (stopped_) throw std::logic_error("link: listen on a stopped transport");
     if (listening_.exchange(true)) throw std::logic_error("link: the transport is already listening");
-    tcp::endpoint endpoint(asio::ip::make_address(host), port);
+    tcp::endpoint endpoint;
+    boost::system::error_code ec;
     // The acceptor is not used by the I/O thread before the post below.
-    acceptor_.open(endpoint.protocol());
-    acceptor_.set_option(tcp::acceptor::reuse_address(true));
-    acceptor_.bind(endpoint);
-    acceptor_.listen();
+    auto address = asio::ip::make_address(host, ec);
+    if (!ec) {
+      endpoint = tcp::endpoint(address, port);
+      acceptor_.open(endpoint.protocol(), ec);
+      if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) acceptor_.bind(endpoint, ec);
+      if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      boost::system::error_code ignored;
+      acceptor_.close(ignored);
+      listening_ = false;  // the caller may retry elsewhere
+      throw std::system_error(std::error_code(ec.value(), std::system_category()),
+                              "link: cannot listen on " + host + ":" + std::to_string(port));
+    }
     port_ = acceptor_.local_endpoint().port();
     on_link_ = std::move(on_link);
     spdlog::info("link: listening on {}", endpoint_text(acceptor_.local_endpoint()));
