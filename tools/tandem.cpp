@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "checkpoint/checkpoint.h"
 #include "vmm-hooks/event_log.h"
 #include "vmm-hooks/live.h"
 #include "vmm-hooks/recorder.h"
@@ -133,17 +134,13 @@ void print_state_hash(tandem::vmm::Machine& machine) {
                static_cast<unsigned long long>(machine.icount()));
 }
 
-void write_snapshot(const tandem::vmm::Machine& machine, const std::string& path) {
-  // Write beside the target and rename, so a crash never leaves a half snapshot at `path`.
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw BadInput("cannot create snapshot " + tmp);
-    machine.save(out);
+void write_snapshot(tandem::vmm::Machine& machine, const std::string& path) {
+  // A full checkpoint (RAM, devices and the disk's blocks), written atomically.
+  try {
+    tandem::checkpoint::save_file(machine, path);
+  } catch (const tandem::checkpoint::CheckpointError& e) {
+    throw BadInput(e.what());
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw BadInput("cannot rename snapshot to " + path + ": " + ec.message());
 }
 
 int guest_status(const tandem::vmm::RunResult& r) {
@@ -186,9 +183,7 @@ int run_command(const RunOptions& opt) {
   try {
     machine.emplace(config, live);
     if (!opt.restore_path.empty()) {
-      std::ifstream in(opt.restore_path, std::ios::binary);
-      if (!in) throw BadInput("cannot open snapshot " + opt.restore_path);
-      machine->restore(in);
+      tandem::checkpoint::load_file(*machine, opt.restore_path);
       spdlog::debug("restored {} at icount {}", opt.restore_path, machine->icount());
     } else {
       machine->load(opt.guest);
@@ -199,6 +194,8 @@ int run_command(const RunOptions& opt) {
     throw BadInput(e.what());
   } catch (const tandem::vmm::StateError& e) {
     throw BadInput(opt.restore_path + ": " + e.what());
+  } catch (const tandem::checkpoint::CheckpointError& e) {
+    throw BadInput(e.what());
   }
 
   const uint64_t limit = opt.max_instructions.value_or(UINT64_MAX);

@@ -228,6 +228,47 @@ TEST_F(TandemRun, BadInputsAreOneLineAndStatusTwo) {
   expect_bad_input({"run", "--mem", "64", "--restore", snap}, "--mem 128");
 }
 
+TEST_F(TandemRun, CorruptOrTruncatedCheckpointIsOneLineAndStatusTwo) {
+  const auto snap = path("good.ckpt");
+  ASSERT_EQ(run({"run", "--max-instructions", "5000", "--save", snap, "--save-at", "5000", counter_image()}).status, 3);
+  const std::string whole = slurp(snap);
+  ASSERT_GT(whole.size(), 200u);
+  // Flipped bytes in the header, the first record and the middle; cuts at several points.
+  for (size_t at : {size_t{20}, size_t{60}, whole.size() / 2, whole.size() - 3}) {
+    std::string bad = whole;
+    bad[at] = static_cast<char>(bad[at] ^ 0x10);
+    const auto p = path("flipped.ckpt");
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << bad;
+    expect_bad_input({"run", "--restore", p}, "snapshot");
+  }
+  for (size_t keep : {size_t{0}, size_t{30}, whole.size() - 1}) {
+    const auto p = path("cut.ckpt");
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << whole.substr(0, keep);
+    expect_bad_input({"run", "--restore", p}, "truncated");
+  }
+  expect_bad_input({"run", "--restore", path("missing.ckpt")}, "cannot open");
+}
+
+TEST_F(TandemRun, SnapshotCarriesTheDiskToAFreshImage) {
+  // A guest that writes nothing to the disk still has its contents in the snapshot: a
+  // restore onto a zeroed image of the same size makes the image identical.
+  const auto disk = path("src.img"), fresh = path("fresh.img"), snap = path("disk.ckpt");
+  std::string content(64 * 1024, '\0');
+  for (size_t i = 0; i < content.size(); i += 4096) content[i] = static_cast<char>('A' + i / 4096 % 26);
+  std::ofstream(disk, std::ios::binary) << content;
+  std::ofstream(fresh, std::ios::binary) << std::string(content.size(), '\0');
+  const auto img = counter_image();
+  const Outcome whole = run({"run", "--disk", disk, "--max-instructions", "20000", "--state-hash", img});
+  ASSERT_EQ(run({"run", "--disk", disk, "--max-instructions", "10000", "--save", snap, "--save-at", "10000", img})
+                .status, 3);
+  const Outcome resumed =
+      run({"run", "--disk", fresh, "--restore", snap, "--max-instructions", "20000", "--state-hash"});
+  EXPECT_EQ(resumed.status, 3) << resumed.err;
+  EXPECT_EQ(hash_of(resumed), hash_of(whole));
+  EXPECT_EQ(slurp(fresh), content);
+  expect_bad_input({"run", "--restore", snap}, "disk");
+}
+
 TEST_F(TandemRun, HelpDescribesTheRunOptions) {
   const Outcome o = run({"run", "--help"});
   EXPECT_EQ(o.status, 0);
