@@ -96,7 +96,15 @@ void load_file(vmm::Machine& machine, const std::string& path) {
     done += static_cast<size_t>(n);
   }
   stream.resize(done);
-  checkpoint::apply(machine, stream);  // qualified: std::apply would win by ADL
+  try {
+    checkpoint::apply(machine, stream);  // qualified: std::apply would win by ADL
+  } catch (const CheckpointError& e) {
+    // Name the file: "snapshot PATH: <what is wrong, and where>".
+    std::string what = e.what();
+    const std::string prefix = "checkpoint: ";
+    if (what.starts_with(prefix)) what.erase(0, prefix.size());
+    throw CheckpointError("snapshot " + path + ": " + what);
+  }
 }
 
 }  // namespace tandem::checkpoint
