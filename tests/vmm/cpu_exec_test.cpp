@@ -71,7 +71,8 @@ TEST_F(CpuExecTest, ChoppedRunsMatchOneLongRun) {
   p.c(0x0505);                                 // c.addi a0, 1
   p << rv::add(a3, a3, a2) << rv::blt(a0, a1, -14) << rv::kWfi;
   auto run_chopped = [&](uint64_t seed) {
-    HartTest::SetUp();
+    hart_.reset(kCode);
+    halt_on_trap();
     load(kCode, p);
     hart_.set_pc(kCode);
     hart_.set_icount(0);
