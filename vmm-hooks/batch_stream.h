@@ -1,6 +1,7 @@
 #pragma once
 // Where recorded batches go and where replayed batches come from: a log file today, the
 // replication link later. Both sides see the same LogBatch messages.
+#include <chrono>
 #include <optional>
 
 #include "proto/event_log.pb.h"
@@ -17,8 +18,13 @@ class BatchSink {
 class BatchSource {
  public:
   virtual ~BatchSource() = default;
-  // The next batch, or nullopt when there are no more. Throws LogError on a bad batch.
+  // The next batch, or nullopt when none is available now (for a file: no more at all).
+  // Throws LogError on a bad batch.
   virtual std::optional<log::LogBatch> next_batch() = 0;
+  // True when no batch will ever come again (end of file, or the stream was closed).
+  virtual bool finished() const = 0;
+  // Live streams: waits up to `timeout` for a batch; true if one may now be available.
+  virtual bool wait_for_more(std::chrono::milliseconds /*timeout*/) { return false; }
 };
 
 class FileBatchSink : public BatchSink {
@@ -34,10 +40,16 @@ class FileBatchSink : public BatchSink {
 class FileBatchSource : public BatchSource {
  public:
   explicit FileBatchSource(LogFileReader& reader) : reader_(reader) {}
-  std::optional<log::LogBatch> next_batch() override { return reader_.next(); }
+  std::optional<log::LogBatch> next_batch() override {
+    auto batch = reader_.next();
+    if (!batch) done_ = true;
+    return batch;
+  }
+  bool finished() const override { return done_; }
 
  private:
   LogFileReader& reader_;
+  bool done_ = false;
 };
 
 }  // namespace tandem::hooks

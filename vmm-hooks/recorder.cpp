@@ -57,6 +57,13 @@ log::LogHeader Recorder::make_header(vmm::Machine& machine, const std::string& g
 
 void Recorder::begin(vmm::Machine& machine, BatchSink& sink) {
   sink_ = &sink;
+  // A log starts afresh: its batches count from 0 and its output digest from the seed, as
+  // a replayer that starts at this icount will.
+  batch_.Clear();
+  next_sequence_ = 0;
+  last_icount_ = last_complete_to_ = machine.icount();
+  output_digest_ = last_logged_digest_ = kOutputDigestSeed;
+  output_since_flush_ = false;
   start_wall_ = last_flush_ = std::chrono::steady_clock::now();
   start_mtime_ = machine.clock().mtime(machine.icount());
   next_audit_ = options_.audit_interval
@@ -73,7 +80,11 @@ log::Record& Recorder::add(uint64_t icount, log::RecordKind kind) {
 }
 
 void Recorder::flush() {
-  if (!sink_ || (batch_.records_size() == 0 && last_icount_ <= last_complete_to_)) return;
+  if (!sink_) {
+    batch_.Clear();  // not recording (standalone): nothing to keep
+    return;
+  }
+  if (batch_.records_size() == 0 && last_icount_ <= last_complete_to_) return;
   // Records are only ever added at the current icount or later, so everything before
   // the current icount is in the log once this batch is out.
   batch_.set_complete_to_icount(last_icount_);

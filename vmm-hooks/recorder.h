@@ -63,6 +63,23 @@ class Recorder : public vmm::World {
   // batch is still sent when the icount moved, to advance complete_to_icount.
   void flush();
 
+  // Logs a record the Recorder does not make itself (e.g. OUTPUT_RELEASED) at `icount`,
+  // which must not be earlier than the last record. Call from a World callback.
+  void log_record(uint64_t icount, log::RecordKind kind, uint64_t value) { add(icount, kind).set_value(value); }
+  // Writes console output buffered in the Recorder (an unfinished line) to the console now.
+  void flush_output() { write_pending_output(); }
+  // Starts or stops recording to a sink while the machine runs (the live pair: protection
+  // begins or ends). Null = no recording: the Recorder then behaves as a Live world.
+  void set_sink(vmm::Machine& machine, BatchSink* sink) {
+    batch_.Clear();
+    if (sink) {
+      begin(machine, *sink);
+    } else {
+      sink_ = nullptr;
+    }
+  }
+  bool recording() const { return sink_ != nullptr; }
+
   uint64_t records_written() const { return records_written_; }
   uint64_t output_digest() const { return output_digest_; }
 

@@ -30,22 +30,28 @@ std::string Replayer::check_header(const log::LogHeader& header, vmm::Machine& m
   return {};
 }
 
+bool Replayer::pull() {
+  if (source_done_) return false;
+  auto batch = source_.next_batch();
+  if (!batch) {
+    if (source_.finished()) source_done_ = true;
+    return false;
+  }
+  complete_to_ = std::max(complete_to_, batch->complete_to_icount());
+  for (auto& r : *batch->mutable_records()) {
+    if (r.icount() < last_record_icount_) {
+      // The reader checks order within a batch; this checks it across batches.
+      throw LogError(0, fmt::format("record at icount {} comes after icount {}", r.icount(),
+                                    last_record_icount_));
+    }
+    last_record_icount_ = r.icount();
+    pending_.push_back(std::move(r));
+  }
+  return true;
+}
+
 const log::Record* Replayer::peek() {
-  while (pending_.empty() && !source_done_) {
-    auto batch = source_.next_batch();
-    if (!batch) {
-      source_done_ = true;
-      break;
-    }
-    for (auto& r : *batch->mutable_records()) {
-      if (r.icount() < last_record_icount_) {
-        // The reader checks order within a batch; this checks it across batches.
-        throw LogError(0, fmt::format("record at icount {} comes after icount {}", r.icount(),
-                                      last_record_icount_));
-      }
-      last_record_icount_ = r.icount();
-      pending_.push_back(std::move(r));
-    }
+  while (pending_.empty() && pull()) {
   }
   return pending_.empty() ? nullptr : &pending_.front();
 }
@@ -73,20 +79,26 @@ void Replayer::diverge(uint64_t icount, std::string what, uint64_t expected, uin
 }
 
 bool Replayer::apply_due(vmm::Machine& machine, bool idling) {
+  bool applied = apply_service_records(machine);
+  if (!idling || divergence_ || end_) return applied;
+  // The recorder logs an IDLE_SKIP (perhaps of 0 ticks) every time the guest idled, after
+  // whatever its service point at the same icount logged.
+  const uint64_t now = machine.icount();
+  const log::Record* r = peek();
+  if (!r || r->icount() != now || r->kind() != log::IDLE_SKIP) {
+    diverge(now, "guest idled where the recording did not", r ? r->icount() : 0, now);
+    return applied;
+  }
+  machine.clock().advance(r->value());
+  pending_.pop_front();
+  ++records_applied_;
+  apply_service_records(machine);  // inputs delivered while it idled
+  return true;
+}
+
+bool Replayer::apply_service_records(vmm::Machine& machine) {
   const uint64_t now = machine.icount();
   bool applied = false;
-  if (idling) {
-    // The recorder logs an IDLE_SKIP (perhaps of 0 ticks) every time the guest idled.
-    const log::Record* r = peek();
-    if (!r || r->icount() != now || r->kind() != log::IDLE_SKIP) {
-      diverge(now, "guest idled where the recording did not", r ? r->icount() : 0, now);
-      return false;
-    }
-    machine.clock().advance(r->value());
-    pending_.pop_front();
-    ++records_applied_;
-    applied = true;
-  }
   while (!divergence_ && !end_) {
     const log::Record* r = peek();
     if (!r || r->icount() > now) break;
@@ -126,6 +138,9 @@ bool Replayer::apply_due(vmm::Machine& machine, bool idling) {
           diverge(now, "output digest", rec.value(), output_digest_);
         }
         break;
+      case log::OUTPUT_RELEASED:
+        released_output_ = rec.value();
+        break;
       case log::END:
         end_ = ReplayEnd{static_cast<vmm::Exit>(rec.value() >> 32),
                          static_cast<uint32_t>(rec.value() & 0xffffffffu), now};
@@ -146,7 +161,31 @@ void Replayer::service(vmm::Machine& machine) { apply_due(machine, false); }
 
 bool Replayer::idle(vmm::Machine& machine, uint64_t) {
   if (divergence_ || end_) return false;
+  // At the frontier of a live stream the record for this idle may still be on its way.
+  while (at_frontier(machine.icount())) {
+    if (!source_.wait_for_more(std::chrono::milliseconds(50))) {
+      if (source_.finished()) return false;  // promotion: the guest carries on live
+    }
+  }
   return apply_due(machine, true);
+}
+
+bool Replayer::at_frontier(uint64_t icount) {
+  for (;;) {
+    for (const log::Record& r : pending_) {
+      // Its idle record is here, or the log went past this icount (a divergence).
+      if (r.icount() != icount || r.kind() == log::IDLE_SKIP) return false;
+    }
+    if (source_.finished()) return false;
+    if (!pull()) return true;  // nothing more yet: wait for the stream
+  }
+}
+
+void Replayer::flush_output() {
+  if (output_ && !output_scratch_.empty()) {
+    output_->write_output({reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
+    output_scratch_.clear();
+  }
 }
 
 vmm::RunResult Replayer::run(vmm::Machine& machine, uint64_t max_icount) {

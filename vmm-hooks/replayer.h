@@ -45,8 +45,14 @@ class Replayer : public vmm::World {
   const std::optional<ReplayEnd>& end() const { return end_; }
   bool log_exhausted();  // no record is left and no more batches will come
   uint64_t records_applied() const { return records_applied_; }
+  // Live streams: every record before this icount has been received.
+  uint64_t complete_to() const { return complete_to_; }
   uint64_t audits_checked() const { return audits_checked_; }
   uint64_t output_digest() const { return output_digest_; }
+  // The latest OUTPUT_RELEASED marker: console bytes the recording side had released.
+  uint64_t released_output() const { return released_output_; }
+  // Writes buffered console output (an incomplete line) to the output port now.
+  void flush_output();
 
   // Runs the machine along the log until the recorded end, a divergence, the end of an
   // interrupted log, or max_icount. After it: divergence(), end().
@@ -61,9 +67,13 @@ class Replayer : public vmm::World {
 
  private:
   const log::Record* peek();  // next record not yet applied, pulling batches as needed
+  bool pull();                // appends the next available batch to pending_; false if none
   // Applies the records due at machine.icount(); `idling` when the guest waits in WFI,
   // which must match an IDLE_SKIP. True if any record was applied.
   bool apply_due(vmm::Machine& machine, bool idling);
+  bool apply_service_records(vmm::Machine& machine);
+  // True while nothing is pending and a live source may still deliver more.
+  bool at_frontier(uint64_t icount);
   void diverge(uint64_t icount, std::string what, uint64_t expected, uint64_t actual);
 
   BatchSource& source_;
@@ -77,6 +87,8 @@ class Replayer : public vmm::World {
   uint64_t records_applied_ = 0;
   uint64_t audits_checked_ = 0;
   uint64_t output_digest_;
+  uint64_t released_output_ = 0;
+  uint64_t complete_to_ = 0;
   std::string output_scratch_;
 };
 
