@@ -1,0 +1,422 @@
+#include "replicator/config.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/ip/address.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <toml++/toml.h>
+
+namespace tandem::replicator {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kMaxMemMib = 65536;          // same bound as `tandem run --mem`
+constexpr uint32_t kMaxIntervalMs = 60'000;     // heartbeat and lag bounds beyond a minute are typos
+constexpr uint32_t kMaxHeartbeatMisses = 1000;
+constexpr size_t kMaxPskBytes = 4096;           // a bigger "key" is almost surely the wrong file
+constexpr size_t kMaxUnixSocketPath = 107;      // sizeof(sockaddr_un::sun_path) - 1
+constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+
+// Where a value came from, as the prefix of its error message: "host.toml:7: [pair] listen"
+// for the file, "--listen" for a flag.
+struct Origin {
+  std::string where;
+};
+
+[[noreturn]] void fail(const Origin& origin, std::string_view problem) {
+  throw ConfigError(fmt::format("{}: {}", origin.where, problem));
+}
+
+// Shows a value the way the user wrote it: strings quoted, numbers bare.
+std::string quote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string describe(const toml::node& node) {
+  if (auto s = node.as_string()) return quote(s->get());
+  if (auto i = node.as_integer()) return std::to_string(i->get());
+  if (auto f = node.as_floating_point()) return fmt::format("{}", f->get());
+  if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
+  if (node.is_table()) return "a table";
+  if (node.is_array()) return "an array";
+  return "a date/time";
+}
+
+template <typename T>
+struct Setting {
+  T value{};
+  Origin origin;
+  bool set = false;
+};
+
+// Everything the file and the flags said, before defaults and cross-checks.
+struct RawConfig {
+  Setting<std::string> name, state_dir, log_level;
+  Setting<std::string> guest, disk, vm_id;
+  Setting<uint64_t> mem_mib;
+  Setting<Role> role;
+  Setting<std::string> listen, peer, psk_file;
+  Setting<uint64_t> heartbeat_ms, heartbeat_misses, max_lag_ms;
+  Setting<std::string> console_listen, control_socket;
+};
+
+class FileReader {
+ public:
+  FileReader(std::string source, std::string base_dir) : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
+
+  void read(const toml::table& root, RawConfig& raw) {
+    for (const auto& [key, node] : root) {
+      const std::string section(key.str());
+      const Origin origin{fmt::format("{}:{}: [{}]", source_, line_of(node), section)};
+      const auto* table = node.as_table();
+      if (!known_section(section)) {
+        fail(origin, "unknown section (known: [node], [vm], [pair], [console], [control])");
+      }
+      if (!table) fail(origin, fmt::format("expected a section (table), got {}", describe(node)));
+      section_lines_[section] = line_of(node);
+      for (const auto& [item_key, item] : *table) read_item(section, std::string(item_key.str()), item, raw);
+    }
+  }
+
+  // The origin used when a required key is absent: the section header when there is one.
+  Origin missing(const std::string& section, const std::string& key) const {
+    auto it = section_lines_.find(section);
+    const int line = it == section_lines_.end() ? 1 : it->second;
+    return {fmt::format("{}:{}: [{}] {}", source_, line, section, key)};
+  }
+
+  const std::string& base_dir() const { return base_dir_; }
+
+ private:
+  static int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+
+  static bool known_section(const std::string& s) {
+    return s == "node" || s == "vm" || s == "pair" || s == "console" || s == "control";
+  }
+
+  void read_item(const std::string& section, const std::string& key, const toml::node& node, RawConfig& raw) {
+    const Origin origin{fmt::format("{}:{}: [{}] {}", source_, line_of(node), section, key)};
+    auto text = [&](Setting<std::string>& out) {
+      const auto* s = node.as_string();
+      if (!s) fail(origin, fmt::format("expected a string, got {}", describe(node)));
+      out = {s->get(), origin, true};
+    };
+    auto path = [&](Setting<std::string>& out) {
+      text(out);
+      if (out.value.empty()) fail(origin, "expected a path, got an empty string");
+      out.value = anchor(out.value);
+    };
+    auto positive = [&](Setting<uint64_t>& out, uint64_t max) {
+      const auto* i = node.as_integer();
+      if (!i || i->get() <= 0) fail(origin, fmt::format("expected a positive integer, got {}", describe(node)));
+      if (static_cast<uint64_t>(i->get()) > max)
+        fail(origin, fmt::format("expected a positive integer up to {}, got {}", max, i->get()));
+      out = {static_cast<uint64_t>(i->get()), origin, true};
+    };
+
+    if (section == "node") {
+      if (key == "name") return text(raw.name);
+      if (key == "state_dir") return path(raw.state_dir);
+      if (key == "log_level") return text(raw.log_level);
+      fail(origin, "unknown key (known: name, state_dir, log_level)");
+    }
+    if (section == "vm") {
+      if (key == "guest") return path(raw.guest);
+      if (key == "disk") return path(raw.disk);
+      if (key == "id") return text(raw.vm_id);
+      if (key == "mem_mib") return positive(raw.mem_mib, kMaxMemMib);
+      fail(origin, "unknown key (known: guest, mem_mib, disk, id)");
+    }
+    if (section == "pair") {
+      if (key == "role") {
+        Setting<std::string> role_text;
+        text(role_text);
+        auto role = parse_role(role_text.value);
+        if (!role) fail(origin, fmt::format("expected \"primary\" or \"secondary\", got {}", quote(role_text.value)));
+        raw.role = {*role, origin, true};
+        return;
+      }
+      if (key == "listen") return text(raw.listen);
+      if (key == "peer") return text(raw.peer);
+      if (key == "psk_file") return path(raw.psk_file);
+      if (key == "heartbeat_ms") return positive(raw.heartbeat_ms, kMaxIntervalMs);
+      if (key == "heartbeat_misses") return positive(raw.heartbeat_misses, kMaxHeartbeatMisses);
+      if (key == "max_lag_ms") return positive(raw.max_lag_ms, kMaxIntervalMs);
+      fail(origin, "unknown key (known: role, listen, peer, psk_file, heartbeat_ms, heartbeat_misses, max_lag_ms)");
+    }
+    if (section == "console") {
+      if (key == "listen") return text(raw.console_listen);
+      fail(origin, "unknown key (known: listen)");
+    }
+    if (key == "socket") return path(raw.control_socket);  // [control]
+    fail(origin, "unknown key (known: socket)");
+  }
+
+  std::string anchor(const std::string& path) const {
+    const fs::path p(path);
+    if (p.is_absolute() || base_dir_.empty()) return p.lexically_normal().string();
+    return (fs::path(base_dir_) / p).lexically_normal().string();
+  }
+
+  std::string source_;
+  std::string base_dir_;
+  std::map<std::string, int> section_lines_;
+};
+
+void apply_overrides(const ConfigOverrides& o, RawConfig& raw) {
+  auto text = [](Setting<std::string>& out, const std::optional<std::string>& value, const char* flag) {
+    if (value) out = {*value, Origin{flag}, true};
+  };
+  auto path = [](Setting<std::string>& out, const std::optional<std::string>& value, const char* flag) {
+    if (!value) return;
+    if (value->empty()) fail(Origin{flag}, "expected a path, got an empty string");
+    out = {fs::path(*value).lexically_normal().string(), Origin{flag}, true};
+  };
+  text(raw.name, o.node_name, "--name");
+  if (o.role) {
+    auto role = parse_role(*o.role);
+    if (!role) fail(Origin{"--role"}, fmt::format("expected \"primary\" or \"secondary\", got {}", quote(*o.role)));
+    raw.role = {*role, Origin{"--role"}, true};
+  }
+  text(raw.listen, o.listen, "--listen");
+  text(raw.peer, o.peer, "--peer");
+  text(raw.console_listen, o.console_listen, "--console");
+  path(raw.control_socket, o.control_socket, "--control");
+  path(raw.guest, o.guest, "--guest");
+  path(raw.disk, o.disk, "--disk");
+  if (o.mem_mib) {
+    if (*o.mem_mib == 0 || *o.mem_mib > kMaxMemMib)
+      fail(Origin{"--mem"}, fmt::format("expected a positive integer up to {}, got {}", kMaxMemMib, *o.mem_mib));
+    raw.mem_mib = {*o.mem_mib, Origin{"--mem"}, true};
+  }
+  path(raw.state_dir, o.state_dir, "--state-dir");
+  text(raw.log_level, o.log_level, "--log-level");
+}
+
+std::string checked_endpoint(const Setting<std::string>& s, bool allow_any_port) {
+  try {
+    const Endpoint e = parse_endpoint(s.value, allow_any_port);
+    (void)e;
+    return s.value;
+  } catch (const std::invalid_argument& e) {
+    fail(s.origin, e.what());
+  }
+}
+
+bool valid_node_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return name != "." && name != "..";
+}
+
+std::string host_name() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "tandem";
+  return buffer;
+}
+
+// Reads the PSK file: at least kMinPskBytes after trailing line breaks are dropped (so
+// `openssl rand -hex 32 > psk` works on both hosts alike).
+std::string load_psk(const Setting<std::string>& s, std::vector<std::string>& warnings) {
+  struct stat st {};
+  if (::stat(s.value.c_str(), &st) != 0)
+    fail(s.origin, fmt::format("cannot read {}: {}", quote(s.value), std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) fail(s.origin, fmt::format("{} is not a regular file", quote(s.value)));
+  if (static_cast<uint64_t>(st.st_size) > kMaxPskBytes)
+    fail(s.origin, fmt::format("{} holds {} bytes, more than {}: is it the right file?", quote(s.value),
+                               st.st_size, kMaxPskBytes));
+  std::ifstream in(s.value, std::ios::binary);
+  if (!in) fail(s.origin, fmt::format("cannot read {}: {}", quote(s.value), std::strerror(errno)));
+  std::string psk{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  while (!psk.empty() && (psk.back() == '\n' || psk.back() == '\r')) psk.pop_back();
+  if (psk.size() < kMinPskBytes)
+    fail(s.origin, fmt::format("{} holds {} bytes; a pre-shared key needs at least {} "
+                               "(e.g. `openssl rand -hex 32 > FILE`)",
+                               quote(s.value), psk.size(), kMinPskBytes));
+  if (st.st_mode & S_IROTH)
+    warnings.push_back(fmt::format("{}: {} is world-readable; `chmod 600` it", s.origin.where, quote(s.value)));
+  return psk;
+}
+
+NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::string>& warnings) {
+  NodeConfig c;
+  auto required = [&](const Setting<std::string>& s, const char* section, const char* key, const char* flag,
+                      const char* when = nullptr) {
+    if (s.set) return;
+    const std::string condition = when ? fmt::format(" {}", when) : "";
+    const std::string flag_hint = flag ? fmt::format(" (or {})", flag) : "";
+    fail(file.missing(section, key), fmt::format("missing: this key is required{}{}", condition, flag_hint));
+  };
+
+  // [node]
+  if (raw.name.set) {
+    if (!valid_node_name(raw.name.value))
+      fail(raw.name.origin, fmt::format("expected 1-64 letters, digits, '-', '_' or '.', got {}", quote(raw.name.value)));
+    c.node_name = raw.name.value;
+  } else {
+    c.node_name = host_name();
+    if (!valid_node_name(c.node_name))
+      fail(file.missing("node", "name"), fmt::format("the host name {} is not a usable node name; set one", quote(c.node_name)));
+  }
+  if (raw.log_level.set) {
+    if (std::find(kLogLevels.begin(), kLogLevels.end(), raw.log_level.value) == kLogLevels.end())
+      fail(raw.log_level.origin, fmt::format("expected one of trace, debug, info, warn, error, critical, off, got {}",
+                                             quote(raw.log_level.value)));
+    c.log_level = raw.log_level.value;
+  }
+  c.state_dir = raw.state_dir.set ? raw.state_dir.value : "/var/lib/tandem/" + c.node_name;
+
+  // [pair]
+  c.role = raw.role.set ? raw.role.value : Role::Primary;
+  if (c.role == Role::Secondary) required(raw.listen, "pair", "listen", "--listen", "on a secondary");
+  if (raw.listen.set) c.listen = checked_endpoint(raw.listen, /*allow_any_port=*/true);
+  if (raw.peer.set) c.peer = checked_endpoint(raw.peer, /*allow_any_port=*/false);
+  if (raw.heartbeat_ms.set) c.heartbeat_ms = static_cast<uint32_t>(raw.heartbeat_ms.value);
+  if (raw.heartbeat_misses.set) c.heartbeat_misses = static_cast<uint32_t>(raw.heartbeat_misses.value);
+  if (raw.max_lag_ms.set) c.max_lag_ms = static_cast<uint32_t>(raw.max_lag_ms.value);
+
+  // [console], [control]
+  if (raw.console_listen.set) {
+    c.console_listen = checked_endpoint(raw.console_listen, /*allow_any_port=*/true);
+    if (raw.listen.set) {
+      const Endpoint a = parse_endpoint(c.listen, true), b = parse_endpoint(c.console_listen, true);
+      if (a.port != 0 && a.port == b.port && a.host == b.host)
+        fail(raw.console_listen.origin, fmt::format("{} is also the replication listen address", quote(c.console_listen)));
+    }
+  }
+  c.control_socket = raw.control_socket.set ? raw.control_socket.value : "/run/tandem/" + c.node_name + ".sock";
+  if (c.control_socket.size() > kMaxUnixSocketPath) {
+    const Origin origin = raw.control_socket.set ? raw.control_socket.origin : file.missing("control", "socket");
+    fail(origin, fmt::format("{} is longer than the {} bytes a Unix socket path may have", quote(c.control_socket),
+                             kMaxUnixSocketPath));
+  }
+
+  // [vm]: a primary boots the guest; a secondary receives the machine from its primary and
+  // only needs to know which VM it protects.
+  if (c.role == Role::Primary) required(raw.guest, "vm", "guest", "--guest", "on a primary");
+  if (raw.guest.set) {
+    if (!fs::is_regular_file(raw.guest.value))
+      fail(raw.guest.origin, fmt::format("no such file {}", quote(raw.guest.value)));
+    c.guest = raw.guest.value;
+  }
+  if (raw.mem_mib.set) c.mem_mib = raw.mem_mib.value;
+  if (raw.disk.set) {
+    const fs::path disk(raw.disk.value);
+    if (c.role == Role::Primary && !fs::is_regular_file(disk))
+      fail(raw.disk.origin, fmt::format("no such file {}", quote(raw.disk.value)));
+    // A secondary's disk is written from the primary's; only its directory must exist.
+    const fs::path dir = disk.has_parent_path() ? disk.parent_path() : fs::path(".");
+    if (!fs::is_directory(dir)) fail(raw.disk.origin, fmt::format("no such directory {}", quote(dir.string())));
+    c.disk = raw.disk.value;
+  }
+  if (raw.vm_id.set) {
+    if (raw.vm_id.value.empty() || raw.vm_id.value.size() > 128)
+      fail(raw.vm_id.origin, fmt::format("expected 1-128 characters, got {}", quote(raw.vm_id.value)));
+    c.vm_id = raw.vm_id.value;
+  } else if (!c.guest.empty()) {
+    c.vm_id = fs::path(c.guest).filename().string();
+  } else {
+    required(raw.vm_id, "vm", "id", nullptr, "when [vm] guest is not given");
+  }
+
+  required(raw.psk_file, "pair", "psk_file", nullptr);
+  c.psk_file = raw.psk_file.value;
+  c.psk = load_psk(raw.psk_file, warnings);
+  return c;
+}
+
+}  // namespace
+
+std::optional<Role> parse_role(std::string_view text) {
+  if (text == "primary") return Role::Primary;
+  if (text == "secondary") return Role::Secondary;
+  return std::nullopt;
+}
+
+Endpoint parse_endpoint(std::string_view text, bool allow_any_port) {
+  const auto fail_with = [&](std::string_view why) -> Endpoint {
+    throw std::invalid_argument(fmt::format("expected HOST:PORT with a numeric host, got {} ({})", quote(text), why));
+  };
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return fail_with("no port");
+  std::string_view host = text.substr(0, colon);
+  const std::string_view port_text = text.substr(colon + 1);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  else if (host.find(':') != std::string_view::npos) return fail_with("an IPv6 host needs brackets: [::1]:7100");
+  if (host.empty()) return fail_with("no host");
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(std::string(host), ec);
+  if (ec) return fail_with("the host is not a numeric IP address");
+  if (bracketed != address.is_v6()) return fail_with("brackets are for IPv6 hosts only");
+  unsigned port = 0;
+  const auto [end, err] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || err != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
+    return fail_with("the port must be a number from 1 to 65535");
+  if (port == 0 && !allow_any_port) return fail_with("port 0 is only for listening");
+  return Endpoint{std::string(host), static_cast<uint16_t>(port)};
+}
+
+NodeConfig parse_config(std::string_view text, const std::string& source, const std::string& base_dir,
+                        const ConfigOverrides& overrides, std::vector<std::string>* warnings) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: TOML syntax error: {}", source, e.source().begin.line,
+                                  e.source().begin.column, e.description()));
+  }
+  RawConfig raw;
+  FileReader file(source, base_dir);
+  file.read(root, raw);
+  apply_overrides(overrides, raw);
+  std::vector<std::string> found;
+  NodeConfig config = finish(raw, file, found);
+  for (auto& w : found) {
+    if (warnings) warnings->push_back(std::move(w));
+    else spdlog::warn("{}", w);
+  }
+  return config;
+}
+
+NodeConfig load_config(const std::string& path, const ConfigOverrides& overrides, std::vector<std::string>* warnings) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw ConfigError(fmt::format("{}: cannot read the configuration: is a directory", path));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("{}: cannot read the configuration: {}", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  const fs::path base = fs::absolute(fs::path(path)).parent_path();
+  return parse_config(text.str(), path, base.string(), overrides, warnings);
+}
+
+}  // namespace tandem::replicator
