@@ -1,5 +1,6 @@
 #include "vmm/machine.h"
 
+#include <spdlog/spdlog.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -18,6 +19,10 @@ namespace tandem::vmm {
 namespace {
 
 constexpr uint16_t kCsrMie = 0x304;
+constexpr uint16_t kCsrMcause = 0x342;
+// Consecutive run slices that end in HartStop::Event without retiring anything before the
+// guest is declared stuck (each is ~1000 traps, see the hart).
+constexpr unsigned kStuckSlices = 4;
 constexpr uint64_t kNoMorePages = UINT64_MAX;
 constexpr char kMagic[5] = "TNDM";
 
@@ -123,9 +128,16 @@ void Machine::load(const std::string& image_path) {
     throw LoadError(image_path + ": image overlaps the device tree at the top of RAM; use a larger --mem");
   }
   memory_.write(dtb_addr, dtb);
+  // a2: OpenSBI's fw_dynamic_info, as QEMU's reset vector passes it: the next stage at
+  // 0x80200000 in S-mode. Other guests ignore a2. It sits just after the DTB.
+  const uint64_t info_addr = (dtb_addr + dtb.size() + 7) & ~uint64_t{7};
+  const uint64_t fw_dynamic_info[6] = {0x4942534f /* "OSBI" */, 2, kDramBase + 0x200000, 1 /* S */, 0, 0};
+  const bool info_fits = memory_.write(
+      info_addr, {reinterpret_cast<const uint8_t*>(fw_dynamic_info), sizeof fw_dynamic_info});
   hart_->reset(image.entry);
   hart_->set_reg(10, 0);         // a0: hart id
   hart_->set_reg(11, dtb_addr);  // a1: device tree
+  hart_->set_reg(12, info_fits ? info_addr : 0);
   board_->refresh_irqs(hart_->icount());
 }
 
@@ -160,6 +172,7 @@ void Machine::serve(uint64_t now) {
 
 RunResult Machine::run_until(uint64_t target) {
   Clint& clint = board_->clint();
+  unsigned slices_without_progress = 0;
   for (;;) {
     if (board_->finisher().result() != FinisherResult::None) return finish_result();
     const uint64_t now = hart_->icount();
@@ -181,6 +194,18 @@ RunResult Machine::run_until(uint64_t target) {
     clint.update_timer(after);
     if (bus_.stop_requested() && board_->finisher().result() != FinisherResult::None) {
       return finish_result();
+    }
+    // The hart hands back control (Event) after many traps that retire nothing: a trap
+    // vector that itself faults. Nothing can ever change that (interrupts enter the same
+    // vector), so after a few such slices the run ends instead of spinning forever.
+    if (why == HartStop::Event && after == now && !bus_.stop_requested()) {
+      if (++slices_without_progress >= kStuckSlices) {
+        spdlog::warn("guest stuck at icount {}: traps at pc {:#x} (mcause {:#x}) retire no instruction; stopping",
+                     after, hart_->pc(), hart_->csr(kCsrMcause));
+        return {Exit::Idle, 0, after};
+      }
+    } else {
+      slices_without_progress = 0;
     }
     // A service point is served as soon as it is reached, also when it is the target: a
     // snapshot taken at N is then "after the service at N" whichever way N was reached.

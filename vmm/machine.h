@@ -33,7 +33,8 @@ enum class Exit {
   GuestPass,  // test finisher 0x5555
   GuestFail,  // test finisher (code << 16) | 0x3333; RunResult::code holds the code
   Reset,      // test finisher 0x7777: Tandem ends the run (status 0)
-  Idle,       // the guest waits for an event the World says will never come
+  Idle,       // the guest can make no progress: it waits for an event the World says will
+              // never come, or it traps forever without retiring an instruction
 };
 
 struct RunResult {

@@ -269,6 +269,20 @@ TEST_F(TandemRun, SnapshotCarriesTheDiskToAFreshImage) {
   expect_bad_input({"run", "--restore", snap}, "disk");
 }
 
+// QEMU's own OpenSBI build boots on the device tree, UART, CLINT and finisher Tandem
+// describes (the fw_dynamic info comes in a2, as QEMU passes it).
+TEST_F(TandemRun, OpenSbiFirmwareBootsOnTheBoard) {
+  const std::string firmware = "/usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.elf";
+  if (!std::filesystem::exists(firmware)) GTEST_SKIP() << firmware << " not installed";
+  const Outcome o = run({"run", "--max-instructions", "30000000", firmware});
+  EXPECT_EQ(o.status, 3) << o.err;
+  EXPECT_NE(o.out.find("Platform Name             : riscv-virtio,qemu"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("Platform Console Device   : uart8250"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("Platform Timer Device     : aclint-mtimer @ 10000000Hz"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("Platform Shutdown Device  : sifive_test"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("Domain0 Next Address      : 0x0000000080200000"), std::string::npos) << o.out;
+}
+
 TEST_F(TandemRun, HelpDescribesTheRunOptions) {
   const Outcome o = run({"run", "--help"});
   EXPECT_EQ(o.status, 0);

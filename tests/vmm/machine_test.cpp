@@ -205,6 +205,36 @@ TEST_F(MachineTest, WfiWithNothingToWaitForEndsIdle) {
   EXPECT_EQ(world.idles, 1);
 }
 
+TEST_F(MachineTest, TrapVectorThatFaultsEndsTheRunInsteadOfSpinning) {
+  ScriptWorld world;
+  Machine m(small(), world);
+  RvAsm a;
+  a.csrw(0x305, zero);  // mtvec = 0: nothing is mapped there
+  a.wfi();              // placeholder, replaced below by an illegal instruction
+  auto bytes = a.bytes();
+  std::memset(bytes.data() + 4, 0, 4);  // 0x00000000 is illegal
+  const auto path = (dir / "stuck.bin").string();
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  m.load(path);
+  const RunResult r = m.run_until(1'000'000'000);
+  EXPECT_EQ(r.exit, Exit::Idle);
+  EXPECT_EQ(r.icount, 1u);  // only the csrw retired
+}
+
+TEST_F(MachineTest, LoadPassesOpenSbiDynamicInfoInA2) {
+  ScriptWorld world;
+  Machine m(small(), world);
+  m.load(counter_image());
+  const uint64_t info = m.hart().reg(12);
+  ASSERT_NE(info, 0u);
+  uint64_t words[4];
+  ASSERT_TRUE(m.memory().read(info, {reinterpret_cast<uint8_t*>(words), sizeof words}));
+  EXPECT_EQ(words[0], 0x4942534fu);  // magic
+  EXPECT_EQ(words[1], 2u);           // version
+  EXPECT_EQ(words[2], 0x80200000u);  // next stage
+  EXPECT_EQ(words[3], 1u);           // S-mode
+}
+
 TEST_F(MachineTest, SameImageGivesSameHashWhateverTheSlicing) {
   ScriptWorld w1(1000), w2(37);
   Machine m1(small(), w1), m2(small(), w2);
