@@ -8,6 +8,7 @@
 // smaller); a trailer holds the record count and an XXH3-64 over the whole stream.
 // The format is described in docs/checkpoint.md.
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -67,6 +68,14 @@ std::string write_full(vmm::Machine& machine, const Options& options = {}, Stats
 // Pages and disk blocks written since the last write_* call, plus the core state when
 // options.include_core. Pages/blocks that are now zero travel as zero runs (no data).
 std::string write_incremental(vmm::Machine& machine, const Options& options = {}, Stats* stats = nullptr);
+
+// The same streams handed out in chunks (about 1 MiB each, in order; their concatenation
+// is the stream), so a big checkpoint can go to a socket or file without being held in
+// memory. If the sink throws, the exception propagates and the dirty bitmaps are marked
+// all-dirty (the next incremental is then complete).
+using ChunkSink = std::function<void(std::string_view chunk)>;
+Stats write_full(vmm::Machine& machine, const ChunkSink& sink, const Options& options = {});
+Stats write_incremental(vmm::Machine& machine, const ChunkSink& sink, const Options& options = {});
 
 // Verifies the whole stream (header, trailer hash, record structure and bounds, every
 // record decompressed and its hash checked, the core state's header) before touching the

@@ -52,14 +52,15 @@ void write_all(int fd, std::string_view bytes, const std::string& path) {
 }  // namespace
 
 void save_file(vmm::Machine& machine, const std::string& path, const Options& options, Stats* stats) {
-  const std::string stream = write_full(machine, options, stats);
   // The temporary lives beside the target so the rename stays within one filesystem.
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (fd.get() < 0) fail_errno("cannot create", tmp);
     try {
-      write_all(fd.get(), stream, tmp);
+      // Streamed straight to the file: a big machine never has its checkpoint in memory.
+      const Stats s = write_full(machine, [&](std::string_view chunk) { write_all(fd.get(), chunk, tmp); }, options);
+      if (stats) *stats = s;
       if (::fsync(fd.get()) != 0) fail_errno("cannot fsync", tmp);
       if (::close(fd.release()) != 0) fail_errno("cannot close", tmp);
     } catch (...) {

@@ -319,6 +319,22 @@ void zero_uncarried_blocks(DiskImage& disk, const std::vector<RecordView>& recor
   }
 }
 
+// A full checkpoint defines all of RAM: pages it does not carry must end up zero. Pages
+// it carries are overwritten in place rather than released first, so re-syncing a machine
+// that already holds most of the state does not fault its RAM back in.
+void zero_uncarried_pages(vmm::GuestMemory& memory, const std::vector<RecordView>& records) {
+  std::vector<bool> carried(memory.page_count(), false);
+  for (const RecordView& r : records) {
+    if (r.type == RecordType::Page && r.codec != Codec::ZeroRun) carried[r.index] = true;
+  }
+  const std::array<uint8_t, kPageSize> zero_page{};
+  for (uint64_t p = 0; p < memory.page_count(); ++p) {
+    if (carried[p] || !memory.page_touched(p)) continue;
+    const uint64_t addr = memory.base() + (p << kPageShift);
+    if (std::memcmp(memory.host(addr), zero_page.data(), kPageSize) != 0) memory.write(addr, zero_page);
+  }
+}
+
 }  // namespace
 
 StreamInfo inspect(std::string_view stream) { return parse(stream).info; }
@@ -346,7 +362,7 @@ void apply(vmm::Machine& machine, std::string_view stream) {
   vmm::GuestMemory& memory = machine.memory();
   DiskImage* disk = machine.board().disk();
   const bool full = info.kind == Kind::Full;
-  if (full) memory.clear();
+  if (full) zero_uncarried_pages(memory, parsed.records);
   if (full && disk) zero_uncarried_blocks(*disk, parsed.records);
   const std::array<uint8_t, kPageSize> zero_page{};
   for (const RecordView& r : parsed.records) {

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <new>
 #include <cstring>
 #include <span>
 #include <vector>
@@ -25,6 +26,9 @@ using vmm::kPageShift;
 using vmm::kPageSize;
 
 constexpr uint64_t kBlockBytes = DiskImage::kBlockBytes;
+// Room for one data record of `raw` bytes: compressed records are smaller, and a record
+// that does not compress is stored raw.
+constexpr uint64_t record_bound(uint64_t raw) { return format::kRecordHeaderBytes + raw; }
 // Full checkpoints read the disk in large chunks rather than one pread per block.
 constexpr uint64_t kDiskChunkBytes = uint64_t{1} << 20;
 static_assert(kDiskChunkBytes % kBlockBytes == 0);
@@ -50,11 +54,16 @@ class StringSink final : public vmm::StateSink {
 
 bool bit(const std::vector<uint64_t>& bitmap, uint64_t i) { return (bitmap[i >> 6] >> (i & 63)) & 1; }
 
-// Builds one stream: header, records, trailer.
+// Builds one stream: header, records, trailer. Bytes collect in a reused buffer that is
+// handed to the sink in chunks of about kChunkBytes (always at record boundaries), so a
+// stream of any size costs one small buffer; the trailer hash is computed on the way.
 class StreamWriter {
  public:
-  StreamWriter(vmm::Machine& machine, Kind kind, const Options& options, bool has_core)
-      : compressor_(options.compression, options.zstd_level) {
+  StreamWriter(vmm::Machine& machine, Kind kind, const Options& options, bool has_core, const ChunkSink& sink)
+      : compressor_(options.compression, options.zstd_level), sink_(sink), hash_(XXH3_createState()) {
+    if (!hash_) throw std::bad_alloc();
+    XXH3_64bits_reset(hash_);
+    buf_.reserve(kChunkBytes + record_bound(kPageSize));
     DiskImage* disk = machine.board().disk();
     format::Header h;
     h.kind = static_cast<uint8_t>(kind);
@@ -63,24 +72,28 @@ class StreamWriter {
     h.mem_bytes = machine.memory().size();
     h.disk_bytes = disk ? disk->size_bytes() : 0;
     h.icount = machine.icount();
-    out_.resize(format::kHeaderBytes);
-    format::encode(h, out_.data());
+    buf_.resize(format::kHeaderBytes);
+    format::encode(h, buf_.data());
   }
+  ~StreamWriter() { XXH3_freeState(hash_); }
+  StreamWriter(const StreamWriter&) = delete;
+  StreamWriter& operator=(const StreamWriter&) = delete;
 
   void data_record(RecordType type, uint64_t index, std::span<const uint8_t> raw) {
-    const size_t at = out_.size();
-    out_.resize(at + format::kRecordHeaderBytes);
-    const Codec codec = compressor_.compress_into(raw, out_);
+    const size_t at = buf_.size();
+    buf_.resize(at + format::kRecordHeaderBytes);
+    const Codec codec = compressor_.compress_into(raw, buf_);
     format::RecordHeader r;
     r.type = static_cast<uint8_t>(type);
     r.codec = static_cast<uint8_t>(codec);
-    r.stored_len = static_cast<uint32_t>(out_.size() - at - format::kRecordHeaderBytes);
+    r.stored_len = static_cast<uint32_t>(buf_.size() - at - format::kRecordHeaderBytes);
     r.index = index;
     r.length = raw.size();
     r.hash = XXH3_64bits(raw.data(), raw.size());
-    format::encode(r, out_.data() + at);
+    format::encode(r, buf_.data() + at);
     ++records_;
     stats_.raw_bytes += raw.size();
+    maybe_flush();
   }
 
   void zero_run(RecordType type, uint64_t first, uint64_t count) {
@@ -89,30 +102,45 @@ class StreamWriter {
     r.codec = static_cast<uint8_t>(Codec::ZeroRun);
     r.index = first;
     r.length = count;
-    const size_t at = out_.size();
-    out_.resize(at + format::kRecordHeaderBytes);
-    format::encode(r, out_.data() + at);
+    const size_t at = buf_.size();
+    buf_.resize(at + format::kRecordHeaderBytes);
+    format::encode(r, buf_.data() + at);
     ++records_;
+    maybe_flush();
   }
 
-  std::string finish(Stats* stats) {
-    const size_t at = out_.size();
-    out_.resize(at + format::kTrailerBytes);
-    std::memcpy(out_.data() + at, format::kTrailerTag, 4);
-    format::put<uint32_t>(out_.data() + at + 4, 0);
-    format::put<uint64_t>(out_.data() + at + 8, records_);
-    const uint64_t hash = XXH3_64bits(out_.data(), at + 16);
-    format::put<uint64_t>(out_.data() + at + 16, hash);
-    stats_.stream_bytes = out_.size();
-    if (stats) *stats = stats_;
-    return std::move(out_);
+  Stats finish() {
+    const size_t at = buf_.size();
+    buf_.resize(at + format::kTrailerBytes);
+    std::memcpy(buf_.data() + at, format::kTrailerTag, 4);
+    format::put<uint32_t>(buf_.data() + at + 4, 0);
+    format::put<uint64_t>(buf_.data() + at + 8, records_);
+    XXH3_64bits_update(hash_, buf_.data(), at + 16);
+    format::put<uint64_t>(buf_.data() + at + 16, XXH3_64bits_digest(hash_));
+    stats_.stream_bytes = flushed_ + buf_.size();
+    sink_(buf_);
+    buf_.clear();
+    return stats_;
   }
 
   Stats& stats() { return stats_; }
 
  private:
+  static constexpr size_t kChunkBytes = size_t{1} << 20;
+
+  void maybe_flush() {
+    if (buf_.size() < kChunkBytes) return;
+    XXH3_64bits_update(hash_, buf_.data(), buf_.size());
+    sink_(buf_);
+    flushed_ += buf_.size();
+    buf_.clear();
+  }
+
   Compressor compressor_;
-  std::string out_;
+  const ChunkSink& sink_;
+  XXH3_state_t* hash_;
+  std::string buf_;
+  uint64_t flushed_ = 0;
   uint64_t records_ = 0;
   Stats stats_;
 };
@@ -150,10 +178,11 @@ void write_core(vmm::Machine& machine, StreamWriter& w) {
   w.data_record(RecordType::Core, 0, {p, sink.bytes.size()});
 }
 
-// A write_* that fails after taking the dirty bitmaps has lost track of what changed:
-// mark everything changed so the next incremental is complete rather than silently short.
+// A write_* that fails after taking the dirty bitmaps (a disk read error, a sink that
+// throws) has lost track of what changed: mark everything changed so the next incremental
+// is complete rather than silently short.
 template <typename Fn>
-std::string keeping_bitmaps_safe(vmm::Machine& machine, Fn&& write) {
+Stats keeping_bitmaps_safe(vmm::Machine& machine, Fn&& write) {
   try {
     return write();
   } catch (...) {
@@ -193,14 +222,14 @@ const char* to_string(Kind kind) {
 
 namespace {
 
-std::string write_full_unsafe(vmm::Machine& machine, const Options& options, Stats* stats) {
+Stats write_full_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
   vmm::GuestMemory& memory = machine.memory();
   DiskImage* disk = machine.board().disk();
   // This checkpoint is the new base: what changes from now on goes in the next incremental.
   (void)machine.take_dirty_bitmap();
   if (disk) (void)disk->take_written_blocks();
 
-  StreamWriter w(machine, Kind::Full, options, /*has_core=*/true);
+  StreamWriter w(machine, Kind::Full, options, /*has_core=*/true, sink);
   write_core(machine, w);
   Stats& s = w.stats();
   for (uint64_t p = 0; p < memory.page_count(); ++p) {
@@ -226,16 +255,16 @@ std::string write_full_unsafe(vmm::Machine& machine, const Options& options, Sta
       }
     }
   }
-  return w.finish(stats);
+  return w.finish();
 }
 
-std::string write_incremental_unsafe(vmm::Machine& machine, const Options& options, Stats* stats) {
+Stats write_incremental_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
   vmm::GuestMemory& memory = machine.memory();
   DiskImage* disk = machine.board().disk();
   const std::vector<uint64_t> dirty = machine.take_dirty_bitmap();
   const std::vector<uint64_t> written = disk ? disk->take_written_blocks() : std::vector<uint64_t>{};
 
-  StreamWriter w(machine, Kind::Incremental, options, options.include_core);
+  StreamWriter w(machine, Kind::Incremental, options, options.include_core, sink);
   if (options.include_core) write_core(machine, w);
   Stats& s = w.stats();
   ZeroRuns zero_pages(w, RecordType::Page);
@@ -279,17 +308,40 @@ std::string write_incremental_unsafe(vmm::Machine& machine, const Options& optio
     }
     zero_blocks.flush();
   }
-  return w.finish(stats);
+  return w.finish();
 }
 
 }  // namespace
 
+Stats write_full(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
+  return keeping_bitmaps_safe(machine, [&] { return write_full_unsafe(machine, sink, options); });
+}
+
+Stats write_incremental(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
+  return keeping_bitmaps_safe(machine, [&] { return write_incremental_unsafe(machine, sink, options); });
+}
+
 std::string write_full(vmm::Machine& machine, const Options& options, Stats* stats) {
-  return keeping_bitmaps_safe(machine, [&] { return write_full_unsafe(machine, options, stats); });
+  // Reserve the uncompressed upper bound (untouched reserved memory costs nothing) so the
+  // string is not copied each time it outgrows itself.
+  uint64_t bound = format::kHeaderBytes + format::kTrailerBytes + record_bound(64 << 10);
+  const vmm::GuestMemory& memory = machine.memory();
+  for (uint64_t p = 0; p < memory.page_count(); ++p) {
+    if (memory.page_touched(p)) bound += record_bound(kPageSize);
+  }
+  if (const DiskImage* disk = machine.board().disk()) bound += disk->block_count() * record_bound(kBlockBytes);
+  std::string out;
+  out.reserve(static_cast<size_t>(std::min<uint64_t>(bound, uint64_t{4} << 30)));
+  const Stats s = write_full(machine, [&out](std::string_view chunk) { out.append(chunk); }, options);
+  if (stats) *stats = s;
+  return out;
 }
 
 std::string write_incremental(vmm::Machine& machine, const Options& options, Stats* stats) {
-  return keeping_bitmaps_safe(machine, [&] { return write_incremental_unsafe(machine, options, stats); });
+  std::string out;
+  const Stats s = write_incremental(machine, [&out](std::string_view chunk) { out.append(chunk); }, options);
+  if (stats) *stats = s;
+  return out;
 }
 
 }  // namespace tandem::checkpoint

@@ -184,6 +184,31 @@ TEST_P(CheckpointTest, FileSaveAndLoad) {
   EXPECT_THROW(save_file(src, path("no/such/dir/x.ckpt"), options()), CheckpointError);
 }
 
+TEST_P(CheckpointTest, ChunkedStreamIsTheSameBytesAndAFailingSinkLosesNothing) {
+  ScriptWorld wa, wb;
+  Machine src(config(16), wa);
+  src.load(walker(4u << 20));  // enough pages for several 1 MiB chunks
+  ASSERT_EQ(src.run_until(400'000).exit, Exit::Running);
+  scribble(src, 8u << 20, 2u << 20, 11);
+  const std::string whole = write_full(src, options());
+  std::string joined;
+  size_t chunks = 0;
+  const Stats s = write_full(src, [&](std::string_view c) { joined.append(c), ++chunks; }, options());
+  EXPECT_EQ(joined, whole);
+  EXPECT_EQ(s.stream_bytes, whole.size());
+  EXPECT_GT(chunks, 1u);
+
+  // The link drops in the middle of an incremental: the next one must still be complete.
+  Machine dst(config(16), wb);
+  checkpoint::apply(dst, whole);
+  ASSERT_EQ(src.run_until(500'000).exit, Exit::Running);
+  scribble(src, 12u << 20, 2u << 20, 12);
+  struct LinkDown {};
+  EXPECT_THROW(write_incremental(src, [](std::string_view) { throw LinkDown{}; }, options()), LinkDown);
+  checkpoint::apply(dst, write_incremental(src, options()));
+  EXPECT_EQ(dst.state_hash(), src.state_hash());
+}
+
 #ifdef TANDEM_GUEST_DIR
 // The kv guest keeps its store on virtio-blk: SYNC writes disk blocks. The destination
 // starts from a zeroed (or stale) image of the same size and must end byte-identical.
