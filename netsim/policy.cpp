@@ -15,9 +15,10 @@ void apply_to_direction(DirectionPolicy& d, const FaultSpec& fault) {
       break;
     case FaultKind::Bandwidth:
       d.rate = p.rate;
-      // Default depth: 10 ms worth of data, at least one full-size packet, so the cap is
-      // smooth at short time scales and a single read still fits.
-      d.burst = p.burst ? p.burst : std::max<uint64_t>(p.rate / 100, 1500);
+      // Default depth: 50 ms worth of data, at least one full-size packet. Tokens beyond the
+      // depth are lost, so it must cover the proxy's wake-up latency on a busy machine, or
+      // the link runs below its rate; 50 ms keeps the cap honest there and still smooth.
+      d.burst = p.burst ? p.burst : std::max<uint64_t>(p.rate / 20, 1500);
       break;
     case FaultKind::Loss: d.loss = p.probability; break;
     case FaultKind::BurstLoss: d.burst_loss = p.gilbert_elliott; break;
