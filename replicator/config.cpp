@@ -273,8 +273,8 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
                       const char* when = nullptr) {
     if (s.set) return;
     const std::string condition = when ? fmt::format(" {}", when) : "";
-    const std::string flag_hint = flag ? fmt::format(" (or {})", flag) : "";
-    fail(file.missing(section, key), fmt::format("missing: this key is required{}{}", condition, flag_hint));
+    const std::string flag_hint = flag ? fmt::format(" (or give {})", flag) : "";
+    fail(file.missing(section, key), fmt::format("not set; it is required{}{}", condition, flag_hint));
   };
 
   // [node]

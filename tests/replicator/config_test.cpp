@@ -1,0 +1,277 @@
+// tandemd's configuration: every value read, defaults, flag overrides, and every class of
+// bad input refused with a message naming the file, the line and the key.
+#include "replicator/config.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+
+namespace {
+
+using namespace tandem::replicator;
+namespace fs = std::filesystem;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  ConfigTest() {
+    dir = fs::temp_directory_path() / ("tandem_config_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    write("psk", "0123456789abcdef0123456789abcdef\n");
+    ::chmod(path("psk").c_str(), 0600);
+    write("guest.bin", "not really a guest, the config only checks it exists");
+  }
+  ~ConfigTest() override { fs::remove_all(dir); }
+
+  std::string path(const std::string& name) const { return (dir / name).string(); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path(name), std::ios::binary) << text;
+    return path(name);
+  }
+
+  NodeConfig load(const std::string& text, const ConfigOverrides& overrides = {}) {
+    warnings.clear();
+    return load_config(write("host.toml", text), overrides, &warnings);
+  }
+
+  // Loading must fail with a message holding every fragment.
+  void expect_error(const std::string& text, std::initializer_list<std::string> fragments,
+                    const ConfigOverrides& overrides = {}) {
+    try {
+      load(text, overrides);
+      ADD_FAILURE() << "accepted:\n" << text;
+    } catch (const ConfigError& e) {
+      const std::string message = e.what();
+      EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message;
+      for (const auto& f : fragments) EXPECT_NE(message.find(f), std::string::npos) << "'" << f << "' not in: " << message;
+    }
+  }
+
+  // A valid primary config; tests replace or append lines.
+  static std::string primary() {
+    return "[node]\n"                            // 1
+           "name = \"a\"\n"                      // 2
+           "[vm]\n"                              // 3
+           "guest = \"guest.bin\"\n"             // 4
+           "[pair]\n"                            // 5
+           "role = \"primary\"\n"                // 6
+           "listen = \"127.0.0.1:7100\"\n"       // 7
+           "psk_file = \"psk\"\n";               // 8
+  }
+
+  fs::path dir;
+  std::vector<std::string> warnings;
+};
+
+TEST_F(ConfigTest, FullFileIsReadWithRelativePathsAnchoredAtTheFile) {
+  write("disk.img", std::string(4096, '\0'));
+  const NodeConfig c = load(
+      "[node]\nname = \"node-a\"\nstate_dir = \"state\"\nlog_level = \"debug\"\n"
+      "[vm]\nguest = \"guest.bin\"\nmem_mib = 256\ndisk = \"disk.img\"\nid = \"kv-1\"\n"
+      "[pair]\nrole = \"primary\"\nlisten = \"127.0.0.1:7100\"\npeer = \"[::1]:7200\"\npsk_file = \"psk\"\n"
+      "heartbeat_ms = 50\nheartbeat_misses = 3\nmax_lag_ms = 20\n"
+      "[console]\nlisten = \"127.0.0.1:7300\"\n"
+      "[control]\nsocket = \"a.sock\"\n");
+  EXPECT_EQ(c.node_name, "node-a");
+  EXPECT_EQ(c.state_dir, path("state"));
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.guest, path("guest.bin"));
+  EXPECT_EQ(c.mem_mib, 256u);
+  EXPECT_EQ(c.disk, path("disk.img"));
+  EXPECT_EQ(c.vm_id, "kv-1");
+  EXPECT_EQ(c.role, Role::Primary);
+  EXPECT_EQ(c.listen, "127.0.0.1:7100");
+  EXPECT_EQ(c.peer, "[::1]:7200");
+  EXPECT_EQ(c.psk_file, path("psk"));
+  EXPECT_EQ(c.psk, "0123456789abcdef0123456789abcdef");  // trailing newline dropped
+  EXPECT_EQ(c.heartbeat_ms, 50u);
+  EXPECT_EQ(c.heartbeat_misses, 3u);
+  EXPECT_EQ(c.max_lag_ms, 20u);
+  EXPECT_EQ(c.console_listen, "127.0.0.1:7300");
+  EXPECT_EQ(c.control_socket, path("a.sock"));
+  EXPECT_TRUE(warnings.empty());
+}
+
+TEST_F(ConfigTest, DefaultsFillWhatTheFileLeavesOut) {
+  const NodeConfig c = load(primary());
+  EXPECT_EQ(c.vm_id, "guest.bin");  // the guest's file name
+  EXPECT_EQ(c.mem_mib, 128u);
+  EXPECT_EQ(c.heartbeat_ms, 100u);
+  EXPECT_EQ(c.heartbeat_misses, 5u);
+  EXPECT_EQ(c.max_lag_ms, 100u);
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.state_dir, "/var/lib/tandem/a");
+  EXPECT_EQ(c.control_socket, "/run/tandem/a.sock");
+  EXPECT_EQ(c.peer, "");
+  EXPECT_EQ(c.console_listen, "");
+}
+
+TEST_F(ConfigTest, SecondaryNeedsNoGuestButAnIdAndAListenAddress) {
+  const NodeConfig c = load(
+      "[node]\nname = \"b\"\n[vm]\nid = \"kv-1\"\n"
+      "[pair]\nrole = \"secondary\"\nlisten = \"127.0.0.1:7200\"\npsk_file = \"psk\"\n");
+  EXPECT_EQ(c.role, Role::Secondary);
+  EXPECT_EQ(c.vm_id, "kv-1");
+  EXPECT_EQ(c.guest, "");
+  expect_error("[node]\nname = \"b\"\n[vm]\nid = \"kv-1\"\n[pair]\nrole = \"secondary\"\npsk_file = \"psk\"\n",
+               {"host.toml:5:", "[pair] listen", "secondary"});
+  expect_error("[node]\nname = \"b\"\n[vm]\n\n[pair]\nrole = \"secondary\"\nlisten = \"127.0.0.1:7200\"\n"
+               "psk_file = \"psk\"\n",
+               {"host.toml:3:", "[vm] id"});
+}
+
+TEST_F(ConfigTest, FlagsOverrideTheFileAndAreValidatedByName) {
+  ConfigOverrides o;
+  o.node_name = "c";
+  o.role = "secondary";
+  o.listen = "127.0.0.1:9100";
+  o.peer = "127.0.0.1:9200";
+  o.console_listen = "127.0.0.1:9300";
+  o.control_socket = "/tmp/c.sock";
+  o.mem_mib = 512;
+  o.state_dir = "/tmp/c-state";
+  o.log_level = "warn";
+  const NodeConfig c = load(primary(), o);
+  EXPECT_EQ(c.node_name, "c");
+  EXPECT_EQ(c.role, Role::Secondary);
+  EXPECT_EQ(c.listen, "127.0.0.1:9100");
+  EXPECT_EQ(c.peer, "127.0.0.1:9200");
+  EXPECT_EQ(c.console_listen, "127.0.0.1:9300");
+  EXPECT_EQ(c.control_socket, "/tmp/c.sock");
+  EXPECT_EQ(c.mem_mib, 512u);
+  EXPECT_EQ(c.state_dir, "/tmp/c-state");
+  EXPECT_EQ(c.log_level, "warn");
+
+  ConfigOverrides bad_listen;
+  bad_listen.listen = "localhost:7100";
+  expect_error(primary(), {"--listen", "numeric host"}, bad_listen);
+  ConfigOverrides bad_role;
+  bad_role.role = "leader";
+  expect_error(primary(), {"--role", "\"leader\""}, bad_role);
+  ConfigOverrides bad_mem;
+  bad_mem.mem_mib = 0;
+  expect_error(primary(), {"--mem", "positive integer"}, bad_mem);
+  ConfigOverrides missing_guest;
+  missing_guest.guest = path("nope.elf");
+  expect_error(primary(), {"--guest", "nope.elf"}, missing_guest);
+}
+
+TEST_F(ConfigTest, WrongTypeNamesFileLineKeyAndValue) {
+  expect_error(primary() + "heartbeat_ms = \"fast\"\n",
+               {"host.toml:9: [pair] heartbeat_ms: expected a positive integer, got \"fast\""});
+  expect_error(primary() + "listen_x = 1\n", {"host.toml:9:", "[pair] listen_x"});
+  expect_error("[node]\nname = 7\n", {"host.toml:2:", "[node] name", "expected a string, got 7"});
+  expect_error(primary() + "max_lag_ms = 1.5\n", {"host.toml:9:", "[pair] max_lag_ms", "1.5"});
+  expect_error(primary() + "heartbeat_misses = true\n", {"host.toml:9:", "[pair] heartbeat_misses", "true"});
+  expect_error("pair = 3\n", {"host.toml:1:", "[pair]", "expected a section"});
+}
+
+TEST_F(ConfigTest, NegativeZeroAndHugeNumbersAreRefused) {
+  expect_error(primary() + "max_lag_ms = -5\n", {"host.toml:9:", "[pair] max_lag_ms", "-5"});
+  expect_error(primary() + "heartbeat_ms = 0\n", {"host.toml:9:", "[pair] heartbeat_ms", "got 0"});
+  expect_error(primary() + "heartbeat_ms = 600000\n", {"host.toml:9:", "[pair] heartbeat_ms", "600000"});
+  expect_error("[vm]\nmem_mib = 100000\n", {"host.toml:2:", "[vm] mem_mib", "100000"});
+}
+
+TEST_F(ConfigTest, UnknownKeysAndSectionsAreErrorsNotIgnored) {
+  expect_error(primary() + "hearbeat_ms = 100\n", {"host.toml:9:", "[pair] hearbeat_ms", "unknown key"});
+  expect_error(primary() + "[consle]\nlisten = \"127.0.0.1:1\"\n", {"host.toml:9:", "[consle]", "unknown section"});
+  expect_error("[vm]\nguest = \"guest.bin\"\nmemory = 64\n", {"host.toml:3:", "[vm] memory", "unknown key"});
+}
+
+TEST_F(ConfigTest, MissingRequiredKeysNameTheirSection) {
+  // No psk_file: points at the [pair] header (line 5).
+  expect_error("[node]\nname = \"a\"\n[vm]\nguest = \"guest.bin\"\n[pair]\nrole = \"primary\"\n",
+               {"host.toml:5:", "[pair] psk_file", "required"});
+  // No guest on a primary: points at the [vm] header.
+  expect_error("[node]\nname = \"a\"\n[vm]\nmem_mib = 64\n[pair]\npsk_file = \"psk\"\n",
+               {"host.toml:3:", "[vm] guest", "required"});
+  // No [pair] section at all: line 1.
+  expect_error("[node]\nname = \"a\"\n[vm]\nguest = \"guest.bin\"\n", {"host.toml:1:", "[pair] psk_file"});
+}
+
+TEST_F(ConfigTest, AddressesMustBeNumericHostAndValidPort) {
+  const std::string base = "[node]\nname = \"a\"\n[vm]\nguest = \"guest.bin\"\n[pair]\npsk_file = \"psk\"\n";
+  expect_error(base + "listen = \"localhost:7100\"\n", {"host.toml:7:", "[pair] listen", "numeric host"});
+  expect_error(base + "listen = \"127.0.0.1\"\n", {"host.toml:7:", "[pair] listen", "no port"});
+  expect_error(base + "peer = \"127.0.0.1:70000\"\n", {"host.toml:7:", "[pair] peer", "port"});
+  expect_error(base + "peer = \"127.0.0.1:0\"\n", {"host.toml:7:", "[pair] peer", "port 0"});
+  expect_error(base + "peer = \"::1:7200\"\n", {"host.toml:7:", "[pair] peer", "brackets"});
+  expect_error(base + "peer = \"127.0.0.1:72x\"\n", {"host.toml:7:", "[pair] peer"});
+  expect_error(base + "[console]\nlisten = \"300.1.1.1:7300\"\n", {"host.toml:8:", "[console] listen"});
+  expect_error(base + "listen = \"127.0.0.1:7100\"\n[console]\nlisten = \"127.0.0.1:7100\"\n",
+               {"host.toml:9:", "[console] listen", "also the replication listen address"});
+  // Port 0 is fine for listening (the system picks one).
+  EXPECT_EQ(load(base + "listen = \"127.0.0.1:0\"\n").listen, "127.0.0.1:0");
+}
+
+TEST_F(ConfigTest, PskFileMustExistAndBeLongEnough) {
+  const std::string head = "[node]\nname = \"a\"\n[vm]\nguest = \"guest.bin\"\n[pair]\n";
+  expect_error(head + "psk_file = \"missing.key\"\n", {"host.toml:6:", "[pair] psk_file", "missing.key", "No such file"});
+  write("short.key", "tooshort\n");
+  expect_error(head + "psk_file = \"short.key\"\n", {"host.toml:6:", "[pair] psk_file", "8 bytes", "at least 16"});
+  fs::create_directories(dir / "keydir");
+  expect_error(head + "psk_file = \"keydir\"\n", {"host.toml:6:", "[pair] psk_file", "not a regular file"});
+}
+
+TEST_F(ConfigTest, WorldReadablePskIsAWarningNotAnError) {
+  ::chmod(path("psk").c_str(), 0644);
+  const NodeConfig c = load(primary());
+  EXPECT_EQ(c.psk.size(), 32u);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("world-readable"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("host.toml:8"), std::string::npos) << warnings[0];
+}
+
+TEST_F(ConfigTest, SyntaxErrorNamesFileLineAndColumn) {
+  expect_error("[node]\nname = \"a\"\n[pair]\nheartbeat_ms = = 3\n", {"host.toml:4:", "TOML syntax error"});
+  try {
+    load("[node]\nname = \"a\"\n[pair]\nheartbeat_ms = = 3\n");
+  } catch (const ConfigError& e) {
+    // file:line:column
+    EXPECT_NE(std::string(e.what()).find("host.toml:4:1"), std::string::npos) << e.what();
+  }
+  expect_error("[node\n", {"host.toml:1:", "TOML syntax error"});
+}
+
+TEST_F(ConfigTest, OtherBadValuesAreRefusedWithTheirKey) {
+  expect_error("[node]\nname = \"a/b\"\n", {"host.toml:2:", "[node] name"});
+  expect_error(primary() + "[node]\n", {"host.toml:9:", "TOML syntax error"});  // a section defined twice
+  expect_error("[node]\nlog_level = \"loud\"\n", {"host.toml:2:", "[node] log_level", "\"loud\""});
+  std::string leader = primary();
+  leader.replace(leader.find("\"primary\""), 9, "\"leader\"");
+  expect_error(leader, {"host.toml:6:", "[pair] role", "\"leader\""});
+  expect_error("[vm]\nguest = \"missing.elf\"\n", {"host.toml:2:", "[vm] guest", "missing.elf"});
+  expect_error("[vm]\nguest = \"guest.bin\"\ndisk = \"none.img\"\n", {"host.toml:3:", "[vm] disk", "none.img"});
+  expect_error("[control]\nsocket = \"/" + std::string(200, 's') + "\"\n", {"host.toml:2:", "[control] socket", "107"});
+}
+
+TEST_F(ConfigTest, UnreadableFileIsOneLineNamingIt) {
+  try {
+    load_config(path("absent.toml"));
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("absent.toml"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_config(dir.string()), ConfigError);
+}
+
+TEST(ParseEndpoint, SplitsHostAndPort) {
+  const Endpoint v4 = parse_endpoint("127.0.0.1:7100");
+  EXPECT_EQ(v4.host, "127.0.0.1");
+  EXPECT_EQ(v4.port, 7100);
+  const Endpoint v6 = parse_endpoint("[::1]:7200");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 7200);
+  EXPECT_THROW(parse_endpoint("[127.0.0.1]:1"), std::invalid_argument);
+  EXPECT_THROW(parse_endpoint(":1"), std::invalid_argument);
+  EXPECT_THROW(parse_endpoint("127.0.0.1:"), std::invalid_argument);
+  EXPECT_THROW(parse_endpoint("127.0.0.1:-1"), std::invalid_argument);
+  EXPECT_EQ(parse_endpoint("127.0.0.1:0", /*allow_any_port=*/true).port, 0);
+}
+
+}  // namespace
