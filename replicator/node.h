@@ -71,8 +71,9 @@ class Node {
   std::string unprotect();
   std::string failover();  // planned switchover
 
+  struct Impl;  // the pair logic (node.cpp); public so its helpers there can name it
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,145 @@
+#include "replicator/pair_io.h"
+
+namespace tandem::replicator {
+
+void GatedConsole::set_gated(bool gated) {
+  std::lock_guard lock(mutex_);
+  gated_ = gated;
+  if (!gated) {
+    for (Held& h : held_) release_locked(h);
+    held_.clear();
+  } else {
+    acked_ = 0;
+  }
+}
+
+void GatedConsole::release_locked(Held& h) {
+  inner_.write_output({reinterpret_cast<const uint8_t*>(h.bytes.data()), h.bytes.size()});
+  released_ += h.bytes.size();
+  latencies_us_.push_back(
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h.produced).count());
+  if (latencies_us_.size() > 100000) latencies_us_.erase(latencies_us_.begin(), latencies_us_.begin() + 50000);
+}
+
+void GatedConsole::acknowledge(uint64_t icount) {
+  std::lock_guard lock(mutex_);
+  acked_ = std::max(acked_, icount);
+  // Output produced at icount X is covered once the log is complete up to X + 1: every
+  // record before the instruction after the one that printed it.
+  while (!held_.empty() && held_.front().icount < acked_) {
+    release_locked(held_.front());
+    held_.pop_front();
+  }
+  if (!held_.empty()) return;
+  inner_.flush();
+}
+
+uint64_t GatedConsole::held_bytes() const {
+  std::lock_guard lock(mutex_);
+  uint64_t n = 0;
+  for (const Held& h : held_) n += h.bytes.size();
+  return n;
+}
+
+std::vector<double> GatedConsole::take_latencies() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(latencies_us_, {});
+}
+
+void GatedConsole::write_output(std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return;
+  std::lock_guard lock(mutex_);
+  Held h{output_icount_.load(), std::string(bytes.begin(), bytes.end()), std::chrono::steady_clock::now()};
+  if (!gated_ || (held_.empty() && h.icount < acked_)) {
+    release_locked(h);
+    return;
+  }
+  held_.push_back(std::move(h));
+}
+
+void OutputTail::write_output(std::span<const uint8_t> bytes) {
+  tail_.append(bytes.begin(), bytes.end());
+  produced_ += bytes.size();
+  // Bound the tail: a primary that never sends release markers cannot grow it forever.
+  constexpr size_t kMaxTail = 4 << 20;
+  if (tail_.size() > kMaxTail) {
+    const size_t drop = tail_.size() - kMaxTail;
+    tail_.erase(0, drop);
+    base_ += drop;
+  }
+}
+
+void OutputTail::trim_released(uint64_t released) {
+  if (released <= base_) return;
+  const uint64_t drop = std::min<uint64_t>(released - base_, tail_.size());
+  tail_.erase(0, drop);
+  base_ += drop;
+}
+
+std::string OutputTail::unconfirmed(uint64_t released) const {
+  if (released >= produced_) return {};
+  const uint64_t from = std::max(released, base_);
+  return tail_.substr(from - base_);
+}
+
+void StreamBatchSource::push(log::LogBatch batch) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    complete_to_ = std::max(complete_to_, batch.complete_to_icount());
+    last_sequence_ = batch.sequence();
+    queue_.push_back(std::move(batch));
+  }
+  cv_.notify_all();
+}
+
+void StreamBatchSource::close() {
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::optional<log::LogBatch> StreamBatchSource::next_batch() {
+  std::lock_guard lock(mutex_);
+  if (queue_.empty()) return std::nullopt;
+  log::LogBatch b = std::move(queue_.front());
+  queue_.pop_front();
+  return b;
+}
+
+bool StreamBatchSource::finished() const {
+  std::lock_guard lock(mutex_);
+  return closed_ && queue_.empty();
+}
+
+bool StreamBatchSource::wait_for_more(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return cv_.wait_for(lock, timeout, [this] { return !queue_.empty() || closed_; }) && !queue_.empty();
+}
+
+uint64_t StreamBatchSource::complete_to() const {
+  std::lock_guard lock(mutex_);
+  return complete_to_;
+}
+
+uint64_t StreamBatchSource::last_sequence() const {
+  std::lock_guard lock(mutex_);
+  return last_sequence_;
+}
+
+size_t StreamBatchSource::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
+void LinkBatchSink::write_batch(const log::LogBatch& batch) {
+  wire::Envelope e;
+  *e.mutable_batch() = batch;
+  bytes_ += batch.ByteSizeLong();
+  complete_to_ = batch.complete_to_icount();
+  link_->send(std::move(e));
+}
+
+}  // namespace tandem::replicator
