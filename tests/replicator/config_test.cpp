@@ -260,6 +260,32 @@ TEST_F(ConfigTest, UnreadableFileIsOneLineNamingIt) {
   EXPECT_THROW(load_config(dir.string()), ConfigError);
 }
 
+TEST_F(ConfigTest, DeployExamplesAreValidAndAgree) {
+  for (const char* name : {"primary.toml", "secondary.toml"})
+    fs::copy_file(fs::path(TANDEM_SOURCE_DIR) / "deploy" / "examples" / name, dir / name,
+                  fs::copy_options::overwrite_existing);
+  write("pair.psk", "fedcba9876543210fedcba9876543210\n");
+  ::chmod(path("pair.psk").c_str(), 0600);
+  write("disk.img", std::string(4096, '\0'));
+  // Only the host paths of the VM images differ on this machine.
+  ConfigOverrides on_primary;
+  on_primary.guest = path("guest.bin");
+  on_primary.disk = path("disk.img");
+  const NodeConfig a = load_config(path("primary.toml"), on_primary, &warnings);
+  ConfigOverrides on_secondary;
+  on_secondary.disk = path("b.disk");
+  const NodeConfig b = load_config(path("secondary.toml"), on_secondary, &warnings);
+  EXPECT_TRUE(warnings.empty());
+  EXPECT_EQ(a.role, Role::Primary);
+  EXPECT_EQ(b.role, Role::Secondary);
+  EXPECT_EQ(a.peer, b.listen);
+  EXPECT_EQ(a.vm_id, b.vm_id);
+  EXPECT_EQ(a.psk, b.psk);
+  EXPECT_EQ(a.mem_mib, b.mem_mib);
+  EXPECT_NE(a.console_listen, b.console_listen);
+  EXPECT_NE(a.control_socket, b.control_socket);
+}
+
 TEST(ParseEndpoint, SplitsHostAndPort) {
   const Endpoint v4 = parse_endpoint("127.0.0.1:7100");
   EXPECT_EQ(v4.host, "127.0.0.1");
