@@ -46,6 +46,7 @@ Simulator::~Simulator() {
     done.wait();
   }
   links_.clear();
+  retired_links_.clear();
 }
 
 Link& Simulator::link(const std::string& name) const {
@@ -76,7 +77,11 @@ uint16_t Simulator::add_link(const LinkConfig& config) {
 void Simulator::remove_link(const std::string& name) {
   call([&] {
     link(name).stop();
-    links_.erase(name);
+    // Its coroutines still have to see their cancelled operations and end; they touch the
+    // link when they do, so it lives on (stopped) until the simulator goes.
+    auto it = links_.find(name);
+    retired_links_.push_back(std::move(it->second));
+    links_.erase(it);
   });
 }
 

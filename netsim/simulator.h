@@ -99,6 +99,7 @@ class Simulator {
   EventLog events_;
   uint64_t seed_;
   std::map<std::string, std::unique_ptr<Link>> links_;
+  std::vector<std::unique_ptr<Link>> retired_links_;  // removed, kept until shutdown
   std::vector<std::shared_ptr<ScenarioRun>> scenarios_;
   std::thread thread_;
 };

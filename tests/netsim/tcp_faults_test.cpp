@@ -344,5 +344,17 @@ TEST_F(TcpFaults, PartitionDefersNewConnectionsUntilHealed) {
   EXPECT_EQ(recv_exact(c.get(), &in, 1, 5000ms), 1u);
 }
 
+TEST_F(TcpFaults, RemovingALinkClosesItsConnectionsAndFreesItsName) {
+  Fd c = tcp_connect(port_);
+  round_trip(c.get());
+  sim_.remove_link("l");
+  char in;
+  EXPECT_EQ(recv_exact(c.get(), &in, 1, 5000ms), 0u) << "the connection is closed";
+  EXPECT_THROW(sim_.stats("l"), std::invalid_argument);
+  sim_.add_link(tcp_link("l", echo_.port()));  // the name can be used again
+  Fd again = tcp_connect(sim_.listen_port("l"));
+  round_trip(again.get());
+}
+
 }  // namespace
 }  // namespace netsim
