@@ -383,7 +383,12 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
                  printable(peer_.node_name), wire::Role_Name(peer_.role), peer_.epoch, peer_.address);
     auto done = std::move(handshake_done_);
     handshake_done_ = nullptr;
-    if (done) done(shared_from_this(), "");
+    if (!done) return;
+    try {
+      done(shared_from_this(), "");
+    } catch (const std::exception& e) {
+      terminate(std::string("new-link handler failed: ") + e.what());
+    }
   }
 
   // Refuses the peer: logs, tells it why (the stream is intact, so a Refused frame is safe),
@@ -406,7 +411,12 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     spdlog::warn("link: handshake with {} failed: {}", peer_.address, reason);
     auto done = std::move(handshake_done_);
     handshake_done_ = nullptr;
-    if (done) done(nullptr, reason);
+    if (!done) return;
+    try {
+      done(nullptr, reason);
+    } catch (const std::exception& e) {
+      spdlog::error("link: connect handler threw: {}", e.what());
+    }
   }
 
   // ---- reading ----
