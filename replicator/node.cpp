@@ -685,6 +685,7 @@ struct Node::Impl {
       if (!s || !machine) return false;
     }
     auto last_ack = Clock::now();
+    uint64_t audits_seen = 0;
     for (;;) {
       bool promote;
       {
@@ -709,6 +710,12 @@ struct Node::Impl {
         return false;
       }
       tail->trim_released(replayer->released_output());
+      if (replayer->audits_checked() != audits_seen) {
+        // Audits pass silently (a failing one is a divergence, above).
+        audits_seen = replayer->audits_checked();
+        last_audit_icount = machine->icount();
+        last_audit_ok = true;
+      }
       if (Clock::now() - last_ack > std::chrono::milliseconds(5)) {
         last_ack = Clock::now();
         std::shared_ptr<Link> l;

@@ -21,3 +21,6 @@ done
 step "the same hello.elf on qemu-system-riscv64 -machine virt -bios none -icount shift=0"
 timeout 20 qemu-system-riscv64 -machine virt -bios none -nographic -icount shift=0 \
   -kernel "$guests/hello.elf" </dev/null || true
+
+step "a protected pair: tandemd primary + secondary, kill -9 the primary, the key-value guest answers on"
+python3 "$(dirname "$0")/demo_pair.py" "$build"
