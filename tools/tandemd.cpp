@@ -1,7 +1,8 @@
 // tandemd: the per-host daemon. Loads the configuration, runs one Node (primary or
 // secondary of a pair) and serves the control socket that tandemctl talks to.
 // Exit status: 0 stopped cleanly (SIGINT/SIGTERM), 1 the node or the control socket failed
-// to start, 2 usage or configuration error (one line naming file:line: [section] key).
+// to start or the node ended FAILED, 2 usage or configuration error (one line naming
+// file:line: [section] key).
 #include <signal.h>
 
 #include <atomic>
@@ -103,7 +104,7 @@ class SignalStopper {
 int main(int argc, char** argv) {
   CLI::App app{"tandemd: the Tandem per-host daemon. Runs one VM as the primary or the secondary of a\n"
                "fault-tolerant pair and serves a control socket for tandemctl. Flags override the\n"
-               "config file. Exit status: 0 clean stop, 1 startup failure, 2 usage/config error."};
+               "config file. Exit status: 0 clean stop, 1 startup failure or node FAILED, 2 usage/config error."};
   std::string config_path;
   ConfigOverrides overrides;
   app.add_option("-c,--config", config_path, "TOML configuration file (see deploy/examples/)")->required();
@@ -173,6 +174,12 @@ int main(int argc, char** argv) {
   stopper.unbind();
   control->stop();
   node.stop();
+  // A node that ended by itself in FAILED (not by a signal) is a failure for systemd too.
+  const NodeStatus last = node.status();
+  if (!stopper.signalled() && last.state == PairState::Failed) {
+    spdlog::error("node failed: {}", last.last_error.empty() ? "no reason given" : last.last_error);
+    return kExitFailed;
+  }
   spdlog::info("stopped");
   return 0;
 }
