@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""The live pair's multi-process tests (issue 6): real tandemd/tandemctl processes, real
+sockets on 127.0.0.1, the kv guest driven through its console by a checking client.
+
+  pair_test.py --build BUILD --case NAME [--iterations N] [--seed S] [--keep]
+
+Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_failover,
+bad_peers (see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
+"""
+import argparse
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pair_harness import (  # noqa: E402
+    Cluster, HarnessError, KvClient, Node, free_ports, log, make_rng, random_seed_from_env,
+    resume_after_failover, wait_until)
+
+
+def check(condition, message):
+    if not condition:
+        raise HarnessError(message)
+
+
+def expect_reply(client, command, expected):
+    reply = client.command(command)
+    check(reply == expected, f"{command!r} answered {reply!r}, expected {expected!r}")
+
+
+class Workload:
+    """Unique SETs with the acknowledged ones recorded; `in_flight` is the key whose SET
+    was sent but not answered when the primary went away (or None)."""
+
+    def __init__(self, prefix, keyspace=None):
+        self.prefix = prefix
+        self.keyspace = keyspace  # reuse keys (overwrite) beyond this many: the table holds 3072
+        self.acked = {}
+        self.in_flight = None
+        self.sent = 0
+
+    def next_pair(self):
+        i = self.sent
+        self.sent += 1
+        key = i % self.keyspace if self.keyspace else i
+        return f"{self.prefix}{key}", f"val_{self.prefix}{i}_{i * 7919 % 100003}"
+
+    def set_acked(self, client, count):
+        """`count` SETs, each checked; returns the last key written."""
+        key = None
+        for _ in range(count):
+            key, value = self.next_pair()
+            expect_reply(client, f"SET {key} {value}", "OK")
+            self.acked[key] = value
+        return key
+
+    def value_of(self, key):
+        return self.acked.get(key) or (self.in_flight[1] if self.in_flight and self.in_flight[0] == key else None)
+
+
+def verify_data(client, workloads, allow_in_flight=True):
+    """GET every acknowledged key (exact value); an in-flight key may hold its value or be
+    NOT_FOUND, nothing else; COUNT equals what is there. Returns the key count."""
+    expected_count = 0
+    for w in workloads:
+        for key, value in w.acked.items():
+            expect_reply(client, f"GET {key}", value)
+        expected_count += len(w.acked)
+        if w.in_flight:
+            key, value = w.in_flight
+            reply = client.command(f"GET {key}")
+            check(reply in (value, "NOT_FOUND") if allow_in_flight else reply == value,
+                  f"in-flight key {key}: GET answered {reply!r}, expected {value!r} or NOT_FOUND")
+            if reply == value:
+                expected_count += 1
+    expect_reply(client, "COUNT", str(expected_count))
+    return expected_count
+
+
+def drain_old_connection(client, workload, timeout):
+    """After the primary was killed or frozen: read what the old console still delivers.
+    A reply to the in-flight SET that arrives makes it acknowledged."""
+    try:
+        while True:
+            line = client.read_line(timeout)
+            if workload.in_flight is None:
+                raise HarnessError(f"the old console sent {line!r} with no command in flight")
+            check(line == "OK", f"in-flight SET answered {line!r}")
+            key, value = workload.in_flight
+            workload.acked[key] = value
+            workload.in_flight = None
+            client.replies.append((client.connection, line))
+    except (ConnectionError, socket.timeout, OSError):
+        pass
+
+
+# ---- cases ------------------------------------------------------------------------------
+
+def case_protected(build, args):
+    """Both nodes reach PROTECTED with sane status; the secondary executes behind the
+    primary while a client works; the log carries bytes; no console on the secondary."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b = cluster.pair()
+        cluster.wait_protected(a, b)
+        sa, sb = a.status(), b.status()
+        for s, name in ((sa, "a"), (sb, "b")):
+            check(s["node"] == name and s["vm_id"] == "kv", f"identity in {s}")
+            check(s["epoch"] >= 1, f"epoch in {s}")
+            check(s["last_audit_ok"] is True and s["last_error"] == "", f"errors in {s}")
+            check(s["sync"]["done"] is True and s["sync"]["rounds"] >= 1 and s["sync"]["bytes"] > 0,
+                  f"sync progress in {s}")
+        check(sa["epoch"] == sb["epoch"], f"epochs differ: {sa['epoch']} vs {sb['epoch']}")
+        check(sa["peer"] == f"127.0.0.1:{b.listen_port}", f"primary's peer {sa['peer']}")
+        check(sa["console"].endswith(f":{a.console_port}"), f"primary's console {sa['console']}")
+        log(f"PROTECTED: sync {sa['sync']['rounds']} rounds, {sa['sync']['bytes']} bytes, "
+            f"{sa['sync']['rate_mb_s']:.1f} MB/s")
+
+        # The secondary must not serve the console while the primary does.
+        probe = socket.socket()
+        refused = probe.connect_ex(b.console_address()) != 0
+        probe.close()
+        check(refused, "the secondary accepts console connections while it is a replica")
+
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        before = b.status()["icount"]
+        work = Workload("p")
+        work.set_acked(client, 100)
+        for key, value in list(work.acked.items())[::10]:
+            expect_reply(client, f"GET {key}", value)
+        expect_reply(client, "COUNT", "100")
+
+        def secondary_caught_up():
+            s = b.status()
+            return s if s["icount"] > before else None
+        sb = wait_until(secondary_caught_up, 20, "the secondary's icount to advance")
+        sa = a.status()
+        log(f"icount primary {sa['icount']} secondary {sb['icount']} (was {before}); "
+            f"lag {sa['lag_instructions']} instr / {sa['lag_ms']:.2f} ms; log {sa['log_bytes']} B, "
+            f"{sa['log_rate_kb_s']:.1f} KB/s")
+        check(sa["log_bytes"] > 0, f"primary log_bytes {sa['log_bytes']}")
+        check(sa["peer_icount"] > 0, f"primary's peer_icount {sa['peer_icount']}")
+        check(sa["state"] == "PROTECTED" and sb["state"] == "PROTECTED", "left PROTECTED while working")
+        check(b.status()["icount"] <= a.status()["icount"], "the secondary ran ahead of the primary")
+        check(a.alive() and b.alive(), "a daemon exited")
+
+
+def run_failover_iteration(build, args, rng, iteration, freeze):
+    """One pair, one client, one unplanned failure of the primary. Returns (failover ms,
+    acked count, repeated lines)."""
+    with Cluster(build, keep=args.keep) as cluster:
+        # A freeze is detected by missing heartbeats only: 50 ms x 6 = 300 ms. A kill closes
+        # the link at once, so kill -9 runs keep the tolerant defaults (a loaded machine).
+        a, b = cluster.pair(**(dict(heartbeat_ms=50, heartbeat_misses=6) if freeze else {}))
+        cluster.wait_protected(a, b)
+        epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload(f"k{iteration}_")
+        work.set_acked(client, rng.randrange(0, 120))
+        # The failure: between commands, or with a SET in flight after a random delay.
+        mode = rng.choice(["idle", "in_flight", "in_flight_delayed"])
+        if mode != "idle":
+            key, value = work.next_pair()
+            client.send(f"SET {key} {value}")
+            work.in_flight = (key, value)
+            if mode == "in_flight_delayed":
+                time.sleep(rng.uniform(0, 0.004))
+        killed_at = time.monotonic()
+        if freeze:
+            a.sigstop()
+        else:
+            a.kill9()
+        # A reply already on its way still counts (it was released, so it is acknowledged).
+        drain_old_connection(client, work, timeout=0.2 if freeze else 2)
+        previous = client.recent_lines(2, client.connection)
+        client.close()
+        first_byte_s, repeated = resume_after_failover(client, b.console_address(), previous, start=killed_at)
+        if freeze:
+            check(first_byte_s >= 0.3 * 0.9, f"promoted after {first_byte_s * 1000:.0f} ms, before 6 missed heartbeats")
+        count = verify_data(client, [work])
+        s = b.status()
+        check((s["role"], s["state"]) == ("primary", "STANDALONE"), f"promoted node is {s['role']} {s['state']}")
+        check(s["epoch"] == epoch + 1, f"promoted epoch {s['epoch']}, expected {epoch + 1}")
+        check("LIVE as primary" in b.log_text(), "the promoted node did not log going live")
+        log(f"iteration {iteration}: {mode}, failover {first_byte_s * 1000:.0f} ms (failure to first byte), "
+            f"acked {len(work.acked)}, keys now {count}, repeated {repeated}")
+        return first_byte_s * 1000, len(work.acked), repeated
+
+
+def case_failover(build, args, freeze):
+    seed = random_seed_from_env(args.seed)
+    rng = make_rng(seed)
+    times = []
+    for i in range(args.iterations):
+        ms, _, _ = run_failover_iteration(build, args, rng, i, freeze)
+        times.append(ms)
+    times.sort()
+    log(f"failover ms over {len(times)} runs: min {times[0]:.0f} p50 {times[len(times) // 2]:.0f} "
+        f"max {times[-1]:.0f}")
+
+
+def case_failover_kill9(build, args):
+    """kill -9 the primary at random moments; every acknowledged SET survives."""
+    case_failover(build, args, freeze=False)
+
+
+def case_failover_sigstop(build, args):
+    """SIGSTOP the primary: heartbeats stop, the secondary promotes after
+    heartbeat_ms * heartbeat_misses; the frozen process is SIGKILLed at cleanup."""
+    case_failover(build, args, freeze=True)
+
+
+def case_reprotect_and_back(build, args):
+    """Fail over a→b, protect b with a fresh secondary on a's old ports (the old primary's
+    host coming back with an empty state dir), fail over back, and find both phases' data."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b = cluster.pair()
+        cluster.wait_protected(a, b)
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        phase1 = Workload("one_")
+        phase1.set_acked(client, 40)
+        killed_at = time.monotonic()
+        a.kill9()
+        drain_old_connection(client, phase1, timeout=1)
+        previous = client.recent_lines(2, client.connection)
+        ms, _ = resume_after_failover(client, b.console_address(), previous, start=killed_at)
+        log(f"failed over a -> b in {ms * 1000:.0f} ms")
+        b.wait_state("primary", "STANDALONE")
+
+        # The old primary's host returns as a secondary: same ports, a fresh state dir.
+        c = Node(cluster, "a-again", "secondary", a.listen_port, a.console_port)
+        cluster.nodes.append(c)
+        c.start()
+        wait_until(lambda: c.status(), 20, "a-again's control socket")
+        code, out, err = b.ctl("protect", f"127.0.0.1:{c.listen_port}")
+        check(code == 0, f"tandemctl protect: status {code}: {out}{err}")
+        cluster.wait_protected(b, c)
+        check(b.status()["epoch"] == c.status()["epoch"] == 2, "epochs after re-protection")
+        log(f"re-protected: b primary, a-again secondary at epoch {b.status()['epoch']}")
+
+        phase2 = Workload("two_")
+        phase2.set_acked(client, 40)
+        verify_data(client, [phase1, phase2])
+        killed_at = time.monotonic()
+        b.kill9()
+        drain_old_connection(client, phase2, timeout=1)
+        previous = client.recent_lines(2, client.connection)
+        ms, repeated = resume_after_failover(client, c.console_address(), previous, start=killed_at)
+        count = verify_data(client, [phase1, phase2])
+        s = c.status()
+        check((s["role"], s["state"], s["epoch"]) == ("primary", "STANDALONE", 3), f"back on a-again: {s}")
+        log(f"failed over back in {ms * 1000:.0f} ms; {count} keys from both phases; repeated {repeated}")
+
+
+def case_planned_failover(build, args):
+    """`tandemctl failover` with a client connected: every acknowledged write is on the new
+    primary, nothing is repeated, and the old primary is a STANDBY secondary that can be
+    protected again."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b = cluster.pair()
+        cluster.wait_protected(a, b)
+        epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("plan_")
+        work.set_acked(client, 60)
+        code, out, err = a.ctl("failover")
+        check(code == 0, f"tandemctl failover: status {code}: {out}{err}")
+        b.wait_state("primary", "STANDALONE")
+        a.wait_state("secondary", "STANDBY")
+        # The old console: closed, and it sent nothing more (no command was in flight).
+        drain_old_connection(client, work, timeout=5)
+        first_s, repeated = resume_after_failover(client, b.console_address(), [])
+        check(repeated == [], f"planned failover repeated {repeated}")
+        verify_data(client, [work], allow_in_flight=False)
+        sa, sb = a.status(), b.status()
+        check(sb["epoch"] == epoch + 1 and sa["epoch"] == epoch + 1, f"epochs {sa['epoch']} / {sb['epoch']}")
+        log(f"handover: b primary at epoch {sb['epoch']}, a {sa['role']} {sa['state']}")
+
+        # A planned handover with a SET in flight: its reply either came from the old
+        # primary (then the key is there) or the command never ran (then it is not); a
+        # reply that was produced but never delivered would be lost output.
+        code, out, err = b.ctl("protect", f"127.0.0.1:{a.listen_port}")
+        check(code == 0, f"tandemctl protect: status {code}: {out}{err}")
+        cluster.wait_protected(b, a)
+        more = Workload("plan2_")
+        more.set_acked(client, 20)
+        key, value = more.next_pair()
+        client.send(f"SET {key} {value}")
+        more.in_flight = (key, value)
+        code, out, err = b.ctl("failover")
+        check(code == 0, f"tandemctl failover back: status {code}: {out}{err}")
+        a.wait_state("primary", "STANDALONE")
+        drain_old_connection(client, more, timeout=5)
+        _, repeated = resume_after_failover(client, a.console_address(), [])
+        check(repeated == [], f"planned failover back repeated {repeated}")
+        reply = client.command(f"GET {key}")
+        if more.in_flight is None:
+            check(reply == value, f"in-flight SET was acknowledged but GET answered {reply!r}")
+        else:
+            check(reply == "NOT_FOUND", f"in-flight SET ran ({reply!r}) but its OK never reached the client")
+        more.in_flight = None
+        verify_data(client, [work, more], allow_in_flight=False)
+        log(f"handover back with a SET in flight: {'acknowledged' if key in more.acked else 'not run'}")
+
+
+def hostile_connections(address, rng):
+    """Raw TCP misbehaviour against a link listener. Returns a description per attempt."""
+    def send_and_close(payload, linger=0.1):
+        s = socket.create_connection(address, timeout=5)
+        try:
+            s.sendall(payload)
+            time.sleep(linger)
+            # The server may answer (its hello) or close; either way it must not accept.
+            s.settimeout(2)
+            with __import__("contextlib").suppress(OSError):
+                s.recv(65536)
+        finally:
+            s.close()
+    garbage = bytes(rng.randrange(256) for _ in range(4096))
+    send_and_close(garbage)
+    # A frame header announcing 100 payload bytes (with some checksum), then only 10.
+    send_and_close(struct.pack("<IQ", 100, 0x1234) + b"x" * 10)
+    # A length prefix far over any limit.
+    send_and_close(struct.pack("<IQ", 0xFFFFFFF0, 0) + b"\0" * 64)
+    # A frame whose checksum is wrong.
+    send_and_close(struct.pack("<IQ", 8, 0xDEADBEEF) + b"\x0a\x06garbag")
+    # Silence: a connection that says nothing (refused by the handshake timer or at stop).
+    silent = socket.create_connection(address, timeout=5)
+    return silent
+
+
+def case_bad_peers(build, args):
+    """Garbage, truncated frames, oversize lengths, a wrong PSK and a second primary with
+    the right PSK against a PROTECTED pair: all refused, the pair stays PROTECTED and the
+    client's commands keep working throughout."""
+    rng = make_rng(random_seed_from_env(args.seed))
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b = cluster.pair()
+        cluster.wait_protected(a, b)
+        epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("bad_", keyspace=500)
+        errors = []
+        stop = threading.Event()
+
+        def keep_working():
+            try:
+                while not stop.is_set():
+                    key = work.set_acked(client, 1)
+                    expect_reply(client, f"GET {key}", work.acked[key])
+            except Exception as e:  # reported by the main thread
+                errors.append(e)
+        worker = threading.Thread(target=keep_working, daemon=True)
+        worker.start()
+        silent = []
+        for node in (b, a):
+            silent.append(hostile_connections(("127.0.0.1", node.listen_port), rng))
+
+        # A primary with a different PSK, and then one with the right PSK, both pointed at
+        # the busy secondary.
+        wrong_psk = cluster.make_psk("wrong.psk")
+        m = cluster.node("mallory", "primary", peer_port=b.listen_port, psk_file=wrong_psk)
+        m.start()
+        wait_until(lambda: "handshake" in m.log_text() or "protect" in m.log_text(), 20,
+                   "mallory's handshake to fail")
+        rogue = cluster.node("rogue", "primary", peer_port=b.listen_port)
+        rogue.start()
+        wait_until(lambda: "busy" in rogue.log_text() or "closed" in rogue.log_text(), 20,
+                   "the second primary to be turned away")
+        # And the wrong-PSK node's link port against the primary, from the other side.
+        code, out, err = m.ctl("protect", f"127.0.0.1:{a.listen_port}")
+        time.sleep(1.0)  # let the handshakes and the silent connections play out
+
+        for s in silent:
+            s.close()
+        before = work.sent
+        wait_until(lambda: work.sent >= before + 20 or errors, 30, "the client to make progress")
+        stop.set()
+        worker.join(timeout=30)
+        check(not errors, f"the client failed while the pair was attacked: {errors}")
+        sa, sb = a.status(), b.status()
+        check((sa["state"], sb["state"]) == ("PROTECTED", "PROTECTED"), f"states {sa['state']} / {sb['state']}")
+        check(sa["epoch"] == sb["epoch"] == epoch, "an attacker changed the epoch")
+        check(a.alive() and b.alive(), "a daemon died")
+        for node in (a, b):
+            text = node.log_text()
+            check("handshake" in text and ("failed" in text or "refus" in text),
+                  f"{node.name} logged no refused handshake")
+        check("busy" in b.log_text() or "refusing" in b.log_text(), "the secondary did not log the second primary")
+        verify_data(client, [work])
+        log(f"after the attacks: {work.sent} SETs written and checked, pair PROTECTED at epoch {epoch}")
+        for name in ("mallory", "rogue"):
+            n = next(x for x in cluster.nodes if x.name == name)
+            refusals = [line for line in n.log_text().splitlines() if "handshake" in line or "refus" in line]
+            log(f"{name}: {refusals[-1] if refusals else '(no refusal line)'}")
+
+
+CASES = {
+    "protected": case_protected,
+    "failover_kill9": case_failover_kill9,
+    "failover_sigstop": case_failover_sigstop,
+    "reprotect_and_back": case_reprotect_and_back,
+    "planned_failover": case_planned_failover,
+    "bad_peers": case_bad_peers,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", required=True, help="the CMake build directory")
+    parser.add_argument("--case", required=True, choices=sorted(CASES))
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=20260601)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # ctest timeout: run the cleanups
+    start = time.monotonic()
+    try:
+        CASES[args.case](os.path.abspath(args.build), args)
+    except HarnessError as e:
+        log(f"FAIL {args.case}: {e}")
+        return 1
+    log(f"PASS {args.case} in {time.monotonic() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
