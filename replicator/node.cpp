@@ -268,7 +268,7 @@ struct Node::Impl {
         return;
       }
       case wire::Envelope::kSyncResult: {
-        std::lock_guard lock(mutex);
+        std::unique_lock lock(mutex);
         if (e.sync_result().ok()) {
           state = PairState::Protected;
           sync.done = true;
@@ -276,6 +276,7 @@ struct Node::Impl {
         } else {
           last_error = "secondary refused the sync: " + e.sync_result().error();
           spdlog::error("{}", last_error);
+          lock.unlock();  // close() can run on_link_closed inline (this is the I/O thread)
           l->close("sync failed");
         }
         return;
@@ -285,12 +286,14 @@ struct Node::Impl {
         return;
       case wire::Envelope::kDivergence: {
         const auto& d = e.divergence();
-        std::lock_guard lock(mutex);
-        last_error = fmt::format("DIVERGENCE reported by the secondary at icount {}: {} (log {:016x}, secondary {:016x})",
-                                 d.icount(), d.what(), d.expected(), d.actual());
-        last_audit_ok = false;
-        spdlog::critical("{}; dropping to STANDALONE", last_error);
-        l->close("divergence");
+        {
+          std::lock_guard lock(mutex);
+          last_error = fmt::format("DIVERGENCE reported by the secondary at icount {}: {} (log {:016x}, secondary {:016x})",
+                                   d.icount(), d.what(), d.expected(), d.actual());
+          last_audit_ok = false;
+          spdlog::critical("{}; dropping to STANDALONE", last_error);
+        }
+        l->close("divergence");  // outside the lock: close() can run on_link_closed inline
         return;
       }
       case wire::Envelope::kHandover: {
