@@ -86,19 +86,20 @@ class LogCapture {
   std::shared_ptr<spdlog::logger> previous_;
 };
 
-// Records what one Link delivers. Install before start().
-class Inbox {
+// Records what one Link delivers. Install before start(). Always owned by a shared_ptr: the
+// callbacks keep it alive, since a transport stopped later still calls on_closed.
+class Inbox : public std::enable_shared_from_this<Inbox> {
  public:
   void attach(Link& link) {
-    link.on_message = [this](wire::Envelope&& envelope) {
-      std::lock_guard lock(mutex_);
-      messages_.push_back(std::move(envelope));
-      changed_.notify_all();
+    link.on_message = [self = shared_from_this()](wire::Envelope&& envelope) {
+      std::lock_guard lock(self->mutex_);
+      self->messages_.push_back(std::move(envelope));
+      self->changed_.notify_all();
     };
-    link.on_closed = [this](const std::string& reason) {
-      std::lock_guard lock(mutex_);
-      close_reasons_.push_back(reason);
-      changed_.notify_all();
+    link.on_closed = [self = shared_from_this()](const std::string& reason) {
+      std::lock_guard lock(self->mutex_);
+      self->close_reasons_.push_back(reason);
+      self->changed_.notify_all();
     };
   }
 
@@ -140,6 +141,9 @@ class Server {
       changed_.notify_all();
     });
   }
+
+  // Stopped first, while everything its callbacks touch still exists.
+  ~Server() { transport_->stop(); }
 
   uint16_t port() const { return transport_->bound_port(); }
   Transport& transport() { return *transport_; }

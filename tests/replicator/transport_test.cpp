@@ -197,11 +197,11 @@ TEST(TcpTransport, MessagesSentBeforeStartAreDeliveredAfterIt) {
   ASSERT_TRUE(server_link);
   for (uint64_t i = 0; i < 10; ++i) server_link->send(heartbeat(i));
   std::this_thread::sleep_for(100ms);  // the messages are waiting on the client's socket
-  Inbox inbox;
-  inbox.attach(*result.link);
+  auto inbox = std::make_shared<Inbox>();
+  inbox->attach(*result.link);
   result.link->start();
-  ASSERT_TRUE(inbox.wait_messages(10));
-  EXPECT_EQ(inbox.messages()[9].heartbeat().icount(), 9u);
+  ASSERT_TRUE(inbox->wait_messages(10));
+  EXPECT_EQ(inbox->messages()[9].heartbeat().icount(), 9u);
 }
 
 TEST(TcpTransport, WrongPskIsRefusedAndTheListenerKeepsAccepting) {
@@ -261,14 +261,14 @@ TEST(TcpTransport, AThrowingHandlerClosesTheLink) {
   auto client_transport = make_tcp_transport(identity(wire::PRIMARY));
   auto result = connect_and_wait(*client_transport, server.port());
   ASSERT_TRUE(result.link);
-  Inbox inbox;
-  inbox.attach(*result.link);
+  auto inbox = std::make_shared<Inbox>();
+  inbox->attach(*result.link);
   result.link->on_message = [](wire::Envelope&&) { throw std::runtime_error("cannot handle this"); };
   result.link->start();
   auto [server_link, server_inbox] = server.link();
   server_link->send(heartbeat(1));
-  ASSERT_TRUE(inbox.wait_closed());
-  EXPECT_NE(inbox.close_reasons()[0].find("cannot handle this"), std::string::npos);
+  ASSERT_TRUE(inbox->wait_closed());
+  EXPECT_NE(inbox->close_reasons()[0].find("cannot handle this"), std::string::npos);
   EXPECT_TRUE(server_inbox->wait_closed());
 }
 
@@ -279,14 +279,14 @@ TEST(TcpTransport, SendBacklogOverTheLimitClosesTheLink) {
   auto client_transport = make_tcp_transport(identity(wire::PRIMARY), options);
   auto result = connect_and_wait(*client_transport, server.port());
   ASSERT_TRUE(result.link);
-  Inbox inbox;
-  inbox.attach(*result.link);
+  auto inbox = std::make_shared<Inbox>();
+  inbox->attach(*result.link);
   result.link->start();
   wire::Envelope big;
   big.mutable_sync_chunk()->set_checkpoint(std::string(128 * 1024, 'x'));
   result.link->send(big);
-  ASSERT_TRUE(inbox.wait_closed());
-  EXPECT_NE(inbox.close_reasons()[0].find("send backlog"), std::string::npos);
+  ASSERT_TRUE(inbox->wait_closed());
+  EXPECT_NE(inbox->close_reasons()[0].find("send backlog"), std::string::npos);
 }
 
 }  // namespace
