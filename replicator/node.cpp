@@ -697,11 +697,7 @@ struct Node::Impl {
         promote = promotion.has_value();
       }
       if (promote) s->close();
-      // The primary may still add records at complete_to itself (it logs at its current
-      // icount), and the machine serves each icount only once: until the log is final,
-      // stop one instruction short of it so late records there are not skipped.
-      const uint64_t complete = s->complete_to();
-      const uint64_t target = promote || complete == 0 ? complete : complete - 1;
+      const uint64_t target = s->complete_to();
       if (machine->icount() < target) {
         const vmm::RunResult r = machine->run_until(target);
         icount = r.icount;
