@@ -792,8 +792,11 @@ struct Node::Impl {
 };
 
 void PrimaryWorld::service(vmm::Machine& m) {
-  Recorder::service(m);
+  // The marker goes first: Recorder::service may flush with complete_to = this icount, and
+  // the replica serves an icount once when it gets there, so a record logged here after
+  // that flush would be skipped (a spurious "missed OUTPUT_RELEASED" divergence).
   log_release_marker(m);
+  Recorder::service(m);
   node_.throttle(m);
 }
 
