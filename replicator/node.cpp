@@ -108,6 +108,7 @@ struct Node::Impl {
   bool unprotect_requested = false;
   bool handover_requested = false;
   std::optional<fencing::Verdict> promotion;  // secondary: go live with this
+  uint64_t handover_released = 0;             // planned handover: output the old primary released
   std::deque<wire::SyncChunk> sync_chunks;    // secondary: pre-copy rounds to apply
   volatile std::sig_atomic_t wake = 0;        // makes an idle primary return to its loop
 
@@ -300,6 +301,7 @@ struct Node::Impl {
         std::lock_guard lock(mutex);
         if (role == Role::Secondary && state == PairState::Protected) {
           promotion = fencing::Verdict{true, e.handover().new_epoch(), "planned handover"};
+          handover_released = e.handover().released_output();
           if (stream) stream->close();  // the handover follows the last batch on the link
           spdlog::info("handover at icount {}: going live with epoch {}", e.handover().icount(),
                        e.handover().new_epoch());
@@ -576,6 +578,7 @@ struct Node::Impl {
     wire::Envelope e;
     e.mutable_handover()->set_icount(machine->icount());
     e.mutable_handover()->set_new_epoch(new_epoch);
+    e.mutable_handover()->set_released_output(gate->released_bytes());
     send(l, std::move(e));
     spdlog::info("handed over at icount {} (epoch {}); this node becomes a standby secondary", machine->icount(),
                  new_epoch);
@@ -761,14 +764,16 @@ struct Node::Impl {
   // it cannot confirm as released emitted again (at-least-once).
   void go_live() {
     fencing::Verdict v;
+    uint64_t released_before;
     {
       std::lock_guard lock(mutex);
       v = *promotion;
       promotion.reset();
+      released_before = std::exchange(handover_released, 0);
     }
     const auto start = Clock::now();
     replayer->flush_output();
-    const std::string unconfirmed = tail->unconfirmed(replayer->released_output());
+    const std::string unconfirmed = tail->unconfirmed(std::max(replayer->released_output(), released_before));
     open_console();
     if (!unconfirmed.empty()) {
       console->write_output({reinterpret_cast<const uint8_t*>(unconfirmed.data()), unconfirmed.size()});
