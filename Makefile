@@ -22,7 +22,7 @@ demo: build
 	@bash tools/demo.sh $(BUILD)
 
 test: build
-	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer, in a separate build directory.
 test-asan: deps
