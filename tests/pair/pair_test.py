@@ -264,7 +264,8 @@ def case_reprotect_and_back(build, args):
 def case_planned_failover(build, args):
     """`tandemctl failover` with a client connected: every acknowledged write is on the new
     primary, nothing is repeated, and the old primary is a STANDBY secondary that can be
-    protected again."""
+    protected again; a handover back with a SET in flight loses no released reply; a
+    primary of an older epoch is refused by the standby."""
     with Cluster(build, keep=args.keep) as cluster:
         a, b = cluster.pair()
         cluster.wait_protected(a, b)
@@ -312,6 +313,22 @@ def case_planned_failover(build, args):
         more.in_flight = None
         verify_data(client, [work, more], allow_in_flight=False)
         log(f"handover back with a SET in flight: {'acknowledged' if key in more.acked else 'not run'}")
+
+        # b is a STANDBY secondary that has seen epoch 3: a primary from an old epoch (its
+        # state dir says 1) is refused, and the current primary can still protect b.
+        stale = cluster.node("stale", "primary", peer_port=b.listen_port)
+        os.makedirs(stale.state_dir, exist_ok=True)
+        with open(os.path.join(stale.state_dir, "epoch"), "w") as f:
+            f.write("1\n")
+        stale.start()
+        wait_until(lambda: "stale epoch" in b.log_text(), 20, "b to refuse the stale primary")
+        check(b.status()["state"] == "STANDBY", f"b after the stale primary: {b.status()['state']}")
+        code, out, err = a.ctl("protect", f"127.0.0.1:{b.listen_port}")
+        check(code == 0, f"tandemctl protect: status {code}: {out}{err}")
+        cluster.wait_protected(a, b)
+        check(a.status()["epoch"] == 3, f"epoch after re-protection {a.status()['epoch']}")
+        expect_reply(client, "COUNT", str(len(work.acked) + len(more.acked)))
+        log("a primary of epoch 1 was refused by the epoch-3 standby; a protects b again")
 
 
 def hostile_connections(address, rng):
