@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""The live pair's benchmark, side by side in one run (issue 6):
+
+  - kv guest throughput: SET/GET round trips per second from one client, on a standalone
+    tandemd primary (no peer) and on a PROTECTED primary;
+  - output-commit latency added: p50/p99 of request->reply, protected minus standalone;
+  - log bandwidth on the link while the client works (log_bytes from status over the run);
+  - failover time: kill -9 of the primary to the first console byte from the promoted
+    secondary (client retrying its connection), several runs, p50.
+
+  measure.py BUILD [--seconds S] [--failovers N]
+Uses tests/pair/pair_harness.py (real processes on 127.0.0.1). Stdlib only.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "pair"))
+from pair_harness import Cluster, KvClient, resume_after_failover  # noqa: E402
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def drive(client, seconds):
+    """SET then GET round trips for `seconds`; returns per-request latencies (s) and rate."""
+    latencies = []
+    i = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        key, value = f"b{i % 1000}", f"value{i}"
+        for command, expected in ((f"SET {key} {value}", "OK"), (f"GET {key}", value)):
+            t0 = time.perf_counter()
+            reply = client.command(command)
+            latencies.append(time.perf_counter() - t0)
+            if reply != expected:
+                raise AssertionError(f"{command!r} answered {reply!r}")
+        i += 1
+    elapsed = time.perf_counter() - start
+    return latencies, len(latencies) / elapsed, elapsed
+
+
+def measure_standalone(build, seconds):
+    with Cluster(build) as cluster:
+        a = cluster.node("solo", "primary").start()
+        a.wait_state("primary", "STANDALONE")
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        drive(client, 0.5)  # warm-up
+        latencies, rate, _ = drive(client, seconds)
+        return latencies, rate
+
+
+def measure_protected(build, seconds):
+    with Cluster(build) as cluster:
+        a, b = cluster.pair()
+        cluster.wait_protected(a, b)
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        drive(client, 0.5)
+        before = a.status()["log_bytes"]
+        latencies, rate, elapsed = drive(client, seconds)
+        after = a.status()
+        if after["state"] != "PROTECTED":
+            raise AssertionError(f"the pair left PROTECTED during the run: {after['state']}")
+        kb_s = (after["log_bytes"] - before) / elapsed / 1024
+        return latencies, rate, kb_s, after["log_rate_kb_s"]
+
+
+def measure_failover(build):
+    with Cluster(build) as cluster:
+        a, b = cluster.pair()
+        cluster.wait_protected(a, b)
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        for i in range(50):
+            client.command(f"SET f{i} v{i}")
+        previous = client.recent_lines(2, client.connection)
+        killed = time.monotonic()
+        a.kill9()
+        client.close()
+        first_byte, _ = resume_after_failover(client, b.console_address(), previous, start=killed)
+        return first_byte * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("build")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--failovers", type=int, default=5)
+    args = parser.parse_args()
+    build = os.path.abspath(args.build)
+
+    solo_lat, solo_rate = measure_standalone(build, args.seconds)
+    prot_lat, prot_rate, kb_s, status_kb_s = measure_protected(build, args.seconds)
+    failovers = [measure_failover(build) for _ in range(args.failovers)]
+
+    us = lambda s: s * 1e6  # noqa: E731
+    s50, s99 = us(percentile(solo_lat, 50)), us(percentile(solo_lat, 99))
+    p50, p99 = us(percentile(prot_lat, 50)), us(percentile(prot_lat, 99))
+    print(f"{'kv guest, one client':34} {'standalone':>12} {'protected':>12} {'ratio/added':>12}")
+    print(f"{'round trips/s (SET or GET)':34} {solo_rate:12.0f} {prot_rate:12.0f} {prot_rate / solo_rate:12.3f}")
+    print(f"{'request->reply p50 (us)':34} {s50:12.0f} {p50:12.0f} {p50 - s50:+12.0f}")
+    print(f"{'request->reply p99 (us)':34} {s99:12.0f} {p99:12.0f} {p99 - s99:+12.0f}")
+    print(f"{'log bandwidth (KB/s)':34} {'-':>12} {kb_s:12.1f}   (status log_rate_kb_s {status_kb_s:.1f})")
+    print(f"{'failover kill -9 -> console (ms)':34} p50 {statistics.median(failovers):.0f}, "
+          f"min {min(failovers):.0f}, max {max(failovers):.0f} over {len(failovers)} runs")
+
+
+if __name__ == "__main__":
+    main()
