@@ -2,13 +2,14 @@
 """The live pair's benchmark, side by side in one run (issue 6):
 
   - kv guest throughput: SET/GET round trips per second from one client, on a standalone
-    tandemd primary (no peer) and on a PROTECTED primary;
+    tandemd primary (no peer) and on a PROTECTED primary, both up at once and driven in
+    alternating rounds (the machine's background load hits both alike);
   - output-commit latency added: p50/p99 of request->reply, protected minus standalone;
   - log bandwidth on the link while the client works (log_bytes from status over the run);
   - failover time: kill -9 of the primary to the first console byte from the promoted
     secondary (client retrying its connection), several runs, p50.
 
-  measure.py BUILD [--seconds S] [--failovers N]
+  measure.py BUILD [--seconds S] [--rounds R] [--failovers N]
 Uses tests/pair/pair_harness.py (real processes on 127.0.0.1). Stdlib only.
 """
 import argparse
@@ -45,33 +46,36 @@ def drive(client, seconds):
     return latencies, len(latencies) / elapsed, elapsed
 
 
-def measure_standalone(build, seconds):
+def measure_side_by_side(build, seconds, rounds):
+    """A standalone primary and a protected pair up at the same time, driven in alternation
+    (`rounds` x `seconds` each), so the machine's background load hits both alike."""
     with Cluster(build) as cluster:
-        a = cluster.node("solo", "primary").start()
-        a.wait_state("primary", "STANDALONE")
-        client = KvClient()
-        client.connect(a.console_address())
-        client.read_banner()
-        drive(client, 0.5)  # warm-up
-        latencies, rate, _ = drive(client, seconds)
-        return latencies, rate
-
-
-def measure_protected(build, seconds):
-    with Cluster(build) as cluster:
+        solo = cluster.node("solo", "primary").start()
         a, b = cluster.pair()
         cluster.wait_protected(a, b)
-        client = KvClient()
-        client.connect(a.console_address())
-        client.read_banner()
-        drive(client, 0.5)
-        before = a.status()["log_bytes"]
-        latencies, rate, elapsed = drive(client, seconds)
-        after = a.status()
-        if after["state"] != "PROTECTED":
-            raise AssertionError(f"the pair left PROTECTED during the run: {after['state']}")
-        kb_s = (after["log_bytes"] - before) / elapsed / 1024
-        return latencies, rate, kb_s, after["log_rate_kb_s"]
+        solo.wait_state("primary", "STANDALONE")
+        clients = {}
+        for name, node in (("standalone", solo), ("protected", a)):
+            clients[name] = KvClient()
+            clients[name].connect(node.console_address())
+            clients[name].read_banner()
+            drive(clients[name], 0.3)  # warm-up
+        latencies = {"standalone": [], "protected": []}
+        rates = {"standalone": [], "protected": []}
+        log_bytes = log_seconds = 0.0
+        for _ in range(rounds):
+            for name in ("standalone", "protected"):
+                before = a.status()["log_bytes"] if name == "protected" else 0
+                lat, rate, elapsed = drive(clients[name], seconds)
+                latencies[name] += lat
+                rates[name].append(rate)
+                if name == "protected":
+                    log_bytes += a.status()["log_bytes"] - before
+                    log_seconds += elapsed
+        status = a.status()
+        if status["state"] != "PROTECTED":
+            raise AssertionError(f"the pair left PROTECTED during the run: {status['state']}")
+        return latencies, rates, log_bytes / log_seconds / 1024, status["log_rate_kb_s"]
 
 
 def measure_failover(build):
@@ -94,20 +98,22 @@ def measure_failover(build):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build")
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=1.5, help="per round and side")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--failovers", type=int, default=5)
     args = parser.parse_args()
     build = os.path.abspath(args.build)
 
-    solo_lat, solo_rate = measure_standalone(build, args.seconds)
-    prot_lat, prot_rate, kb_s, status_kb_s = measure_protected(build, args.seconds)
+    latencies, rates, kb_s, status_kb_s = measure_side_by_side(build, args.seconds, args.rounds)
+    solo_lat, prot_lat = latencies["standalone"], latencies["protected"]
+    solo_rate, prot_rate = statistics.median(rates["standalone"]), statistics.median(rates["protected"])
     failovers = [measure_failover(build) for _ in range(args.failovers)]
 
     us = lambda s: s * 1e6  # noqa: E731
     s50, s99 = us(percentile(solo_lat, 50)), us(percentile(solo_lat, 99))
     p50, p99 = us(percentile(prot_lat, 50)), us(percentile(prot_lat, 99))
     print(f"{'kv guest, one client':34} {'standalone':>12} {'protected':>12} {'ratio/added':>12}")
-    print(f"{'round trips/s (SET or GET)':34} {solo_rate:12.0f} {prot_rate:12.0f} {prot_rate / solo_rate:12.3f}")
+    print(f"{'round trips/s (median of rounds)':34} {solo_rate:12.0f} {prot_rate:12.0f} {prot_rate / solo_rate:12.3f}")
     print(f"{'request->reply p50 (us)':34} {s50:12.0f} {p50:12.0f} {p50 - s50:+12.0f}")
     print(f"{'request->reply p99 (us)':34} {s99:12.0f} {p99:12.0f} {p99 - s99:+12.0f}")
     print(f"{'log bandwidth (KB/s)':34} {'-':>12} {kb_s:12.1f}   (status log_rate_kb_s {status_kb_s:.1f})")
