@@ -8,6 +8,7 @@ Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_
 bad_peers (see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
 """
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pair_harness import (  # noqa: E402
-    Cluster, HarnessError, KvClient, Node, free_ports, log, make_rng, random_seed_from_env,
+    Cluster, HarnessError, KvClient, Node, log, make_rng, random_seed_from_env,
     resume_after_failover, wait_until)
 
 
@@ -340,7 +341,7 @@ def hostile_connections(address, rng):
             time.sleep(linger)
             # The server may answer (its hello) or close; either way it must not accept.
             s.settimeout(2)
-            with __import__("contextlib").suppress(OSError):
+            with contextlib.suppress(OSError):
                 s.recv(65536)
         finally:
             s.close()
