@@ -167,6 +167,9 @@ bool Replayer::idle(vmm::Machine& machine, uint64_t) {
       if (source_.finished()) return false;  // promotion: the guest carries on live
     }
   }
+  // The log ends here (a closed stream, or an interrupted recording): nothing says what the
+  // guest's wait looked like, so the replay stops; a promoted secondary carries on live.
+  if (source_.finished() && peek() == nullptr) return false;
   return apply_due(machine, true);
 }
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 
 #include "scripted_console.h"
 #include "vmm-hooks/event_log.h"
@@ -156,6 +157,31 @@ TEST_F(RecordReplayTest, WallTimeRecordingWithTimeAdjustmentsReplays) {
   const Replayed rep = replay(guest("timer"));
   ASSERT_FALSE(rep.divergence) << rep.divergence->what << " at " << rep.divergence->icount;
   EXPECT_EQ(rep.output, rec.output);
+  EXPECT_EQ(rep.final_hash, rec.final_hash);
+}
+
+TEST_F(RecordReplayTest, IdleGuestWithA1kHzTimerLogsOnlyTimeAndAuditRecords) {
+  RecorderOptions options;
+  options.time = GuestTime::Wall;  // real waits: 200 timer periods of 1 ms
+  const Recorded rec = record(guest("idle1k_short"), "", options);
+  ASSERT_EQ(rec.result.exit, vmm::Exit::GuestPass) << rec.output;
+  LogFileReader reader(log_path_);
+  std::map<int, uint64_t> kinds;
+  while (auto b = reader.next()) {
+    for (const auto& r : b->records()) ++kinds[r.kind()];
+  }
+  for (const auto& [kind, n] : kinds) {
+    EXPECT_TRUE(kind == log::IDLE_SKIP || kind == log::TIME_ADJUST || kind == log::AUDIT ||
+                kind == log::OUTPUT_DIGEST || kind == log::END)
+        << n << " records of kind " << log::RecordKind_Name(static_cast<log::RecordKind>(kind));
+  }
+  // One idle skip per timer period (the guest sleeps between its 200 interrupts), not per
+  // instruction or per poll.
+  EXPECT_GE(kinds[log::IDLE_SKIP], 200u);
+  EXPECT_LE(kinds[log::IDLE_SKIP] + kinds[log::TIME_ADJUST], 2 * 200u + 50u);
+  // And it replays.
+  const Replayed rep = replay(guest("idle1k_short"));
+  ASSERT_FALSE(rep.divergence) << rep.divergence->what << " at " << rep.divergence->icount;
   EXPECT_EQ(rep.final_hash, rec.final_hash);
 }
 
