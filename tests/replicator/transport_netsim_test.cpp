@@ -13,13 +13,21 @@ using namespace testing;
 
 struct ThroughProxy {
   Server server;
-  netsim::Simulator sim{{.seed = 11}};
+  netsim::Simulator sim{make_options()};
+  static netsim::SimulatorOptions make_options() {
+    netsim::SimulatorOptions o;
+    o.seed = 11;
+    return o;
+  }
   std::unique_ptr<Transport> client_transport = make_tcp_transport(identity(wire::PRIMARY));
   std::shared_ptr<Link> client;
   std::shared_ptr<Inbox> client_inbox = std::make_shared<Inbox>();
 
   bool connect() {
-    uint16_t proxy_port = sim.add_link({.name = "repl", .target_port = server.port()});
+    netsim::LinkConfig repl;
+    repl.name = "repl";
+    repl.target_port = server.port();
+    uint16_t proxy_port = sim.add_link(repl);
     auto result = connect_and_wait(*client_transport, proxy_port);
     if (!result.link) return false;
     client = result.link;
