@@ -159,6 +159,28 @@ int guest_status(const tandem::vmm::RunResult& r) {
   return 1;
 }
 
+// One line on stderr saying why a run ended (nothing for a guest that passed).
+void report_end(const tandem::vmm::RunResult& result) {
+  switch (result.exit) {
+    case Exit::Running:
+      std::fprintf(stderr, "tandem: stopped at the instruction limit (icount %llu)\n",
+                   static_cast<unsigned long long>(result.icount));
+      break;
+    case Exit::Idle:
+      std::fprintf(stderr, "tandem: guest is idle with no timer armed and no console input left; stopped at icount %llu\n",
+                   static_cast<unsigned long long>(result.icount));
+      break;
+    case Exit::GuestFail:
+      std::fprintf(stderr, "tandem: guest reported failure code %u\n", result.code);
+      break;
+    case Exit::Reset:
+      std::fprintf(stderr, "tandem: guest requested a reset; ending the run\n");
+      break;
+    case Exit::GuestPass:
+      break;
+  }
+}
+
 int run_command(const RunOptions& opt) {
   if (opt.guest.empty() && opt.restore_path.empty()) throw BadInput("GUEST is required (or --restore FILE)");
   if (opt.save_path.empty() != !opt.save_at.has_value()) throw BadInput("--save and --save-at go together");
@@ -225,50 +247,10 @@ int run_command(const RunOptions& opt) {
   }
   const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   live.flush();
-
-  switch (result.exit) {
-    case Exit::Running:
-      std::fprintf(stderr, "tandem: stopped at the instruction limit (icount %llu)\n",
-                   static_cast<unsigned long long>(result.icount));
-      break;
-    case Exit::Idle:
-      std::fprintf(stderr,
-                   "tandem: guest is idle with no timer armed and no console input left; stopped at icount %llu\n",
-                   static_cast<unsigned long long>(result.icount));
-      break;
-    case Exit::GuestFail:
-      std::fprintf(stderr, "tandem: guest reported failure code %u\n", result.code);
-      break;
-    case Exit::Reset:
-      std::fprintf(stderr, "tandem: guest requested a reset; ending the run\n");
-      break;
-    case Exit::GuestPass:
-      break;
-  }
+  report_end(result);
   if (opt.state_hash) print_state_hash(*machine);
   if (opt.stats) print_stats(result.icount - start_icount, wall_s);
   return guest_status(result);
-}
-
-void report_end(const tandem::vmm::RunResult& result) {
-  switch (result.exit) {
-    case Exit::Running:
-      std::fprintf(stderr, "tandem: stopped at the instruction limit (icount %llu)\n",
-                   static_cast<unsigned long long>(result.icount));
-      break;
-    case Exit::Idle:
-      std::fprintf(stderr, "tandem: guest is idle with no timer armed and no console input left; stopped at icount %llu\n",
-                   static_cast<unsigned long long>(result.icount));
-      break;
-    case Exit::GuestFail:
-      std::fprintf(stderr, "tandem: guest reported failure code %u\n", result.code);
-      break;
-    case Exit::Reset:
-      std::fprintf(stderr, "tandem: guest requested a reset; ending the run\n");
-      break;
-    case Exit::GuestPass:
-      break;
-  }
 }
 
 int record_command(const RecordOptions& opt) {
