@@ -11,12 +11,6 @@ namespace {
 
 using namespace testing;
 
-netsim::SimulatorOptions seeded(uint64_t seed) {
-  netsim::SimulatorOptions options;
-  options.seed = seed;
-  return options;
-}
-
 struct ThroughProxy {
   Server server;
   netsim::Simulator sim{make_options()};
