@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "replicator/node.h"
+#include "replicator/transport/link.h"  // kMinPskBytes: one minimum for config and handshake
 
 namespace tandem::replicator {
 
@@ -52,8 +53,6 @@ NodeConfig load_config(const std::string& path, const ConfigOverrides& overrides
 // anchors its relative paths.
 NodeConfig parse_config(std::string_view text, const std::string& source, const std::string& base_dir,
                         const ConfigOverrides& overrides = {}, std::vector<std::string>* warnings = nullptr);
-
-inline constexpr size_t kMinPskBytes = 16;
 
 struct Endpoint {
   std::string host;  // numeric IPv4 or IPv6 (without brackets)
