@@ -13,6 +13,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
   # guests and the reference machine
   gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc
+  # the Linux guest (guest/linux): kernel source, Linux cross compiler, firmware, kernel build tools
+  linux-source-6.1 gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu opensbi bc flex bison libelf-dev cpio xz-utils
 )
 
 missing=()
