@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "fencing/witness_arbiter.h"
+
 namespace tandem::fencing {
 
 const char* to_string(Grant::Outcome outcome) {
@@ -49,6 +51,7 @@ class NoArbiter final : public Arbiter {
 
 std::unique_ptr<Arbiter> make_arbiter(const ArbiterConfig& config) {
   if (config.kind == "none") return std::make_unique<NoArbiter>();
+  if (config.kind == "witness") return std::make_unique<WitnessArbiter>(config);
   throw std::invalid_argument("unknown arbiter \"" + config.kind +
                               "\" (expected none, witness, disk, command or etcd)");
 }

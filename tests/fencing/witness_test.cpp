@@ -1,0 +1,556 @@
+// The witness in-process: a WitnessServer on a real loopback socket and WitnessArbiter
+// clients, plus raw bytes for the hostile cases (wrong PSK, forged MAC, captured requests
+// resent, oversize and garbage frames, silent clients, corrupt state files).
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "fencing/arbiter.h"
+#include "fencing/witness_arbiter.h"
+#include "fencing/witness_server.h"
+#include "tests/fencing/witness_helpers.h"
+
+namespace tandem::fencing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using namespace tandem::fencing::testing;
+using Outcome = Grant::Outcome;
+
+const std::string kPsk = "0123456789abcdef0123456789abcdef";
+
+class Witness : public ::testing::Test {
+ protected:
+  Witness() {
+    dir = fs::temp_directory_path() / ("tw_unit_" + std::to_string(::getpid()) + "_" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    state_file = (dir / "witness.state").string();
+  }
+  ~Witness() override {
+    stop();
+    fs::remove_all(dir);
+  }
+
+  void start(std::chrono::milliseconds max_lease = 30s, size_t nonce_capacity = 65536,
+             std::chrono::milliseconds io_timeout = 5s) {
+    WitnessOptions o;
+    o.state_file = state_file;
+    o.psk = kPsk;
+    o.max_lease = max_lease;
+    o.nonce_capacity = nonce_capacity;
+    o.io_timeout = io_timeout;
+    server = std::make_unique<WitnessServer>(o);
+    thread = std::thread([this] { server->run(); });
+  }
+  void stop() {
+    if (!server) return;
+    server->stop();
+    thread.join();
+    server.reset();
+  }
+
+  std::unique_ptr<Arbiter> client(std::chrono::milliseconds lease = 2s, const std::string& psk = kPsk,
+                                  const std::string& vm = "vm1") const {
+    ArbiterConfig c;
+    c.kind = "witness";
+    c.vm_id = vm;
+    c.psk = psk;
+    c.lease = lease;
+    c.timeout = 2s;
+    c.witness = server->endpoint();
+    return make_arbiter(c);
+  }
+
+  // A request exactly as WitnessArbiter frames it.
+  std::string request_frame(wire::WitnessOp op, const std::string& node, uint64_t epoch, uint64_t client_time,
+                            const std::string& psk = kPsk) const {
+    wire::WitnessRequest r;
+    r.set_vm_id("vm1");
+    r.set_node(node);
+    r.set_op(op);
+    r.set_epoch(epoch);
+    r.set_nonce(witness::random_nonce());
+    r.set_client_time_ms(client_time);
+    r.set_ttl_ms(2000);
+    return witness::seal(psk, witness::Direction::Request, r.SerializeAsString());
+  }
+
+  fs::path dir;
+  std::string state_file;
+  std::unique_ptr<WitnessServer> server;
+  std::thread thread;
+};
+
+TEST_F(Witness, GrantHeldRenewFenceRelease) {
+  start();
+  auto a = client(), b = client();
+  const Grant first = a->acquire("a", 0);
+  ASSERT_EQ(first.outcome, Outcome::Granted) << first.why;
+  EXPECT_EQ(first.epoch, 1u);
+  EXPECT_EQ(first.ttl, 2000ms);
+  EXPECT_EQ(first.holder, "a");
+
+  const Grant held = b->acquire("b", 1);
+  EXPECT_EQ(held.outcome, Outcome::Held) << held.why;
+  EXPECT_EQ(held.holder, "a");
+  EXPECT_EQ(held.epoch, 1u);
+  EXPECT_NE(held.why.find("held by a"), std::string::npos) << held.why;
+
+  EXPECT_EQ(a->renew("a", 1).outcome, Outcome::Granted);
+  const Grant again = a->acquire("a", 1);  // the holder acquiring again is a renewal
+  EXPECT_EQ(again.outcome, Outcome::Granted);
+  EXPECT_EQ(again.epoch, 1u);
+
+  a->release("a", 1);
+  const Grant taken = b->acquire("b", 1);
+  ASSERT_EQ(taken.outcome, Outcome::Granted) << taken.why;
+  EXPECT_EQ(taken.epoch, 2u);
+
+  const Grant fenced = a->renew("a", 1);
+  EXPECT_EQ(fenced.outcome, Outcome::Refused);
+  EXPECT_EQ(fenced.why, "fenced: epoch 2 granted to b");
+  EXPECT_EQ(fenced.epoch, 2u);
+  EXPECT_EQ(a->acquire("a", 2).outcome, Outcome::Held);
+  EXPECT_EQ(b->renew("b", 2).outcome, Outcome::Granted);
+}
+
+TEST_F(Witness, LeaseLapsesOnlyAfterItsTtlWithoutRenewals) {
+  start();
+  auto a = client(400ms), b = client(400ms);
+  const auto granted_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(a->acquire("a", 0).granted());
+  Grant g;
+  do {
+    g = b->acquire("b", 1);
+    if (!g.granted()) {
+      ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
+      std::this_thread::sleep_for(20ms);
+    }
+  } while (!g.granted() && std::chrono::steady_clock::now() - granted_at < 10s);
+  ASSERT_TRUE(g.granted());
+  // The witness counted from its receipt, which came after `granted_at`.
+  EXPECT_GE(std::chrono::steady_clock::now() - granted_at, 400ms);
+  EXPECT_EQ(g.epoch, 2u);
+  EXPECT_EQ(a->renew("a", 1).outcome, Outcome::Refused);
+}
+
+TEST_F(Witness, RenewalsKeepTheLeaseAlive) {
+  start();
+  auto a = client(300ms), b = client(300ms);
+  ASSERT_TRUE(a->acquire("a", 0).granted());
+  for (int i = 0; i < 10; ++i) {  // 1 s in all, > 3 ttl
+    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(a->renew("a", 1).granted());
+    ASSERT_EQ(b->acquire("b", 1).outcome, Outcome::Held);
+  }
+}
+
+TEST_F(Witness, EpochsAboveKnownEpochAndPerVm) {
+  start();
+  auto a = client();
+  const Grant g = a->acquire("a", 41);
+  ASSERT_TRUE(g.granted());
+  EXPECT_EQ(g.epoch, 42u);
+  auto other = client(2s, kPsk, "vm2");  // another VM's lease is independent
+  const Grant o = other->acquire("b", 0);
+  ASSERT_TRUE(o.granted()) << o.why;
+  EXPECT_EQ(o.epoch, 1u);
+}
+
+TEST_F(Witness, TtlIsCappedAndRenewOfUnknownEpochsRefused) {
+  start(1s);
+  auto a = client(60s);
+  const Grant g = a->acquire("a", 0);
+  ASSERT_TRUE(g.granted());
+  EXPECT_EQ(g.ttl, 1000ms);
+  const Grant future = a->renew("a", 7);
+  EXPECT_EQ(future.outcome, Outcome::Refused);
+  EXPECT_NE(future.why.find("never granted"), std::string::npos) << future.why;
+  auto fresh = client(2s, kPsk, "vm-never");
+  const Grant none = fresh->renew("a", 1);
+  EXPECT_EQ(none.outcome, Outcome::Refused);
+  EXPECT_NE(none.why.find("no lease"), std::string::npos) << none.why;
+}
+
+TEST_F(Witness, RestartKeepsEpochsAndWaitsOneTtlForANewHolder) {
+  start();
+  {
+    auto a = client(700ms);
+    ASSERT_EQ(a->acquire("a", 0).epoch, 1u);
+  }
+  stop();
+  start();
+  const auto restarted = std::chrono::steady_clock::now();
+  auto a = client(700ms), b = client(700ms);
+  const Grant held = b->acquire("b", 1);
+  ASSERT_EQ(held.outcome, Outcome::Held) << held.why;
+  EXPECT_NE(held.why.find("witness restarted"), std::string::npos) << held.why;
+  // The old holder keeps its epoch across the restart.
+  const Grant renewed = a->renew("a", 1);
+  ASSERT_TRUE(renewed.granted()) << renewed.why;
+  EXPECT_EQ(renewed.epoch, 1u);
+  Grant g;
+  while (!(g = b->acquire("b", 1)).granted() && std::chrono::steady_clock::now() - restarted < 10s) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(g.granted()) << g.why;
+  EXPECT_GE(std::chrono::steady_clock::now() - restarted, 700ms);
+  EXPECT_EQ(g.epoch, 2u);
+}
+
+TEST_F(Witness, ReleasedLeaseNeedsNoWaitAfterRestart) {
+  start();
+  {
+    auto a = client(5s);
+    ASSERT_TRUE(a->acquire("a", 0).granted());
+    a->release("a", 1);
+  }
+  stop();
+  start();
+  const Grant g = client(5s)->acquire("b", 1);
+  ASSERT_TRUE(g.granted()) << g.why;
+  EXPECT_EQ(g.epoch, 2u);
+}
+
+TEST_F(Witness, WrongPskIsRefusedAndTheWitnessKeepsServing) {
+  start();
+  const Grant g = client(2s, "another-psk-another-psk-another")->acquire("mallory", 0);
+  EXPECT_EQ(g.outcome, Outcome::Unreachable);
+  EXPECT_NE(g.why.find("without a reply"), std::string::npos) << g.why;
+  const Grant ok = client()->acquire("a", 0);
+  ASSERT_TRUE(ok.granted());
+  EXPECT_EQ(ok.epoch, 1u);  // mallory was granted nothing
+}
+
+TEST_F(Witness, ForgedMacClosesTheConnectionWithoutAReply) {
+  start();
+  std::string frame = request_frame(wire::ACQUIRE, "mallory", 0, 1);
+  frame.back() ^= 0x01;
+  Received r = testing::exchange(server->port(), frame);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_TRUE(r.bytes.empty());
+  // A body changed under a valid MAC is just as forged.
+  frame = request_frame(wire::ACQUIRE, "mallory", 0, 2);
+  frame[witness::kHeaderBytes + 3] ^= 0x20;
+  r = testing::exchange(server->port(), frame);
+  EXPECT_TRUE(r.bytes.empty());
+  const Grant ok = client()->acquire("a", 0);
+  EXPECT_EQ(ok.epoch, 1u);
+}
+
+TEST_F(Witness, AuthenticRawRequestIsAnsweredWithItsNonce) {
+  start();
+  const std::string frame = request_frame(wire::ACQUIRE, "a", 0, 1);
+  const Received r = testing::exchange(server->port(), frame);
+  const auto reply = open_reply(kPsk, r.bytes);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->outcome(), wire::GRANTED);
+  wire::WitnessRequest sent;
+  ASSERT_TRUE(sent.ParseFromString(frame.substr(witness::kHeaderBytes, frame.size() - 4 - witness::kMacBytes)));
+  EXPECT_EQ(reply->nonce(), sent.nonce());
+}
+
+// A TCP relay that records the client's bytes: a real capture of WitnessArbiter's request.
+class CapturingRelay {
+ public:
+  explicit CapturingRelay(uint16_t target) : target_(target) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(listener_, 4);
+    socklen_t len = sizeof addr;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      const int client = ::accept(listener_, nullptr, nullptr);
+      if (client < 0) return;
+      timeval tv{5, 0};
+      ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      // header, then body and MAC
+      std::string bytes(witness::kHeaderBytes, '\0');
+      ::recv(client, bytes.data(), bytes.size(), MSG_WAITALL);
+      std::array<uint8_t, witness::kHeaderBytes> header{};
+      for (size_t i = 0; i < header.size(); ++i) header[i] = static_cast<uint8_t>(bytes[i]);
+      std::string rest(witness::body_length(header) + witness::kMacBytes, '\0');
+      ::recv(client, rest.data(), rest.size(), MSG_WAITALL);
+      captured = bytes + rest;
+      const Received reply = testing::exchange(target_, captured);
+      send_all(client, reply.bytes);
+      ::close(client);
+    });
+  }
+  ~CapturingRelay() {
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    ::close(listener_);
+  }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  void wait() { thread_.join(); thread_ = std::thread([] {}); }
+
+  std::string captured;
+
+ private:
+  uint16_t target_;
+  uint16_t port_ = 0;
+  int listener_ = -1;
+  std::thread thread_;
+};
+
+TEST_F(Witness, ReplayedAcquireGrantsNothing) {
+  start();
+  CapturingRelay relay(server->port());
+  ArbiterConfig c;
+  c.kind = "witness";
+  c.vm_id = "vm1";
+  c.psk = kPsk;
+  c.witness = relay.endpoint();
+  auto a = make_arbiter(c);
+  ASSERT_TRUE(a->acquire("a", 0).granted());
+  relay.wait();
+  ASSERT_FALSE(relay.captured.empty());
+  client()->release("a", 1);
+
+  // Resent, the captured ACQUIRE would make "a" the holder of epoch 2 behind its back.
+  const auto reply = open_reply(kPsk, testing::exchange(server->port(), relay.captured).bytes);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->outcome(), wire::REFUSED);
+  EXPECT_NE(reply->why().find("replayed"), std::string::npos) << reply->why();
+  const Grant b = client()->acquire("b", 1);
+  ASSERT_TRUE(b.granted()) << b.why;
+  EXPECT_EQ(b.epoch, 2u);
+}
+
+TEST_F(Witness, ReplayIsRefusedAfterItsNonceWasEvicted) {
+  start(30s, /*nonce_capacity=*/2);
+  const std::string captured = request_frame(wire::ACQUIRE, "a", 0, 1000);
+  ASSERT_EQ(open_reply(kPsk, testing::exchange(server->port(), captured).bytes)->outcome(), wire::GRANTED);
+  for (uint64_t t = 1001; t < 1005; ++t) {  // pushes the captured nonce out of the cache
+    ASSERT_EQ(open_reply(kPsk, testing::exchange(server->port(), request_frame(wire::RENEW, "a", 1, t)).bytes)->outcome(),
+              wire::GRANTED);
+  }
+  const auto replay = open_reply(kPsk, testing::exchange(server->port(), captured).bytes);
+  ASSERT_TRUE(replay);
+  EXPECT_EQ(replay->outcome(), wire::REFUSED);
+  EXPECT_NE(replay->why().find("stale"), std::string::npos) << replay->why();
+}
+
+TEST_F(Witness, OversizeZeroAndGarbageFramesAreDropped) {
+  start();
+  const std::string huge = std::string("\xff\xff\xff\xff", 4) + std::string(64, 'x');
+  Received r = testing::exchange(server->port(), huge);
+  EXPECT_TRUE(r.bytes.empty());
+  EXPECT_FALSE(r.timed_out);
+  r = testing::exchange(server->port(), std::string(4, '\0') + std::string(40, 'x'));
+  EXPECT_TRUE(r.bytes.empty());
+  EXPECT_FALSE(r.timed_out);
+  std::string garbage(4 + 100 + witness::kMacBytes, '\0');
+  for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>(i * 131 + 7);
+  garbage[0] = 0, garbage[1] = 0, garbage[2] = 0, garbage[3] = 100;
+  r = testing::exchange(server->port(), garbage);
+  EXPECT_TRUE(r.bytes.empty());
+  // Authentic but not a request: still closed without an answer.
+  r = testing::exchange(server->port(), witness::seal(kPsk, witness::Direction::Request, std::string("\xff\xff\xff", 3)));
+  EXPECT_TRUE(r.bytes.empty());
+  // A reply frame sent back as a request (direction label differs): refused.
+  wire::WitnessReply fake;
+  fake.set_outcome(wire::GRANTED);
+  r = testing::exchange(server->port(), witness::seal(kPsk, witness::Direction::Reply, fake.SerializeAsString()));
+  EXPECT_TRUE(r.bytes.empty());
+  EXPECT_TRUE(client()->acquire("a", 0).granted());
+}
+
+TEST_F(Witness, SilentOrHalfFrameClientIsCutOff) {
+  start(30s, 65536, 300ms);
+  const int fd = connect_local(server->port(), 5s);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(send_all(fd, std::string("\0\0\0\x40", 4) + "half"));
+  const auto before = std::chrono::steady_clock::now();
+  const Received r = read_until_close(fd);
+  ::close(fd);
+  EXPECT_FALSE(r.timed_out);  // the witness closed it, well before our 5 s
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 4s);
+  EXPECT_TRUE(client()->acquire("a", 0).granted());
+}
+
+// A fake witness answering every request with `reply_for(request)`.
+class FakeWitness {
+ public:
+  explicit FakeWitness(std::function<std::string(const wire::WitnessRequest&)> reply_for)
+      : reply_for_(std::move(reply_for)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(listener_, 4);
+    socklen_t len = sizeof addr;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int client = ::accept(listener_, nullptr, nullptr);
+        if (client < 0) return;
+        std::string header(4, '\0');
+        ::recv(client, header.data(), 4, MSG_WAITALL);
+        std::array<uint8_t, 4> h{};
+        for (int i = 0; i < 4; ++i) h[i] = static_cast<uint8_t>(header[i]);
+        std::string rest(witness::body_length(h) + witness::kMacBytes, '\0');
+        ::recv(client, rest.data(), rest.size(), MSG_WAITALL);
+        wire::WitnessRequest request;
+        request.ParseFromString(rest.substr(0, rest.size() - witness::kMacBytes));
+        send_all(client, reply_for_(request));
+        ::close(client);
+      }
+    });
+  }
+  ~FakeWitness() {
+    ::shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    ::close(listener_);
+  }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::function<std::string(const wire::WitnessRequest&)> reply_for_;
+  uint16_t port_ = 0;
+  int listener_ = -1;
+  std::thread thread_;
+};
+
+std::unique_ptr<Arbiter> client_of(const std::string& endpoint, std::chrono::milliseconds timeout = 2s) {
+  ArbiterConfig c;
+  c.kind = "witness";
+  c.vm_id = "vm1";
+  c.psk = kPsk;
+  c.timeout = timeout;
+  c.witness = endpoint;
+  return make_arbiter(c);
+}
+
+TEST(WitnessClient, RefusesRepliesForAnotherNonceOrWithABadMac) {
+  wire::WitnessReply granted;
+  granted.set_outcome(wire::GRANTED);
+  granted.set_epoch(9);
+  granted.set_ttl_ms(2000);
+  granted.set_holder("a");
+  {
+    FakeWitness wrong_nonce([&](const wire::WitnessRequest&) {
+      auto r = granted;
+      r.set_nonce(std::string(witness::kNonceBytes, 'n'));  // a recorded reply to another request
+      return witness::seal(kPsk, witness::Direction::Reply, r.SerializeAsString());
+    });
+    const Grant g = client_of(wrong_nonce.endpoint())->acquire("a", 0);
+    EXPECT_EQ(g.outcome, Grant::Outcome::Unreachable);
+    EXPECT_NE(g.why.find("another request"), std::string::npos) << g.why;
+  }
+  {
+    FakeWitness bad_mac([&](const wire::WitnessRequest& request) {
+      auto r = granted;
+      r.set_nonce(request.nonce());
+      return witness::seal("not-the-pair-psk-not-the-pair-psk", witness::Direction::Reply, r.SerializeAsString());
+    });
+    const Grant g = client_of(bad_mac.endpoint())->acquire("a", 0);
+    EXPECT_EQ(g.outcome, Grant::Outcome::Unreachable);
+    EXPECT_NE(g.why.find("authentication"), std::string::npos) << g.why;
+  }
+  {
+    FakeWitness honest([&](const wire::WitnessRequest& request) {
+      auto r = granted;
+      r.set_nonce(request.nonce());
+      return witness::seal(kPsk, witness::Direction::Reply, r.SerializeAsString());
+    });
+    const Grant g = client_of(honest.endpoint())->acquire("a", 0);
+    EXPECT_TRUE(g.granted()) << g.why;
+    EXPECT_EQ(g.epoch, 9u);
+  }
+}
+
+TEST(WitnessClient, UnreachableWithinItsTimeout) {
+  // A listener that never accepts: the connection completes, no reply ever comes.
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const auto before = std::chrono::steady_clock::now();
+  const Grant g = client_of(endpoint, 300ms)->acquire("a", 0);
+  const auto took = std::chrono::steady_clock::now() - before;
+  EXPECT_EQ(g.outcome, Grant::Outcome::Unreachable);
+  EXPECT_NE(g.why.find("no reply within 300 ms"), std::string::npos) << g.why;
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 3s);
+  ::close(listener);  // now nothing listens there: refused at once
+  const Grant refused = client_of(endpoint, 300ms)->acquire("a", 0);
+  EXPECT_EQ(refused.outcome, Grant::Outcome::Unreachable);
+  EXPECT_NE(refused.why.find("cannot connect"), std::string::npos) << refused.why;
+}
+
+TEST(WitnessClient, BadSettingsAreRejected) {
+  ArbiterConfig c;
+  c.kind = "witness";
+  c.vm_id = "vm1";
+  c.psk = kPsk;
+  for (const char* bad : {"", "host", "host:", ":7400", "host:port", "host:70000", "host:0"}) {
+    c.witness = bad;
+    EXPECT_THROW(make_arbiter(c), std::invalid_argument) << bad;
+  }
+  c.witness = "127.0.0.1:7400";
+  EXPECT_EQ(make_arbiter(c)->describe(), "witness 127.0.0.1:7400");
+  c.psk.clear();
+  EXPECT_THROW(make_arbiter(c), std::invalid_argument);
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST_F(Witness, CorruptOrTruncatedStateFileRefusesToStart) {
+  start();
+  ASSERT_TRUE(client()->acquire("a", 0).granted());
+  stop();
+  const std::string good = read_file(state_file);
+  ASSERT_GT(good.size(), 24u);
+  WitnessOptions o;
+  o.state_file = state_file;
+  o.psk = kPsk;
+  const auto expect_refused = [&](const std::string& bytes, const std::string& why) {
+    write_file(state_file, bytes);
+    try {
+      WitnessServer s(o);
+      ADD_FAILURE() << "started on a bad state file (" << why << ")";
+    } catch (const StateFileError& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(read_file(state_file), bytes) << "the bad file must be left as it was";
+  };
+  expect_refused(good.substr(0, good.size() - 3), "length field");
+  expect_refused(good.substr(0, 10), "truncated");
+  expect_refused("", "bad magic");
+  std::string flipped = good;
+  flipped[20] ^= 0x04;
+  expect_refused(flipped, "checksum mismatch");
+  expect_refused("hello, I am not a state file at all", "bad magic");
+  write_file(state_file, good);
+  WitnessServer fine(o);  // the intact file still loads
+}
+
+}  // namespace
+}  // namespace tandem::fencing
