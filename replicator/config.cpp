@@ -29,6 +29,7 @@ constexpr uint32_t kMaxIntervalMs = 60'000;     // heartbeat and lag bounds beyo
 constexpr uint32_t kMaxHeartbeatMisses = 1000;
 constexpr size_t kMaxPskBytes = 4096;           // a bigger "key" is almost surely the wrong file
 constexpr size_t kMaxUnixSocketPath = 107;      // sizeof(sockaddr_un::sun_path) - 1
+constexpr std::array kArbiterKinds = {"none", "witness", "disk", "command", "etcd"};
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
 // Where a value came from, as the prefix of its error message: "host.toml:7: [pair] listen"
@@ -83,6 +84,11 @@ struct RawConfig {
   Setting<std::string> listen, peer, psk_file;
   Setting<uint64_t> heartbeat_ms, heartbeat_misses, max_lag_ms;
   Setting<std::string> console_listen, control_socket;
+  // [fencing]
+  Setting<std::string> arbiter, witness, disk_path, fence_command, etcd;
+  Setting<uint64_t> lease_ms, arbiter_timeout_ms;
+  Setting<std::string> heartbeat_listen, heartbeat_peer;
+  Setting<uint64_t> path_heartbeat_ms, path_heartbeat_misses;
 };
 
 class FileReader {
@@ -95,7 +101,7 @@ class FileReader {
       const Origin origin{fmt::format("{}:{}: [{}]", source_, line_of(node), section)};
       const auto* table = node.as_table();
       if (!known_section(section)) {
-        fail(origin, "unknown section (known: [node], [vm], [pair], [console], [control])");
+        fail(origin, "unknown section (known: [node], [vm], [pair], [console], [control], [fencing])");
       }
       if (!table) fail(origin, fmt::format("expected a section (table), got {}", describe(node)));
       section_lines_[section] = line_of(node);
@@ -116,7 +122,7 @@ class FileReader {
   static int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
 
   static bool known_section(const std::string& s) {
-    return s == "node" || s == "vm" || s == "pair" || s == "console" || s == "control";
+    return s == "node" || s == "vm" || s == "pair" || s == "console" || s == "control" || s == "fencing";
   }
 
   void read_item(const std::string& section, const std::string& key, const toml::node& node, RawConfig& raw) {
@@ -172,6 +178,21 @@ class FileReader {
     if (section == "console") {
       if (key == "listen") return text(raw.console_listen);
       fail(origin, "unknown key (known: listen)");
+    }
+    if (section == "fencing") {
+      if (key == "arbiter") return text(raw.arbiter);
+      if (key == "witness") return text(raw.witness);
+      if (key == "disk_path") return path(raw.disk_path);
+      if (key == "fence_command") return text(raw.fence_command);
+      if (key == "etcd") return text(raw.etcd);
+      if (key == "lease_ms") return positive(raw.lease_ms, kMaxIntervalMs);
+      if (key == "arbiter_timeout_ms") return positive(raw.arbiter_timeout_ms, kMaxIntervalMs);
+      if (key == "heartbeat_listen") return text(raw.heartbeat_listen);
+      if (key == "heartbeat_peer") return text(raw.heartbeat_peer);
+      if (key == "heartbeat_ms") return positive(raw.path_heartbeat_ms, kMaxIntervalMs);
+      if (key == "heartbeat_misses") return positive(raw.path_heartbeat_misses, kMaxHeartbeatMisses);
+      fail(origin, "unknown key (known: arbiter, witness, disk_path, fence_command, etcd, lease_ms, "
+                   "arbiter_timeout_ms, heartbeat_listen, heartbeat_peer, heartbeat_ms, heartbeat_misses)");
     }
     if (key == "socket") return path(raw.control_socket);  // [control]
     fail(origin, "unknown key (known: socket)");
@@ -267,6 +288,86 @@ std::string load_psk(const Setting<std::string>& s, std::vector<std::string>& wa
   return psk;
 }
 
+// [fencing]: the arbiter with the settings its kind needs (and none it ignores), the lease
+// timing, and the second heartbeat path (both addresses or neither).
+void finish_fencing(const RawConfig& raw, const FileReader& file, NodeConfig& c) {
+  fencing::ArbiterConfig& f = c.fencing;
+  f.vm_id = c.vm_id;
+  f.psk = c.psk;
+  if (raw.arbiter.set) {
+    const std::string& kind = raw.arbiter.value;
+    if (std::find(kArbiterKinds.begin(), kArbiterKinds.end(), kind) == kArbiterKinds.end())
+      fail(raw.arbiter.origin, fmt::format("unknown arbiter {} (expected none, witness, disk, command or etcd)", quote(kind)));
+    f.kind = kind;
+  }
+  // Each kind's own setting: required for that kind, an error for any other (a setting that
+  // does nothing is a misunderstanding worth hearing about).
+  struct KindSetting {
+    const Setting<std::string>* setting;
+    const char* key;
+    const char* kind;
+  };
+  const std::array settings = {KindSetting{&raw.witness, "witness", "witness"},
+                               KindSetting{&raw.disk_path, "disk_path", "disk"},
+                               KindSetting{&raw.fence_command, "fence_command", "command"},
+                               KindSetting{&raw.etcd, "etcd", "etcd"}};
+  for (const KindSetting& k : settings) {
+    if (f.kind == k.kind && !k.setting->set)
+      fail(file.missing("fencing", k.key), fmt::format("not set; it is required with arbiter = \"{}\"", k.kind));
+    if (f.kind != k.kind && k.setting->set)
+      fail(k.setting->origin, fmt::format("only used with arbiter = \"{}\" (arbiter is \"{}\")", k.kind, f.kind));
+  }
+  if (raw.witness.set) f.witness = checked_endpoint(raw.witness, /*allow_any_port=*/false);
+  if (raw.disk_path.set) f.disk_path = raw.disk_path.value;
+  if (raw.fence_command.set) {
+    if (raw.fence_command.value.find_first_not_of(" \t") == std::string::npos)
+      fail(raw.fence_command.origin, "expected a shell command, got an empty string");
+    f.fence_command = raw.fence_command.value;
+  }
+  if (raw.etcd.set) {
+    const std::string& url = raw.etcd.value;
+    if (url.rfind("http://", 0) != 0 || url.size() <= 7)
+      fail(raw.etcd.origin, fmt::format("expected an http:// URL of the etcd gateway, got {}", quote(url)));
+    f.etcd = url;
+  }
+  if (raw.lease_ms.set) f.lease = std::chrono::milliseconds(raw.lease_ms.value);
+  if (raw.arbiter_timeout_ms.set) f.timeout = std::chrono::milliseconds(raw.arbiter_timeout_ms.value);
+  // The self-fencing window after a granted request is lease * 0.95 - 2 * timeout
+  // (docs/fencing.md): it must be positive or a primary could never release output.
+  const auto window = f.lease * 95 / 100 - 2 * f.timeout;
+  if (f.kind != "none" && f.kind != "command" && window <= std::chrono::milliseconds(0)) {
+    const Origin origin = raw.arbiter_timeout_ms.set ? raw.arbiter_timeout_ms.origin
+                          : raw.lease_ms.set         ? raw.lease_ms.origin
+                                                     : file.missing("fencing", "lease_ms");
+    fail(origin, fmt::format("lease_ms {} leaves no time to release output: it must exceed "
+                             "2 * arbiter_timeout_ms / 0.95 = {} ms",
+                             f.lease.count(), (2 * f.timeout.count() * 100 + 94) / 95));
+  }
+
+  fencing::SecondPathConfig& p = c.second_path;
+  if (raw.heartbeat_listen.set != raw.heartbeat_peer.set) {
+    const Setting<std::string>& given = raw.heartbeat_listen.set ? raw.heartbeat_listen : raw.heartbeat_peer;
+    const char* other = raw.heartbeat_listen.set ? "heartbeat_peer" : "heartbeat_listen";
+    fail(given.origin, fmt::format("the second heartbeat path needs both heartbeat_listen and heartbeat_peer; {} is not set",
+                                   other));
+  }
+  if (raw.heartbeat_listen.set) {
+    p.listen = checked_endpoint(raw.heartbeat_listen, /*allow_any_port=*/true);
+    p.peer = checked_endpoint(raw.heartbeat_peer, /*allow_any_port=*/false);
+    for (const std::string* other : {&c.listen, &c.console_listen}) {
+      if (other->empty()) continue;
+      const Endpoint a = parse_endpoint(p.listen, true), b = parse_endpoint(*other, true);
+      if (a.port != 0 && a.port == b.port && a.host == b.host)
+        fail(raw.heartbeat_listen.origin, fmt::format("{} is already used by [pair] listen or [console] listen", quote(p.listen)));
+    }
+  } else if (raw.path_heartbeat_ms.set || raw.path_heartbeat_misses.set) {
+    const Setting<uint64_t>& given = raw.path_heartbeat_ms.set ? raw.path_heartbeat_ms : raw.path_heartbeat_misses;
+    fail(given.origin, "only used with the second heartbeat path (heartbeat_listen and heartbeat_peer)");
+  }
+  if (raw.path_heartbeat_ms.set) p.timing.interval = std::chrono::milliseconds(raw.path_heartbeat_ms.value);
+  if (raw.path_heartbeat_misses.set) p.timing.misses = static_cast<uint32_t>(raw.path_heartbeat_misses.value);
+}
+
 NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::string>& warnings) {
   NodeConfig c;
   auto required = [&](const Setting<std::string>& s, const char* section, const char* key, const char* flag,
@@ -351,6 +452,7 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
   required(raw.psk_file, "pair", "psk_file", nullptr);
   c.psk_file = raw.psk_file.value;
   c.psk = load_psk(raw.psk_file, warnings);
+  finish_fencing(raw, file, c);
   return c;
 }
 

@@ -5,6 +5,9 @@
 #include <memory>
 #include <string>
 
+#include "fencing/arbiter.h"
+#include "fencing/detector.h"
+
 namespace tandem::replicator {
 
 enum class Role { Primary, Secondary };
@@ -54,6 +57,8 @@ struct NodeConfig {                // filled from TOML + flags by config.cpp
   std::string control_socket;      // [control] socket = "/run/tandem/NAME.sock"
   std::string state_dir;           // [node] state_dir (epoch file etc.), default /var/lib/tandem/NAME
   std::string log_level = "info";  // [node] log_level
+  fencing::ArbiterConfig fencing;  // [fencing] arbiter and its settings; vm_id/psk from [vm]/[pair]
+  fencing::SecondPathConfig second_path;  // [fencing] heartbeat_listen/peer/ms/misses (off when unset)
 };
 
 class Node {

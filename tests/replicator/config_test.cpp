@@ -250,6 +250,84 @@ TEST_F(ConfigTest, OtherBadValuesAreRefusedWithTheirKey) {
   expect_error("[control]\nsocket = \"/" + std::string(200, 's') + "\"\n", {"host.toml:2:", "[control] socket", "107"});
 }
 
+TEST_F(ConfigTest, FencingDefaultsToNoArbiterAndNoSecondPath) {
+  const NodeConfig c = load(primary());
+  EXPECT_EQ(c.fencing.kind, "none");
+  EXPECT_EQ(c.fencing.vm_id, "guest.bin");
+  EXPECT_EQ(c.fencing.psk, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(c.fencing.lease, std::chrono::milliseconds(2000));
+  EXPECT_EQ(c.fencing.timeout, std::chrono::milliseconds(500));
+  EXPECT_FALSE(c.second_path.enabled());
+}
+
+TEST_F(ConfigTest, FencingSectionIsReadIntoTheArbiterConfigAndTheSecondPath) {
+  const NodeConfig c = load(primary() +
+                            "[fencing]\n"                                   // 9
+                            "arbiter = \"witness\"\n"                      // 10
+                            "witness = \"127.0.0.1:7400\"\n"               // 11
+                            "lease_ms = 3000\n"                             // 12
+                            "arbiter_timeout_ms = 200\n"                    // 13
+                            "heartbeat_listen = \"127.0.0.1:7110\"\n"      // 14
+                            "heartbeat_peer = \"127.0.0.1:7210\"\n"        // 15
+                            "heartbeat_ms = 50\n"                           // 16
+                            "heartbeat_misses = 4\n");                      // 17
+  EXPECT_EQ(c.fencing.kind, "witness");
+  EXPECT_EQ(c.fencing.witness, "127.0.0.1:7400");
+  EXPECT_EQ(c.fencing.lease, std::chrono::milliseconds(3000));
+  EXPECT_EQ(c.fencing.timeout, std::chrono::milliseconds(200));
+  EXPECT_EQ(c.fencing.vm_id, c.vm_id);
+  EXPECT_EQ(c.fencing.psk, c.psk);
+  EXPECT_EQ(c.second_path.listen, "127.0.0.1:7110");
+  EXPECT_EQ(c.second_path.peer, "127.0.0.1:7210");
+  EXPECT_EQ(c.second_path.timing.interval, std::chrono::milliseconds(50));
+  EXPECT_EQ(c.second_path.timing.misses, 4u);
+  // The link keeps its own [pair] timing.
+  EXPECT_EQ(c.heartbeat_ms, 100u);
+
+  const NodeConfig d = load(primary() + "[fencing]\narbiter = \"disk\"\ndisk_path = \"leases/kv.lease\"\n");
+  EXPECT_EQ(d.fencing.disk_path, path("leases/kv.lease"));  // relative to the file
+  const NodeConfig e = load(primary() + "[fencing]\narbiter = \"etcd\"\netcd = \"http://127.0.0.1:2379\"\n");
+  EXPECT_EQ(e.fencing.etcd, "http://127.0.0.1:2379");
+  const NodeConfig f = load(primary() + "[fencing]\narbiter = \"command\"\nfence_command = \"ssh root@b poweroff\"\n");
+  EXPECT_EQ(f.fencing.fence_command, "ssh root@b poweroff");
+}
+
+TEST_F(ConfigTest, BadFencingSettingsNameFileLineAndKey) {
+  const std::string p = primary() + "[fencing]\n";  // line 9
+  expect_error(p + "arbiter = \"zookeeper\"\n", {"host.toml:10:", "[fencing] arbiter", "\"zookeeper\"", "witness"});
+  expect_error(p + "arbiter = 3\n", {"host.toml:10:", "[fencing] arbiter", "expected a string"});
+  // Each kind needs its own setting ...
+  expect_error(p + "arbiter = \"witness\"\n", {"host.toml:9:", "[fencing] witness", "required", "\"witness\""});
+  expect_error(p + "arbiter = \"disk\"\n", {"host.toml:9:", "[fencing] disk_path", "required"});
+  expect_error(p + "arbiter = \"command\"\n", {"host.toml:9:", "[fencing] fence_command", "required"});
+  expect_error(p + "arbiter = \"etcd\"\n", {"host.toml:9:", "[fencing] etcd", "required"});
+  // ... and no other kind's.
+  expect_error(p + "witness = \"127.0.0.1:7400\"\n", {"host.toml:10:", "[fencing] witness", "only used with arbiter = \"witness\""});
+  expect_error(p + "arbiter = \"disk\"\ndisk_path = \"x\"\netcd = \"http://h:1\"\n",
+               {"host.toml:12:", "[fencing] etcd", "arbiter is \"disk\""});
+  expect_error(p + "arbiter = \"witness\"\nwitness = \"localhost:7400\"\n", {"host.toml:11:", "[fencing] witness", "numeric"});
+  expect_error(p + "arbiter = \"witness\"\nwitness = \"127.0.0.1:0\"\n", {"host.toml:11:", "[fencing] witness", "port 0"});
+  expect_error(p + "arbiter = \"etcd\"\netcd = \"https://h:2379\"\n", {"host.toml:11:", "[fencing] etcd", "http://"});
+  expect_error(p + "arbiter = \"command\"\nfence_command = \"  \"\n", {"host.toml:11:", "[fencing] fence_command", "empty"});
+  expect_error(p + "lease_ms = 0\n", {"host.toml:10:", "[fencing] lease_ms", "positive"});
+  expect_error(p + "lease_ms = \"2s\"\n", {"host.toml:10:", "[fencing] lease_ms", "\"2s\""});
+  // A lease too short for two arbiter timeouts could never release output.
+  expect_error(p + "arbiter = \"disk\"\ndisk_path = \"x\"\nlease_ms = 1000\narbiter_timeout_ms = 500\n",
+               {"host.toml:13:", "[fencing] arbiter_timeout_ms", "lease_ms 1000", "1053 ms"});
+  // The second path needs both ends, distinct from the other listeners.
+  expect_error(p + "heartbeat_listen = \"127.0.0.1:7110\"\n", {"host.toml:10:", "[fencing] heartbeat_listen", "heartbeat_peer"});
+  expect_error(p + "heartbeat_peer = \"127.0.0.1:7210\"\n", {"host.toml:10:", "[fencing] heartbeat_peer", "heartbeat_listen"});
+  expect_error(p + "heartbeat_listen = \"127.0.0.1:7100\"\nheartbeat_peer = \"127.0.0.1:7210\"\n",
+               {"host.toml:10:", "[fencing] heartbeat_listen", "already used"});
+  expect_error(p + "heartbeat_listen = \"127.0.0.1:7110\"\nheartbeat_peer = \"127.0.0.1:0\"\n",
+               {"host.toml:11:", "[fencing] heartbeat_peer", "port 0"});
+  expect_error(p + "heartbeat_ms = 50\n", {"host.toml:10:", "[fencing] heartbeat_ms", "heartbeat_listen"});
+  expect_error(p + "heartbeat_listen = \"127.0.0.1:7110\"\nheartbeat_peer = \"127.0.0.1:7210\"\nheartbeat_misses = 0\n",
+               {"host.toml:12:", "[fencing] heartbeat_misses", "positive"});
+  expect_error(p + "lease = 5\n", {"host.toml:10:", "[fencing] lease", "unknown key", "lease_ms"});
+  expect_error(primary() + "[fence]\n", {"host.toml:9:", "unknown section", "[fencing]"});
+}
+
 TEST_F(ConfigTest, UnreadableFileIsOneLineNamingIt) {
   try {
     load_config(path("absent.toml"));
@@ -284,6 +362,12 @@ TEST_F(ConfigTest, DeployExamplesAreValidAndAgree) {
   EXPECT_EQ(a.mem_mib, b.mem_mib);
   EXPECT_NE(a.console_listen, b.console_listen);
   EXPECT_NE(a.control_socket, b.control_socket);
+  // One arbiter for both; each second-path listener is the other's peer.
+  EXPECT_EQ(a.fencing.kind, b.fencing.kind);
+  EXPECT_EQ(a.fencing.witness, b.fencing.witness);
+  EXPECT_EQ(a.fencing.lease, b.fencing.lease);
+  EXPECT_EQ(a.second_path.peer, b.second_path.listen);
+  EXPECT_EQ(b.second_path.peer, a.second_path.listen);
 }
 
 TEST(ParseEndpoint, SplitsHostAndPort) {
