@@ -11,6 +11,8 @@ packages=(
   libprotobuf-dev protobuf-compiler nlohmann-json3-dev libfdt-dev libxxhash-dev libzstd-dev liblz4-dev libssl-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
+  # the etcd arbiter's tests run a real etcd (3.4 serves the v3 JSON gateway)
+  etcd-server etcd-client
   # guests and the reference machine
   gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc
   # the Linux guest (guest/linux): kernel source, Linux cross compiler, firmware, kernel build tools
