@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "fencing/etcd_arbiter.h"
 #include "fencing/witness_arbiter.h"
 
 namespace tandem::fencing {
@@ -52,6 +53,7 @@ class NoArbiter final : public Arbiter {
 std::unique_ptr<Arbiter> make_arbiter(const ArbiterConfig& config) {
   if (config.kind == "none") return std::make_unique<NoArbiter>();
   if (config.kind == "witness") return std::make_unique<WitnessArbiter>(config);
+  if (config.kind == "etcd") return std::make_unique<EtcdArbiter>(config);
   throw std::invalid_argument("unknown arbiter \"" + config.kind +
                               "\" (expected none, witness, disk, command or etcd)");
 }

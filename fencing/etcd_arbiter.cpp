@@ -1,0 +1,606 @@
+// EtcdArbiter: etcd's v3 JSON gateway over HTTP/1.1 (Boost.Beast), one deadline per call.
+#include "fencing/etcd_arbiter.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <utility>
+
+namespace tandem::fencing {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+int64_t etcd_ttl_seconds(std::chrono::milliseconds lease) {
+  const int64_t ms = std::max<int64_t>(lease.count(), 1);
+  return (ms + 999) / 1000;
+}
+
+std::vector<EtcdEndpoint> parse_etcd_endpoints(const std::string& spec) {
+  std::vector<EtcdEndpoint> endpoints;
+  size_t start = 0;
+  while (start <= spec.size()) {
+    size_t comma = spec.find(',', start);
+    if (comma == std::string::npos) comma = spec.size();
+    std::string entry = spec.substr(start, comma - start);
+    start = comma + 1;
+    while (!entry.empty() && entry.front() == ' ') entry.erase(entry.begin());
+    while (!entry.empty() && entry.back() == ' ') entry.pop_back();
+    const std::string bad = "etcd endpoint \"" + entry + "\": ";
+    if (entry.empty()) throw std::invalid_argument("etcd: empty endpoint in \"" + spec + "\"");
+    if (entry.rfind("https://", 0) == 0)
+      throw std::invalid_argument(bad + "https is not supported (use http://, e.g. through a local TLS proxy)");
+    if (entry.rfind("http://", 0) != 0) throw std::invalid_argument(bad + "expected http://HOST:PORT");
+    std::string rest = entry.substr(7);
+    if (!rest.empty() && rest.back() == '/') rest.pop_back();
+    if (rest.find('/') != std::string::npos) throw std::invalid_argument(bad + "no path expected after HOST:PORT");
+    EtcdEndpoint endpoint;
+    size_t colon;
+    if (!rest.empty() && rest.front() == '[') {  // [v6::addr]:port
+      const size_t close = rest.find(']');
+      if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':')
+        throw std::invalid_argument(bad + "expected http://[ADDR]:PORT");
+      endpoint.host = rest.substr(1, close - 1);
+      colon = close + 1;
+    } else {
+      colon = rest.rfind(':');
+      if (colon == std::string::npos) throw std::invalid_argument(bad + "missing :PORT");
+      endpoint.host = rest.substr(0, colon);
+    }
+    endpoint.port = rest.substr(colon + 1);
+    unsigned port = 0;
+    const auto [end, ec] = std::from_chars(endpoint.port.data(), endpoint.port.data() + endpoint.port.size(), port);
+    if (endpoint.host.empty() || endpoint.port.empty() || ec != std::errc{} ||
+        end != endpoint.port.data() + endpoint.port.size() || port == 0 || port > 65535)
+      throw std::invalid_argument(bad + "expected http://HOST:PORT with a port 1-65535");
+    endpoints.push_back(std::move(endpoint));
+  }
+  return endpoints;
+}
+
+std::string etcd_leader_key(const std::string& vm_id) { return "/tandem/" + vm_id + "/leader"; }
+
+namespace {
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+}
+
+std::string base64_encode(const std::string& bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out += kBase64[(v >> shift) & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t v = uint8_t(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= uint8_t(bytes[i + 1]) << 8;
+    out += kBase64[(v >> 18) & 63];
+    out += kBase64[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kBase64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::optional<std::string> base64_decode(const std::string& text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    uint32_t v = 0;
+    int padding = 0;
+    for (size_t j = 0; j < 4; ++j) {
+      const char c = text[i + j];
+      int digit;
+      if (c == '=' && j >= 2 && i + 4 == text.size()) {
+        ++padding;
+        digit = 0;
+      } else {
+        if (padding) return std::nullopt;  // data after '='
+        const char* found = c ? std::char_traits<char>::find(kBase64, 64, c) : nullptr;
+        if (!found) return std::nullopt;
+        digit = int(found - kBase64);
+      }
+      v = (v << 6) | uint32_t(digit);
+    }
+    out += char((v >> 16) & 0xff);
+    if (padding < 2) out += char((v >> 8) & 0xff);
+    if (padding < 1) out += char(v & 0xff);
+  }
+  return out;
+}
+
+namespace {
+
+// Why a call stopped early; becomes the Grant's outcome and why.
+struct Failure {
+  Grant::Outcome outcome;
+  std::string why;
+};
+
+[[noreturn]] void malformed(const std::string& what) {
+  throw Failure{Grant::Outcome::Unreachable, "malformed reply from etcd: " + what};
+}
+
+// Up to 60 printable characters of a hostile reply, for the log line.
+std::string snippet(const std::string& text) {
+  std::string out;
+  for (char c : text.substr(0, 60)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return text.size() > 60 ? out + "..." : out;
+}
+
+// proto3 JSON: int64 fields arrive as strings, absent means 0.
+int64_t int_field(const json& object, const char* name) {
+  const auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return 0;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_string()) {
+    const auto& s = it->get_ref<const std::string&>();
+    int64_t value = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (ec == std::errc{} && end == s.data() + s.size() && !s.empty()) return value;
+  }
+  malformed(std::string("field \"") + name + "\" is not an integer: " + snippet(it->dump()));
+}
+
+const json& object_field(const json& object, const char* name) {
+  const auto it = object.find(name);
+  if (it == object.end() || !it->is_object()) malformed(std::string("no object \"") + name + "\"");
+  return *it;
+}
+
+// Real etcd stamps every reply with the store's revision; a reply without it is not etcd's.
+int64_t header_revision(const json& reply) {
+  const int64_t revision = int_field(object_field(reply, "header"), "revision");
+  if (revision <= 0) malformed("header.revision missing or not positive");
+  return revision;
+}
+
+// The leader key as etcd holds it.
+struct LeaderRecord {
+  std::string node;          // "" when the value is not a leader record (written by hand?)
+  int64_t create_revision;   // the epoch
+  int64_t lease;             // 0 = no lease attached: it never lapses
+};
+
+// gRPC status codes (etcd's gateway reports them in "code"): the ones a retry may cure.
+bool transient_code(int64_t code) {
+  return code == 1 || code == 2 || code == 4 || code == 8 || code == 10 || code == 13 || code == 14;
+}
+
+}  // namespace
+
+struct EtcdArbiter::Impl {
+  ArbiterConfig config;
+  std::vector<EtcdEndpoint> endpoints;
+  size_t current = 0;  // the endpoint in use; moves on after a failure
+  std::string key;
+  std::string key64;
+
+  asio::io_context io;
+  tcp::resolver resolver{io};
+  tcp::socket socket{io};
+
+  // The lease this object won last, so renew/release need no lookup.
+  int64_t lease_id = 0;
+  uint64_t lease_epoch = 0;
+  std::string lease_node;
+
+  explicit Impl(const ArbiterConfig& c)
+      : config(c), endpoints(parse_etcd_endpoints(c.etcd)), key(etcd_leader_key(c.vm_id)), key64(base64_encode(key)) {}
+
+  const EtcdEndpoint& endpoint() const { return endpoints[current]; }
+  std::string where() const { return "etcd " + endpoint().url(); }
+
+  void close() {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  }
+
+  void next_endpoint() {
+    close();
+    current = (current + 1) % endpoints.size();
+  }
+
+  // Runs the started operations until `done` or the deadline; on the deadline cancels them
+  // (closing the socket) and drains their handlers. False = timed out.
+  bool run_until(Clock::time_point deadline, const bool& done) {
+    io.restart();
+    while (!done && io.run_one_until(deadline) > 0) {
+    }
+    if (done) return true;
+    resolver.cancel();
+    close();
+    io.restart();
+    io.run();  // the cancelled handlers run now (with operation_aborted): not a result
+    return false;
+  }
+
+  std::string timeout_text() const { return "no answer within " + std::to_string(config.timeout.count()) + " ms"; }
+
+  // Connects to the first endpoint that answers, starting with the current one.
+  void connect(Clock::time_point deadline) {
+    std::string errors;
+    for (size_t tried = 0; tried < endpoints.size(); ++tried) {
+      if (Clock::now() >= deadline) break;
+      bool done = false;
+      boost::system::error_code result;
+      resolver.async_resolve(endpoint().host, endpoint().port,
+                             [&](boost::system::error_code ec, tcp::resolver::results_type addresses) {
+                               if (ec) {
+                                 result = ec;
+                                 done = true;
+                                 return;
+                               }
+                               asio::async_connect(socket, addresses, [&](boost::system::error_code ec2, const tcp::endpoint&) {
+                                 result = ec2;
+                                 done = true;
+                               });
+                             });
+      const bool finished = run_until(deadline, done);
+      if (finished && !result) return;
+      errors += (errors.empty() ? "" : "; ") + endpoint().url() + ": " + (finished ? result.message() : timeout_text());
+      next_endpoint();
+    }
+    if (errors.empty()) errors = timeout_text();
+    throw Failure{Grant::Outcome::Unreachable, "etcd unreachable (" + errors + ")"};
+  }
+
+  // One POST; returns the JSON object etcd answered. `stream` = a streaming gateway method
+  // (lease keepalive): the body is newline-separated {"result":...} / {"error":...} objects.
+  json post(const std::string& path, const json& request, Clock::time_point deadline, bool stream = false) {
+    const std::string payload = request.dump();
+    for (int attempt = 0;; ++attempt) {
+      const bool reused = socket.is_open();
+      if (!reused) connect(deadline);
+
+      http::request<http::string_body> req{http::verb::post, path, 11};
+      req.set(http::field::host, endpoint().host + ":" + endpoint().port);
+      req.set(http::field::content_type, "application/json");
+      req.keep_alive(true);
+      req.body() = payload;
+      req.prepare_payload();
+
+      boost::beast::flat_buffer buffer;
+      http::response_parser<http::string_body> parser;
+      parser.body_limit(1 << 20);  // a leader record is tiny: anything this big is not etcd
+      bool done = false;
+      boost::system::error_code result;
+      http::async_write(socket, req, [&](boost::system::error_code ec, size_t) {
+        if (ec) {
+          result = ec;
+          done = true;
+          return;
+        }
+        http::async_read(socket, buffer, parser, [&](boost::system::error_code ec2, size_t) {
+          result = ec2;
+          done = true;
+        });
+      });
+      const bool finished = run_until(deadline, done);
+      if (finished && !result) {
+        auto& reply = parser.get();
+        if (!reply.keep_alive()) close();
+        return interpret(path, reply.result_int(), reply.reason(), reply.body(), stream);
+      }
+      close();
+      // An idle keep-alive connection the server has since closed fails before any byte of
+      // a reply: that is not etcd being down, so reconnect once.
+      if (finished && reused && attempt == 0 && !parser.got_some()) continue;
+      const std::string what = finished ? result.message() : timeout_text();
+      const std::string at = where();
+      next_endpoint();
+      throw Failure{Grant::Outcome::Unreachable, at + " POST " + path + ": " + what};
+    }
+  }
+
+  json interpret(const std::string& path, unsigned status, boost::beast::string_view reason, const std::string& body,
+                 bool stream) {
+    std::string text = body;
+    if (stream) {
+      const size_t start = text.find_first_not_of("\r\n ");
+      text = start == std::string::npos ? "" : text.substr(start, text.find('\n', start) - start);
+    }
+    json reply = json::parse(text, nullptr, false);
+    if (reply.is_discarded() || !reply.is_object()) {
+      if (status == 404)
+        throw Failure{Grant::Outcome::Refused, where() + " has no " + path +
+                                                   " (HTTP 404): etcd >= 3.4 with its v3 JSON gateway is needed"};
+      if (status != 200)
+        throw Failure{Grant::Outcome::Unreachable,
+                      where() + " POST " + path + ": HTTP " + std::to_string(status) + " " + std::string(reason)};
+      malformed(path + " answered with no JSON object: \"" + snippet(body) + "\"");
+    }
+    // A gateway error: {"error": "...", "code": N, "message": "..."}, or in a stream
+    // {"error": {"grpc_code": N, "message": "..."}}.
+    const json* error = nullptr;
+    if (reply.contains("error")) error = &reply["error"];
+    if (status != 200 || error) {
+      int64_t code = 2;
+      std::string message = "HTTP " + std::to_string(status);
+      if (error && error->is_object()) {
+        if (error->contains("grpc_code")) code = int_field(*error, "grpc_code");
+        if (error->contains("message") && (*error)["message"].is_string()) message = (*error)["message"];
+      } else {
+        code = int_field(reply, "code");
+        if (reply.contains("message") && reply["message"].is_string()) message = reply["message"];
+        else if (error && error->is_string()) message = *error;
+      }
+      const auto outcome = transient_code(code) ? Grant::Outcome::Unreachable : Grant::Outcome::Refused;
+      const std::string at = where();
+      if (outcome == Grant::Outcome::Unreachable) next_endpoint();  // e.g. a member cut off from quorum
+      throw Failure{outcome, at + " " + path + ": " + snippet(message) + " (code " + std::to_string(code) + ")"};
+    }
+    if (stream) {
+      if (!reply.contains("result") || !reply["result"].is_object()) malformed(path + " reply has no \"result\"");
+      return reply["result"];
+    }
+    return reply;
+  }
+
+  // The leader key, or nullopt when nobody holds it. A linearizable read (the gateway's
+  // default): a member cut off from the quorum cannot answer it with stale data.
+  std::optional<LeaderRecord> read_leader(Clock::time_point deadline) {
+    const json reply = post("/v3/kv/range", {{"key", key64}}, deadline);
+    header_revision(reply);
+    return leader_from_kvs(reply);
+  }
+
+  std::optional<LeaderRecord> leader_from_kvs(const json& range) {
+    const auto it = range.find("kvs");
+    if (it == range.end() || it->is_null()) return std::nullopt;
+    if (!it->is_array()) malformed("\"kvs\" is not an array");
+    if (it->empty()) return std::nullopt;
+    const json& kv = (*it)[0];
+    if (!kv.is_object()) malformed("kvs[0] is not an object");
+    LeaderRecord record{"", int_field(kv, "create_revision"), int_field(kv, "lease")};
+    if (record.create_revision <= 0) malformed("the leader key has no create_revision");
+    const std::string value64 = kv.contains("value") && kv["value"].is_string() ? kv["value"].get<std::string>() : "";
+    if (const auto value = base64_decode(value64)) {
+      const json parsed = json::parse(*value, nullptr, false);
+      if (parsed.is_object() && parsed.contains("node") && parsed["node"].is_string()) record.node = parsed["node"];
+    }
+    return record;
+  }
+
+  // Keeps lease `id` alive; the TTL etcd restarted it with, 0 when the lease is gone.
+  int64_t keepalive(int64_t id, Clock::time_point deadline) {
+    const json result = post("/v3/lease/keepalive", {{"ID", std::to_string(id)}}, deadline, /*stream=*/true);
+    header_revision(result);
+    return int_field(result, "TTL");
+  }
+
+  void revoke(int64_t id, Clock::time_point deadline) {
+    try {
+      post("/v3/lease/revoke", {{"ID", std::to_string(id)}}, deadline);
+    } catch (const Failure& failure) {
+      // Already gone (expired or revoked): exactly what we wanted.
+      if (failure.why.find("lease not found") == std::string::npos) throw;
+    }
+  }
+
+  void forget() {
+    lease_id = 0;
+    lease_epoch = 0;
+    lease_node.clear();
+  }
+
+  // Txn building blocks: "the leader key's create_revision == revision" (0 = absent) and
+  // "put the leader record, attached to lease".
+  json create_revision_is(int64_t revision) const {
+    return json{{"key", key64}, {"target", "CREATE"}, {"result", "EQUAL"}, {"create_revision", std::to_string(revision)}};
+  }
+  json put_leader(const json& record, int64_t lease) const {
+    return json{{"request_put", json{{"key", key64}, {"value", base64_encode(record.dump())}, {"lease", std::to_string(lease)}}}};
+  }
+
+  std::string held_why(const LeaderRecord& leader) const {
+    if (leader.node.empty())
+      return "the leader key " + key + " holds no leader record (written by hand?); delete it to let a node acquire";
+    std::string why = "held by " + leader.node + " under epoch " + std::to_string(leader.create_revision);
+    if (leader.lease == 0) why += " with no lease attached (it never lapses: written by hand?)";
+    return why;
+  }
+
+  Grant acquire(const std::string& node, uint64_t known_epoch) {
+    const auto deadline = Clock::now() + config.timeout;
+    // Two rounds: our own lease may lapse between reading the key and renewing it.
+    for (int round = 0; round < 2; ++round) {
+      if (const auto leader = read_leader(deadline)) {
+        const auto epoch = uint64_t(leader->create_revision);
+        if (leader->node != node || leader->lease == 0)
+          return {Grant::Outcome::Held, epoch, std::chrono::milliseconds{0}, leader->node, held_why(*leader)};
+        // Ours already (an earlier acquire, maybe one whose reply was lost): a renewal.
+        if (epoch < known_epoch) return state_mismatch(epoch, known_epoch, "the leader key's create_revision");
+        const int64_t ttl = keepalive(leader->lease, deadline);
+        if (ttl <= 0) continue;  // lapsed just now: etcd deletes the key with the lease
+        lease_id = leader->lease;
+        lease_epoch = epoch;
+        lease_node = node;
+        return {Grant::Outcome::Granted, epoch, std::chrono::seconds{ttl}, node,
+                "renewed: this node already held the lease (etcd lease " + std::to_string(lease_id) + ")"};
+      }
+
+      const json granted = post("/v3/lease/grant", {{"TTL", etcd_ttl_seconds(config.lease)}}, deadline);
+      header_revision(granted);
+      const int64_t lease = int_field(granted, "ID");
+      const int64_t ttl = int_field(granted, "TTL");
+      if (lease == 0 || ttl <= 0) malformed("lease grant without ID or TTL");
+
+      // Compare-and-swap: put the key only if it does not exist. The txn's revision is the
+      // epoch (etcd revisions are global and never reused).
+      json txn;
+      txn["compare"] = json::array({create_revision_is(0)});
+      txn["success"] = json::array({put_leader({{"node", node}}, lease)});
+      txn["failure"] = json::array({json{{"request_range", json{{"key", key64}}}}});
+      const json reply = post("/v3/kv/txn", txn, deadline);
+      const auto revision = uint64_t(header_revision(reply));
+      const bool won = reply.contains("succeeded") && reply["succeeded"].is_boolean() && reply["succeeded"].get<bool>();
+      if (!won) {
+        best_effort_revoke(lease, deadline);  // never used: do not leave it for etcd to expire
+        std::optional<LeaderRecord> holder;
+        if (const auto it = reply.find("responses"); it != reply.end() && it->is_array() && !it->empty() &&
+                                                     (*it)[0].is_object() && (*it)[0].contains("response_range"))
+          holder = leader_from_kvs(object_field((*it)[0], "response_range"));
+        else
+          malformed("failed txn without the range of the leader key");
+        if (!holder) continue;  // it vanished again in between
+        if (holder->node == node) continue;  // our own earlier attempt: renew it next round
+        return {Grant::Outcome::Held, uint64_t(holder->create_revision), std::chrono::milliseconds{0}, holder->node,
+                held_why(*holder)};
+      }
+      if (revision <= known_epoch) {
+        best_effort_revoke(lease, deadline);
+        return state_mismatch(revision, known_epoch, "the winning revision");
+      }
+      lease_id = lease;
+      lease_epoch = revision;
+      lease_node = node;
+      record_epoch(node, revision, lease, deadline);
+      return {Grant::Outcome::Granted, revision, std::chrono::seconds{ttl}, node,
+              "won " + key + " at revision " + std::to_string(revision) + " (etcd lease " + std::to_string(lease) +
+                  ", ttl " + std::to_string(ttl) + " s)"};
+    }
+    return {Grant::Outcome::Unreachable, 0, std::chrono::milliseconds{0}, "",
+            "the leader key " + key + " kept changing while acquiring; try again"};
+  }
+
+  Grant state_mismatch(uint64_t epoch, uint64_t known_epoch, const std::string& what) {
+    return {Grant::Outcome::Refused, epoch, std::chrono::milliseconds{0}, "",
+            "state mismatch: " + what + " " + std::to_string(epoch) + " is not above the known epoch " +
+                std::to_string(known_epoch) +
+                " (was etcd's data reset or replaced? epochs must never go back: restore etcd's data or resync the pair)"};
+  }
+
+  // Writes the epoch into the value for operators (`etcdctl get`): informative only, the
+  // key's create_revision stays the authority. Conditional on our creation still standing.
+  void record_epoch(const std::string& node, uint64_t epoch, int64_t lease, Clock::time_point deadline) {
+    json txn;
+    txn["compare"] = json::array({create_revision_is(int64_t(epoch))});
+    txn["success"] = json::array({put_leader({{"node", node}, {"epoch", epoch}}, lease)});
+    try {
+      post("/v3/kv/txn", txn, deadline);
+    } catch (const Failure& failure) {
+      spdlog::debug("etcd arbiter: epoch {} not written into {}: {}", epoch, key, failure.why);
+    }
+  }
+
+  void best_effort_revoke(int64_t lease, Clock::time_point deadline) {
+    try {
+      revoke(lease, deadline);
+    } catch (const Failure& failure) {
+      spdlog::debug("etcd arbiter: unused lease {} not revoked (it expires by itself): {}", lease, failure.why);
+    }
+  }
+
+  Grant fenced(uint64_t epoch, const std::optional<LeaderRecord>& leader, const std::string& detail) {
+    forget();
+    std::string why = "fenced: " + detail;
+    if (leader)
+      why += "; " + held_why(*leader);
+    else
+      why += "; nobody holds " + key + " now";
+    return {Grant::Outcome::Refused, leader ? uint64_t(leader->create_revision) : epoch, std::chrono::milliseconds{0},
+            leader ? leader->node : "", why};
+  }
+
+  static bool names(const std::optional<LeaderRecord>& leader, const std::string& node, uint64_t epoch) {
+    return leader && leader->node == node && uint64_t(leader->create_revision) == epoch && leader->lease != 0;
+  }
+
+  Grant renew(const std::string& node, uint64_t epoch) {
+    const auto deadline = Clock::now() + config.timeout;
+    int64_t lease = lease_node == node && lease_epoch == epoch ? lease_id : 0;
+    if (lease == 0) {  // not won through this object (a restarted tandemd): find it on the key
+      const auto leader = read_leader(deadline);
+      if (!names(leader, node, epoch))
+        return fenced(epoch, leader, node + " does not hold epoch " + std::to_string(epoch));
+      lease = leader->lease;
+    }
+    const int64_t ttl = keepalive(lease, deadline);
+    if (ttl <= 0) return fenced(epoch, read_leader_quietly(deadline), "etcd lease " + std::to_string(lease) + " expired");
+    // The lease lives; check it still carries our key (nobody deleted or replaced it).
+    const auto leader = read_leader(deadline);
+    if (!names(leader, node, epoch) || leader->lease != lease)
+      return fenced(epoch, leader, "the leader key no longer names " + node + " under epoch " + std::to_string(epoch));
+    lease_id = lease;
+    lease_epoch = epoch;
+    lease_node = node;
+    return {Grant::Outcome::Granted, epoch, std::chrono::seconds{ttl}, node, "renewed etcd lease " + std::to_string(lease)};
+  }
+
+  std::optional<LeaderRecord> read_leader_quietly(Clock::time_point deadline) {
+    try {
+      return read_leader(deadline);
+    } catch (const Failure&) {
+      return std::nullopt;
+    }
+  }
+
+  void release(const std::string& node, uint64_t epoch) {
+    const auto deadline = Clock::now() + config.timeout;
+    int64_t lease = lease_node == node && lease_epoch == epoch ? lease_id : 0;
+    if (lease == 0) {
+      const auto leader = read_leader(deadline);
+      if (!names(leader, node, epoch)) return;  // not ours (any more): never revoke another's lease
+      lease = leader->lease;
+    }
+    revoke(lease, deadline);  // etcd deletes the key with it
+    forget();
+  }
+};
+
+EtcdArbiter::EtcdArbiter(const ArbiterConfig& config) {
+  if (config.vm_id.empty()) throw std::invalid_argument("etcd arbiter: [vm] id is empty");
+  if (config.vm_id.find('/') != std::string::npos)
+    throw std::invalid_argument("etcd arbiter: vm id \"" + config.vm_id + "\" must not contain '/'");
+  if (config.etcd.empty()) throw std::invalid_argument("etcd arbiter: [fencing] etcd is not set (e.g. \"http://127.0.0.1:2379\")");
+  if (config.lease.count() <= 0) throw std::invalid_argument("etcd arbiter: lease_ms must be positive");
+  if (config.timeout.count() <= 0) throw std::invalid_argument("etcd arbiter: arbiter_timeout_ms must be positive");
+  impl_ = std::make_unique<Impl>(config);
+}
+
+EtcdArbiter::~EtcdArbiter() = default;
+
+std::string EtcdArbiter::describe() const {
+  std::string urls;
+  for (const auto& endpoint : impl_->endpoints) urls += (urls.empty() ? "" : ",") + endpoint.url();
+  return "etcd " + urls + " key " + impl_->key;
+}
+
+Grant EtcdArbiter::acquire(const std::string& node, uint64_t known_epoch) {
+  try {
+    return impl_->acquire(node, known_epoch);
+  } catch (const Failure& failure) {
+    return {failure.outcome, 0, std::chrono::milliseconds{0}, "", failure.why};
+  }
+}
+
+Grant EtcdArbiter::renew(const std::string& node, uint64_t epoch) {
+  try {
+    return impl_->renew(node, epoch);
+  } catch (const Failure& failure) {
+    return {failure.outcome, 0, std::chrono::milliseconds{0}, "", failure.why};
+  }
+}
+
+void EtcdArbiter::release(const std::string& node, uint64_t epoch) {
+  try {
+    impl_->release(node, epoch);
+  } catch (const Failure& failure) {
+    spdlog::warn("etcd arbiter: release of epoch {} failed (the peer waits one lease ttl): {}", epoch, failure.why);
+  }
+}
+
+}  // namespace tandem::fencing
