@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "fencing/command_arbiter.h"
+#include "fencing/disk_arbiter.h"
 #include "fencing/etcd_arbiter.h"
 #include "fencing/witness_arbiter.h"
 
@@ -53,6 +55,8 @@ class NoArbiter final : public Arbiter {
 std::unique_ptr<Arbiter> make_arbiter(const ArbiterConfig& config) {
   if (config.kind == "none") return std::make_unique<NoArbiter>();
   if (config.kind == "witness") return std::make_unique<WitnessArbiter>(config);
+  if (config.kind == "disk") return std::make_unique<DiskArbiter>(config);
+  if (config.kind == "command") return std::make_unique<CommandArbiter>(config);
   if (config.kind == "etcd") return std::make_unique<EtcdArbiter>(config);
   throw std::invalid_argument("unknown arbiter \"" + config.kind +
                               "\" (expected none, witness, disk, command or etcd)");

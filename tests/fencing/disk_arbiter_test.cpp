@@ -1,0 +1,251 @@
+// The disk arbiter on a real file: two arbiters (threads and processes) contending for one
+// lease record, takeover only after a ttl without renewals, and records it must not trust.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "fencing/arbiter.h"
+#include "fencing/disk_arbiter.h"
+
+namespace tandem::fencing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Outcome = Grant::Outcome;
+using Clock = std::chrono::steady_clock;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class Disk : public ::testing::Test {
+ protected:
+  Disk() {
+    dir = fs::temp_directory_path() / ("td_disk_" + std::to_string(::getpid()) + "_" +
+                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    lease_file = (dir / "vm1.lease").string();
+  }
+  ~Disk() override { fs::remove_all(dir); }
+
+  std::unique_ptr<Arbiter> arbiter(std::chrono::milliseconds lease = 400ms, const std::string& vm = "vm1") const {
+    ArbiterConfig c;
+    c.kind = "disk";
+    c.vm_id = vm;
+    c.disk_path = lease_file;
+    c.lease = lease;
+    c.timeout = 500ms;
+    return make_arbiter(c);
+  }
+
+  // The contender's loop: acquire until granted; returns the grant.
+  static Grant acquire_until_granted(Arbiter& a, const std::string& node, uint64_t known,
+                                     std::chrono::seconds limit = 20s) {
+    const auto start = Clock::now();
+    Grant g;
+    while (!(g = a.acquire(node, known)).granted() && Clock::now() - start < limit) {
+      EXPECT_EQ(g.outcome, Outcome::Held) << g.why;
+      std::this_thread::sleep_for(20ms);
+    }
+    return g;
+  }
+
+  fs::path dir;
+  std::string lease_file;
+};
+
+TEST_F(Disk, GrantRenewReleaseAndFence) {
+  auto a = arbiter(), b = arbiter();
+  const Grant g = a->acquire("a", 0);
+  ASSERT_TRUE(g.granted()) << g.why;
+  EXPECT_EQ(g.epoch, 1u);
+  EXPECT_EQ(g.ttl, 400ms);
+  EXPECT_EQ(fs::file_size(lease_file), DiskArbiter::kRecordBytes);
+  const Grant held = b->acquire("b", 1);
+  EXPECT_EQ(held.outcome, Outcome::Held);
+  EXPECT_EQ(held.holder, "a");
+  EXPECT_TRUE(a->renew("a", 1).granted());
+  a->release("a", 1);
+  const Grant taken = b->acquire("b", 1);  // released: no wait
+  ASSERT_TRUE(taken.granted()) << taken.why;
+  EXPECT_EQ(taken.epoch, 2u);
+  const Grant fenced = a->renew("a", 1);
+  EXPECT_EQ(fenced.outcome, Outcome::Refused);
+  EXPECT_EQ(fenced.why, "fenced: epoch 2 granted to b");
+}
+
+TEST_F(Disk, RenewalsKeepAContenderOutAndItTakesOverOneTtlAfterTheLast) {
+  constexpr auto kTtl = 400ms;
+  auto a = arbiter(kTtl), b = arbiter(kTtl);
+  ASSERT_TRUE(a->acquire("a", 0).granted());
+  std::atomic<bool> renewing{true};
+  std::atomic<Clock::rep> last_renewal{Clock::now().time_since_epoch().count()};
+  std::thread holder([&] {
+    while (renewing) {
+      const Grant g = a->renew("a", 1);
+      if (g.granted()) last_renewal = Clock::now().time_since_epoch().count();
+      std::this_thread::sleep_for(kTtl / 4);
+    }
+  });
+  // Three ttls of renewals: the contender never gets it.
+  const auto watch_until = Clock::now() + 3 * kTtl;
+  while (Clock::now() < watch_until) {
+    const Grant g = b->acquire("b", 1);
+    ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
+    std::this_thread::sleep_for(20ms);
+  }
+  renewing = false;
+  holder.join();
+  const Clock::time_point stopped{Clock::duration(last_renewal.load())};
+  const Grant g = acquire_until_granted(*b, "b", 1);
+  ASSERT_TRUE(g.granted()) << g.why;
+  EXPECT_GE(Clock::now() - stopped, kTtl);
+  EXPECT_EQ(g.epoch, 2u);
+  EXPECT_EQ(a->renew("a", 1).outcome, Outcome::Refused);
+}
+
+TEST_F(Disk, HolderProcessKilledIsTakenOverAfterTtl) {
+  constexpr auto kTtl = 500ms;
+  const pid_t child = ::fork();
+  if (child == 0) {  // the holder: acquire, then renew until killed
+    ArbiterConfig c;
+    c.kind = "disk";
+    c.vm_id = "vm1";
+    c.disk_path = lease_file;
+    c.lease = kTtl;
+    auto a = make_arbiter(c);
+    if (!a->acquire("a", 0).granted()) ::_exit(3);
+    for (;;) {
+      a->renew("a", 1);
+      std::this_thread::sleep_for(kTtl / 5);
+    }
+  }
+  struct Reaper {  // the child never outlives the test, even when an assertion fails
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0 && ::kill(pid, SIGKILL) == 0) ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{child};
+  // Ask only once the child has written its record (an earlier ask would take the free lease).
+  const auto start = Clock::now();
+  while ((!fs::exists(lease_file) || fs::file_size(lease_file) < DiskArbiter::kRecordBytes) &&
+         Clock::now() - start < 20s) {
+    std::this_thread::sleep_for(10ms);
+  }
+  auto b = arbiter(kTtl);
+  const Grant g = b->acquire("b", 0);
+  ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
+  ASSERT_EQ(g.holder, "a") << g.why;
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(b->acquire("b", 1).outcome, Outcome::Held);
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  reaper.pid = -1;
+  const auto killed = Clock::now();
+  const Grant taken = acquire_until_granted(*b, "b", 1);
+  ASSERT_TRUE(taken.granted()) << taken.why;
+  EXPECT_EQ(taken.epoch, 2u);
+  EXPECT_GE(Clock::now() - killed, kTtl - 100ms);  // counted from the last renewal, just before the kill
+}
+
+TEST_F(Disk, CorruptOrForeignRecordIsRefusedAndLeftAlone) {
+  {
+    auto a = arbiter();
+    ASSERT_TRUE(a->acquire("a", 0).granted());
+  }
+  const std::string good = slurp(lease_file);
+  ASSERT_EQ(good.size(), DiskArbiter::kRecordBytes);
+  const auto expect_refused = [&](const std::string& bytes, const std::string& why) {
+    std::ofstream(lease_file, std::ios::binary | std::ios::trunc) << bytes;
+    auto b = arbiter();
+    for (const Grant& g : {b->acquire("b", 5), b->renew("a", 1)}) {
+      EXPECT_EQ(g.outcome, Outcome::Refused) << why;
+      EXPECT_NE(g.why.find(why), std::string::npos) << g.why;
+    }
+    b->release("a", 1);
+    EXPECT_EQ(slurp(lease_file), bytes) << "a bad record must never be overwritten";
+  };
+  std::string flipped = good;
+  flipped[20] ^= 0x01;  // the epoch
+  expect_refused(flipped, "checksum mismatch");
+  expect_refused(good.substr(0, 100), "truncated");
+  expect_refused(std::string(DiskArbiter::kRecordBytes, 'z'), "bad magic");
+  std::ofstream(lease_file, std::ios::binary | std::ios::trunc) << good;
+  const Grant foreign = arbiter(400ms, "vm2")->acquire("b", 0);
+  EXPECT_EQ(foreign.outcome, Outcome::Refused);
+  EXPECT_NE(foreign.why.find("belongs to vm vm1"), std::string::npos) << foreign.why;
+  EXPECT_EQ(slurp(lease_file), good);
+}
+
+TEST_F(Disk, LockedFileIsUnreachableWithinTheTimeout) {
+  ASSERT_TRUE(arbiter()->acquire("a", 0).granted());
+  const int fd = ::open(lease_file.c_str(), O_RDWR);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  ASSERT_EQ(::fcntl(fd, F_OFD_SETLK, &lock), 0);
+  const auto before = Clock::now();
+  const Grant g = arbiter()->renew("a", 1);
+  EXPECT_EQ(g.outcome, Outcome::Unreachable);
+  EXPECT_NE(g.why.find("stayed locked"), std::string::npos) << g.why;
+  EXPECT_GE(Clock::now() - before, 500ms);
+  EXPECT_LT(Clock::now() - before, 5s);
+  ::close(fd);
+  EXPECT_TRUE(arbiter()->renew("a", 1).granted());
+}
+
+TEST_F(Disk, ManyThreadsNeverShareAnEpoch) {
+  // Contenders hammering acquire on a free-then-released lease: each epoch goes to one node.
+  constexpr int kThreads = 4;
+  std::vector<std::vector<uint64_t>> won(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto a = arbiter(5s);
+      const std::string node = "n" + std::to_string(t);
+      for (int i = 0; i < 25; ++i) {
+        const Grant g = a->acquire(node, 0);
+        if (g.granted()) {
+          won[t].push_back(g.epoch);
+          a->release(node, g.epoch);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<uint64_t> epochs;
+  size_t total = 0;
+  for (const auto& w : won) {
+    total += w.size();
+    epochs.insert(w.begin(), w.end());
+  }
+  EXPECT_GT(total, 0u);
+  EXPECT_EQ(epochs.size(), total) << "an epoch was granted twice";
+}
+
+TEST(DiskSettings, MissingPathOrVmIdIsRejected) {
+  ArbiterConfig c;
+  c.kind = "disk";
+  c.vm_id = "vm1";
+  EXPECT_THROW(make_arbiter(c), std::invalid_argument);
+  c.disk_path = "/tmp/x.lease";
+  c.vm_id.clear();
+  EXPECT_THROW(make_arbiter(c), std::invalid_argument);
+  c.vm_id = "vm1";
+  EXPECT_EQ(make_arbiter(c)->describe(), "disk /tmp/x.lease");
+}
+
+}  // namespace
+}  // namespace tandem::fencing
