@@ -327,7 +327,7 @@ struct EtcdArbiter::Impl {
     const json* error = nullptr;
     if (reply.contains("error")) error = &reply["error"];
     if (status != 200 || error) {
-      int64_t code = 2;
+      int64_t code = 0;  // 0 = no gRPC code given: judged by the HTTP status below
       std::string message = "HTTP " + std::to_string(status);
       if (error && error->is_object()) {
         if (error->contains("grpc_code")) code = int_field(*error, "grpc_code");
@@ -337,7 +337,8 @@ struct EtcdArbiter::Impl {
         if (reply.contains("message") && reply["message"].is_string()) message = reply["message"];
         else if (error && error->is_string()) message = *error;
       }
-      const auto outcome = transient_code(code) ? Grant::Outcome::Unreachable : Grant::Outcome::Refused;
+      const bool transient = code == 0 ? status >= 500 : transient_code(code);
+      const auto outcome = transient ? Grant::Outcome::Unreachable : Grant::Outcome::Refused;
       const std::string at = where();
       if (outcome == Grant::Outcome::Unreachable) next_endpoint();  // e.g. a member cut off from quorum
       throw Failure{outcome, at + " " + path + ": " + snippet(message) + " (code " + std::to_string(code) + ")"};

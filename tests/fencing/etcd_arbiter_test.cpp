@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace tandem::fencing {
@@ -344,6 +345,24 @@ TEST_F(EtcdArbiterTest, ReleaseLetsThePeerAcquireAtOnce) {
   EXPECT_TRUE(b->renew("b", taken.epoch).granted());
 }
 
+// The lease alone is not enough: with the key deleted by hand (the lease lives on) and won
+// by the peer, the old holder's keepalive still succeeds, so renew must read the key.
+TEST_F(EtcdArbiterTest, RenewRefusesWhenTheKeyWasReplacedUnderALiveLease) {
+  auto a = arbiter(10000ms);
+  auto b = arbiter(10000ms);
+  const Grant won = a->acquire("a", 0);
+  ASSERT_TRUE(won.granted()) << won.why;
+  const nlohmann::json del = {{"key", base64_encode(etcd_leader_key(vm_))}};
+  ASSERT_NE(http_exchange(etcd_->client_port(), "POST", "/v3/kv/deleterange", del.dump()).find("\"deleted\":\"1\""),
+            std::string::npos);
+  const Grant taken = b->acquire("b", won.epoch);
+  ASSERT_TRUE(taken.granted()) << taken.why;
+  const Grant stale = a->renew("a", won.epoch);
+  EXPECT_EQ(stale.outcome, Outcome::Refused) << stale.why;
+  EXPECT_EQ(stale.holder, "b");
+  EXPECT_NE(stale.why.find("no longer names a"), std::string::npos) << stale.why;
+}
+
 TEST_F(EtcdArbiterTest, EpochAtOrBelowKnownEpochIsRefusedAndLeavesNoHolder) {
   auto a = arbiter();
   const Grant refused = a->acquire("a", 1'000'000'000);
@@ -571,6 +590,37 @@ TEST(EtcdArbiterHostile, ForeignValueOnTheLeaderKeyIsHeldNotFree) {
   EXPECT_NE(grant.why.find("written by hand"), std::string::npos) << grant.why;
   const Grant renewed = arbiter->renew("a", 4);
   EXPECT_EQ(renewed.outcome, Outcome::Refused) << renewed.why;
+}
+
+// The keepalive is a streaming gateway method: its reply is {"result": ...} or
+// {"error": {"grpc_code": ...}}. A lease etcd no longer knows comes back without a TTL.
+TEST(EtcdArbiterHostile, KeepaliveStreamErrorsAndLapsedLeases) {
+  const std::string owned_by_a =
+      R"({"header":{"revision":"9"},"kvs":[{"key":"eA==","create_revision":"4","mod_revision":"5","version":"2",)"
+      R"("value":")" + base64_encode(R"({"node":"a","epoch":4})") + R"(","lease":"77"}],"count":"1"})";
+  for (const auto& [keepalive, expected, why] :
+       std::vector<std::tuple<std::string, Outcome, std::string>>{
+           {R"({"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}})", Outcome::Unreachable,
+            "no leader"},
+           {R"({"result":{"header":{"revision":"9"},"ID":"77"}})", Outcome::Refused, "expired"},
+           {R"({"result":{"header":{"revision":"9"},"ID":"77","TTL":"2"}})", Outcome::Granted, "renewed"},
+           {R"({"result":"nope"})", Outcome::Unreachable, "result"},
+       }) {
+    SCOPED_TRACE(keepalive);
+    FakeHttpServer server([&](const std::string& path) {
+      if (path == "/v3/kv/range") return http_reply("200 OK", owned_by_a);
+      if (path == "/v3/lease/keepalive") return http_reply("200 OK", keepalive + "\n");
+      return http_reply("500 Internal Server Error", "unexpected " + path);
+    });
+    auto arbiter = make_arbiter(config_for(server.url(), "vm-stream"));
+    const Grant renewed = arbiter->renew("a", 4);
+    EXPECT_EQ(renewed.outcome, expected) << renewed.why;
+    EXPECT_NE(renewed.why.find(why), std::string::npos) << renewed.why;
+    if (expected == Outcome::Granted) {
+      EXPECT_EQ(renewed.ttl, 2000ms);
+      EXPECT_EQ(renewed.epoch, 4u);
+    }
+  }
 }
 
 // ---- configuration and encoding ----------------------------------------------------------
