@@ -1,0 +1,287 @@
+// The dual-path failure detector on real loopback sockets: two detectors hear each other;
+// verdicts follow the link and the second path; a stopped peer, a wrong key, forged,
+// replayed and garbage heartbeats are told apart (and refused) as they should be.
+#include "fencing/detector.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace tandem::fencing;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kPsk = "0123456789abcdef0123456789abcdef";
+
+uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string at(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
+
+DetectorConfig config(uint16_t listen, uint16_t peer, const std::string& psk = kPsk, const std::string& vm = "kv") {
+  DetectorConfig c;
+  c.vm_id = vm;
+  c.psk = psk;
+  c.link = {20ms, 5};
+  c.second.listen = at(listen);
+  c.second.peer = at(peer);
+  c.second.timing = {20ms, 5};
+  return c;
+}
+
+bool eventually(const std::function<bool()>& f, std::chrono::milliseconds timeout = 5s) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return f();
+}
+
+int connect_to(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string read_exact(int fd, size_t n) {
+  std::string out;
+  char buffer[256];
+  while (out.size() < n) {
+    const ssize_t r = ::recv(fd, buffer, std::min(sizeof buffer, n - out.size()), 0);
+    if (r <= 0) break;
+    out.append(buffer, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+// True when the peer closes the connection within the receive timeout.
+bool closed_by_peer(int fd) {
+  char c;
+  return ::recv(fd, &c, 1, 0) == 0;
+}
+
+TEST(FailureDetector, TwoNodesHearEachOtherAndTheVerdictFollowsBothPaths) {
+  const uint16_t pa = free_port(), pb = free_port();
+  FailureDetector a(config(pa, pb)), b(config(pb, pa));
+  a.set_local(7, 1);
+  b.set_local(7, 2);
+  a.start();
+  b.start();
+  ASSERT_TRUE(eventually([&] { return a.second_path_alive() && b.second_path_alive(); }));
+  EXPECT_EQ(a.last_beat().epoch, 7u);
+  EXPECT_EQ(a.last_beat().role, 2);
+  EXPECT_EQ(b.last_beat().role, 1);
+  b.set_local(8, 1);  // what the heartbeats announce follows the node
+  EXPECT_TRUE(eventually([&] { return a.last_beat().epoch == 8 && a.last_beat().role == 1; }));
+
+  // The link never heard from: degraded, not suspected.
+  EXPECT_EQ(a.verdict(), PeerVerdict::LinkSilent);
+  a.link_heard();
+  EXPECT_EQ(a.verdict(), PeerVerdict::Alive);
+  // Link silence is interval * misses (100 ms here) after the last message.
+  EXPECT_TRUE(a.link_alive(Clock::now() + 50ms));
+  EXPECT_FALSE(a.link_alive(Clock::now() + 150ms));
+  a.link_heard();
+  a.link_down();
+  EXPECT_EQ(a.verdict(), PeerVerdict::LinkSilent);
+
+  // The peer's process goes: the connection ends with EOF, and the path is silent at once.
+  a.link_heard();
+  b.stop();
+  ASSERT_TRUE(eventually([&] { return !a.second_path_alive(); }, 2s));
+  EXPECT_TRUE(a.second_path_peer_closed());
+  EXPECT_EQ(a.verdict(), PeerVerdict::SecondPathSilent);
+  a.link_down();
+  EXPECT_EQ(a.verdict(), PeerVerdict::Suspected);
+  EXPECT_EQ(a.stats().rejected, 0u);
+  EXPECT_GE(a.stats().beats_received, 2u);
+}
+
+TEST(FailureDetector, ASilentPathGoesSilentAfterIntervalTimesMissesWithoutPeerClosed) {
+  // A one-way relay between b's sender and a's listener that can stop forwarding: a
+  // partition that drops packets (no EOF, no reset).
+  const uint16_t pa = free_port(), pb = free_port(), relay_port = free_port();
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in ra{};
+  ra.sin_family = AF_INET;
+  ra.sin_port = htons(relay_port);
+  ra.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&ra), sizeof ra), 0);
+  ::listen(listener, 4);
+  std::atomic<bool> forward{true}, done{false};
+  std::thread relay([&] {
+    const int from_b = ::accept(listener, nullptr, nullptr);
+    const int to_a = connect_to(pa);
+    timeval tv{0, 20000};
+    ::setsockopt(from_b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(to_a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buffer[512];
+    while (!done) {
+      ssize_t n = ::recv(to_a, buffer, sizeof buffer, 0);  // the challenge
+      if (n > 0) ::send(from_b, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
+      n = ::recv(from_b, buffer, sizeof buffer, 0);
+      if (n > 0 && forward) ::send(to_a, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
+    }
+    ::close(from_b);
+    ::close(to_a);
+  });
+  FailureDetector a(config(pa, pb)), b(config(pb, relay_port));
+  a.start();
+  b.start();
+  ASSERT_TRUE(eventually([&] { return a.second_path_alive(); }));
+  forward = false;
+  const auto cut = Clock::now();
+  ASSERT_TRUE(eventually([&] { return !a.second_path_alive(); }, 2s));
+  EXPECT_GE(Clock::now() - cut, 80ms);  // about interval * misses = 100 ms after the last beat
+  EXPECT_FALSE(a.second_path_peer_closed());
+  done = true;
+  relay.join();
+  ::close(listener);
+}
+
+TEST(FailureDetector, AWrongKeyOrVmIsRefusedAndNeverCountsAsAlive) {
+  const uint16_t pa = free_port(), pb = free_port(), pc = free_port();
+  FailureDetector a(config(pa, pb));
+  FailureDetector wrong_key(config(pb, pa, "ffffffffffffffffffffffffffffffff"));
+  a.start();
+  wrong_key.start();
+  ASSERT_TRUE(eventually([&] { return a.stats().rejected >= 2; }));
+  EXPECT_NE(a.stats().last_rejection.find("bad HMAC"), std::string::npos) << a.stats().last_rejection;
+  EXPECT_FALSE(a.second_path_alive());
+  wrong_key.stop();
+  FailureDetector other_vm(config(pc, pa, kPsk, "another-vm"));
+  const uint64_t before = a.stats().rejected;
+  other_vm.start();
+  ASSERT_TRUE(eventually([&] { return a.stats().rejected > before; }));
+  EXPECT_FALSE(a.second_path_alive());
+}
+
+TEST(FailureDetector, GarbageForgedAndReplayedHeartbeatsCloseTheConnection) {
+  const uint16_t pa = free_port(), pb = free_port(), tap_port = free_port();
+  FailureDetector a(config(pa, pb));
+  a.start();
+
+  // Garbage: 53 bytes that are not a heartbeat.
+  int fd = connect_to(pa);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(read_exact(fd, 32).size(), 32u);
+  ::send(fd, std::string(53, 'x').data(), 53, MSG_NOSIGNAL);
+  EXPECT_TRUE(closed_by_peer(fd));
+  ::close(fd);
+  EXPECT_NE(a.stats().last_rejection.find("bad magic"), std::string::npos);
+
+  // Forged: the right magic, a made-up MAC.
+  fd = connect_to(pa);
+  read_exact(fd, 32);
+  std::string forged = "THB1" + std::string(49, '\1');
+  ::send(fd, forged.data(), forged.size(), MSG_NOSIGNAL);
+  EXPECT_TRUE(closed_by_peer(fd));
+  ::close(fd);
+  EXPECT_NE(a.stats().last_rejection.find("bad HMAC"), std::string::npos);
+
+  // Replay: capture genuine heartbeats of b through a tap, then send the first one again on
+  // the same connection (counter) and on a new one (challenge).
+  const int tap = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(tap, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in ta{};
+  ta.sin_family = AF_INET;
+  ta.sin_port = htons(tap_port);
+  ta.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(tap, reinterpret_cast<sockaddr*>(&ta), sizeof ta), 0);
+  ::listen(tap, 4);
+  FailureDetector b(config(pb, tap_port));
+  b.start();
+  const int from_b = ::accept(tap, nullptr, nullptr);
+  timeval tv{2, 0};
+  ::setsockopt(from_b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const int to_a = connect_to(pa);
+  const std::string challenge = read_exact(to_a, 32);
+  ::send(from_b, challenge.data(), challenge.size(), MSG_NOSIGNAL);
+  const std::string first = read_exact(from_b, 53), second = read_exact(from_b, 53);
+  ASSERT_EQ(first.size(), 53u);
+  ASSERT_EQ(second.size(), 53u);
+  const uint64_t good_before = a.stats().beats_received;
+  ::send(to_a, first.data(), 53, MSG_NOSIGNAL);
+  ::send(to_a, second.data(), 53, MSG_NOSIGNAL);
+  ASSERT_TRUE(eventually([&] { return a.stats().beats_received == good_before + 2; }));
+  EXPECT_TRUE(a.second_path_alive());
+  ::send(to_a, first.data(), 53, MSG_NOSIGNAL);  // replayed on the same connection
+  EXPECT_TRUE(closed_by_peer(to_a));
+  EXPECT_NE(a.stats().last_rejection.find("counter 1, expected 3"), std::string::npos) << a.stats().last_rejection;
+  const int fresh = connect_to(pa);
+  read_exact(fresh, 32);
+  ::send(fresh, first.data(), 53, MSG_NOSIGNAL);  // replayed on another connection
+  EXPECT_TRUE(closed_by_peer(fresh));
+  EXPECT_NE(a.stats().last_rejection.find("bad HMAC"), std::string::npos);
+  EXPECT_EQ(a.stats().beats_received, good_before + 2);
+  for (int f : {to_a, fresh, from_b, tap}) ::close(f);
+}
+
+TEST(FailureDetector, WithoutASecondPathTheLinkAloneDecides) {
+  DetectorConfig c;
+  c.vm_id = "kv";
+  c.psk = kPsk;
+  c.link = {10ms, 3};
+  FailureDetector d(c);
+  d.start();
+  EXPECT_FALSE(d.second_path_enabled());
+  EXPECT_EQ(d.verdict(), PeerVerdict::Suspected);
+  d.link_heard();
+  EXPECT_EQ(d.verdict(), PeerVerdict::Alive);
+  EXPECT_EQ(d.verdict(Clock::now() + 40ms), PeerVerdict::Suspected);
+}
+
+TEST(FailureDetector, BadSettingsAreRefusedAtConstruction) {
+  DetectorConfig c = config(free_port(), free_port());
+  c.psk = "short";
+  EXPECT_THROW(FailureDetector{c}, std::invalid_argument);
+  c = config(1, 2);
+  c.second.peer = "localhost:7";
+  EXPECT_THROW(FailureDetector{c}, std::invalid_argument);
+  c = config(1, 2);
+  c.second.timing.misses = 0;
+  EXPECT_THROW(FailureDetector{c}, std::invalid_argument);
+}
+
+TEST(FailureDetector, AListenAddressInUseThrowsOnStart) {
+  const uint16_t pa = free_port(), pb = free_port();
+  FailureDetector a(config(pa, pb));
+  a.start();
+  FailureDetector clash(config(pa, pb));
+  EXPECT_THROW(clash.start(), std::system_error);
+}
+
+}  // namespace

@@ -1,0 +1,215 @@
+// LeaseKeeper against a real tandem-witness (in-process WitnessServer on a loopback socket):
+// a holder renews and may release output; a contender is granted only after the holder's
+// own output deadline; a refused renewal fences at once; release hands over without waiting.
+#include "fencing/lease.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "fencing/witness_server.h"
+
+namespace {
+
+using namespace tandem::fencing;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+constexpr const char* kPsk = "0123456789abcdef0123456789abcdef";
+
+bool eventually(const std::function<bool()>& f, std::chrono::milliseconds timeout = 5s) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(2ms);
+  }
+  return f();
+}
+
+// Forwards to a real arbiter; while `stall` is set, renewals wait first (a node whose
+// arbiter traffic is stuck, e.g. behind a congested route).
+class Stallable final : public Arbiter {
+ public:
+  explicit Stallable(std::unique_ptr<Arbiter> inner) : inner_(std::move(inner)) {}
+  std::string describe() const override { return inner_->describe(); }
+  Grant acquire(const std::string& node, uint64_t known) override { return inner_->acquire(node, known); }
+  Grant renew(const std::string& node, uint64_t epoch) override {
+    while (stall) std::this_thread::sleep_for(1ms);
+    return inner_->renew(node, epoch);
+  }
+  void release(const std::string& node, uint64_t epoch) override { inner_->release(node, epoch); }
+  std::atomic<bool> stall{false};
+
+ private:
+  std::unique_ptr<Arbiter> inner_;
+};
+
+class LeaseTest : public ::testing::Test {
+ protected:
+  LeaseTest() {
+    dir = fs::temp_directory_path() / ("tandem_lease_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    WitnessOptions o;
+    o.state_file = (dir / "witness.state").string();
+    o.psk = kPsk;
+    server = std::make_unique<WitnessServer>(o);
+    thread = std::thread([this] { server->run(); });
+  }
+  ~LeaseTest() override {
+    server->stop();
+    thread.join();
+    fs::remove_all(dir);
+  }
+  ArbiterConfig config(std::chrono::milliseconds lease = 600ms) const {
+    ArbiterConfig c;
+    c.kind = "witness";
+    c.vm_id = "kv";
+    c.psk = kPsk;
+    c.lease = lease;
+    c.timeout = 100ms;
+    c.witness = server->endpoint();
+    return c;
+  }
+
+  fs::path dir;
+  std::unique_ptr<WitnessServer> server;
+  std::thread thread;
+};
+
+TEST(LeaseDeadline, IsTheSendTimePlusNinetyFivePercentOfTheTtlMinusTwoTimeouts) {
+  const auto sent = Clock::now();
+  EXPECT_EQ(LeaseKeeper::output_deadline(sent, 2000ms, 500ms), sent + 900ms);
+  EXPECT_EQ(LeaseKeeper::output_deadline(sent, 600ms, 100ms), sent + 370ms);
+}
+
+TEST_F(LeaseTest, HolderRenewsAndTheContenderGetsTheLeaseOnlyAfterTheHolderFellSilent) {
+  LeaseKeeper a(config(), "a"), b(config(), "b");
+  EXPECT_EQ(a.renew_interval(), 200ms);
+  a.start();
+  b.start();
+  EXPECT_FALSE(a.may_release_output());
+  EXPECT_EQ(a.lease_ms_left(), -1);
+  std::atomic<uint64_t> a_epoch{0};
+  a.acquire(0, [&](const Grant& g) { a_epoch = g.epoch; });
+  ASSERT_TRUE(eventually([&] { return a.may_release_output(); }));
+  EXPECT_GT(a_epoch.load(), 0u);
+  EXPECT_EQ(a.epoch(), a_epoch.load());
+  EXPECT_GT(a.lease_ms_left(), 0);
+  EXPECT_LE(a.lease_ms_left(), 370);
+
+  // b tries while a renews: held, for well over a lease.
+  std::atomic<int64_t> b_granted_ns{0};
+  std::atomic<uint64_t> b_epoch{0};
+  b.acquire(a_epoch, [&](const Grant& g) {
+    b_epoch = g.epoch;
+    b_granted_ns = Clock::now().time_since_epoch().count();
+  });
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_TRUE(b.acquiring());
+  EXPECT_TRUE(a.may_release_output());
+  EXPECT_NE(b.last_outcome().find("held"), std::string::npos) << b.last_outcome();
+
+  // a stops renewing (its node froze): its output stops before b is granted.
+  a.cancel();
+  EXPECT_FALSE(a.may_release_output());  // cancel stops at once
+  ASSERT_TRUE(eventually([&] { return b_epoch.load() != 0; }, 5s));
+  EXPECT_GT(b_epoch.load(), a_epoch.load());
+  EXPECT_TRUE(b.may_release_output());
+}
+
+TEST_F(LeaseTest, OutputStopsAtTheLocalDeadlineBeforeTheArbiterGrantsAnyoneElse_AndARefusedRenewalFences) {
+  auto stallable = std::make_unique<Stallable>(make_arbiter(config()));
+  Stallable& arbiter = *stallable;
+  LeaseKeeper a(std::move(stallable), config(), "a");
+  LeaseKeeper b(config(), "b");
+  std::atomic<int> fenced_calls{0};
+  a.on_fenced = [&](const std::string&) { ++fenced_calls; };
+  a.start();
+  b.start();
+  a.acquire(0);
+  ASSERT_TRUE(eventually([&] { return a.may_release_output(); }));
+  // a's renewals stall; watch when its output stops and when b is granted.
+  arbiter.stall = true;
+  std::atomic<int64_t> b_granted_ns{0};
+  b.acquire(a.epoch(), [&](const Grant&) { b_granted_ns = Clock::now().time_since_epoch().count(); });
+  ASSERT_TRUE(eventually([&] { return !a.may_release_output(); }, 3s));
+  const int64_t a_silent_ns = Clock::now().time_since_epoch().count();
+  EXPECT_FALSE(a.fenced());  // past its deadline, but nobody refused it yet
+  EXPECT_EQ(a.lease_ms_left(), 0);
+  ASSERT_TRUE(eventually([&] { return b_granted_ns.load() != 0; }, 5s));
+  EXPECT_GT(b_granted_ns.load(), a_silent_ns);
+  // a's stuck renewal finally reaches the witness: refused, fenced for good.
+  arbiter.stall = false;
+  ASSERT_TRUE(eventually([&] { return a.fenced(); }, 3s));
+  EXPECT_EQ(fenced_calls.load(), 1);
+  EXPECT_FALSE(a.may_release_output());
+  EXPECT_EQ(a.lease_ms_left(), -1);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(a.may_release_output());  // and stays so
+}
+
+TEST_F(LeaseTest, ReleaseLetsThePeerAcquireAtOnce) {
+  LeaseKeeper a(config(5000ms), "a"), b(config(5000ms), "b");
+  a.start();
+  b.start();
+  a.acquire(0);
+  ASSERT_TRUE(eventually([&] { return a.may_release_output(); }));
+  const uint64_t old_epoch = a.epoch();
+  a.release();
+  EXPECT_FALSE(a.may_release_output());
+  const auto start = Clock::now();
+  b.acquire(old_epoch);
+  ASSERT_TRUE(eventually([&] { return b.may_release_output(); }, 3s));
+  EXPECT_LT(Clock::now() - start, 2000ms);  // far less than the 5 s lease
+  EXPECT_GT(b.epoch(), old_epoch);
+}
+
+TEST_F(LeaseTest, YieldStopsOutputAndReportsFenced) {
+  LeaseKeeper a(config(), "a");
+  std::string why;
+  a.on_fenced = [&](const std::string& w) { why = w; };
+  a.start();
+  a.acquire(0);
+  ASSERT_TRUE(eventually([&] { return a.may_release_output(); }));
+  a.yield("lost the secondary on every path");
+  EXPECT_TRUE(a.fenced());
+  EXPECT_FALSE(a.may_release_output());
+  EXPECT_EQ(why, "lost the secondary on every path");
+  EXPECT_NE(a.last_outcome().find("yielded"), std::string::npos);
+}
+
+TEST(LeaseUnreachable, AnUnreachableArbiterNeverGrantsAndIsReported) {
+  ArbiterConfig c;
+  c.kind = "witness";
+  c.vm_id = "kv";
+  c.psk = kPsk;
+  c.lease = 400ms;
+  c.timeout = 50ms;
+  c.witness = "127.0.0.1:1";  // nothing listens
+  LeaseKeeper a(c, "a");
+  a.start();
+  a.acquire(0);
+  ASSERT_TRUE(eventually([&] { return !a.last_outcome().empty(); }));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(a.acquiring());
+  EXPECT_FALSE(a.may_release_output());
+  EXPECT_NE(a.last_outcome().find("unreachable"), std::string::npos) << a.last_outcome();
+}
+
+TEST(LeaseNone, TheNoneArbiterGrantsAtOnceAndNeverLapses) {
+  ArbiterConfig c;
+  LeaseKeeper a(c, "a");
+  a.start();
+  a.acquire(3);
+  ASSERT_TRUE(eventually([&] { return a.may_release_output(); }));
+  EXPECT_EQ(a.epoch(), 4u);
+  EXPECT_TRUE(a.may_release_output(Clock::now() + 1h));
+}
+
+}  // namespace
