@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "drills/cli.h"
 #include "replicator/config.h"
 #include "replicator/control.h"
 
@@ -57,6 +58,8 @@ int main(int argc, char** argv) {
   protect_cmd->add_option("PEER", peer, "The secondary's replication address, HOST:PORT (numeric host)")->required();
   app.add_subcommand("unprotect", "Stop replicating; the primary continues STANDALONE");
   app.add_subcommand("failover", "Planned switchover: hand the VM over to the secondary");
+  tandem::drills::DrillCliOptions drill_options;
+  auto* drill_cmd = tandem::drills::add_drill_subcommand(app, drill_options);
 
   try {
     app.parse(argc, argv);
@@ -64,6 +67,8 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
   }
+
+  if (*drill_cmd) return tandem::drills::run_drill_command(drill_options, std::cout, std::cerr);
 
   json request;
   if (*status_cmd) {
