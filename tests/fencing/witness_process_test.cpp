@@ -53,7 +53,7 @@ class WitnessProcess : public ::testing::Test {
       const int null = ::open("/dev/null", O_RDWR);
       const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(null, 0);
-      ::dup2(err, 1);
+      ::dup2(args.size() == 1 && args[0] == "--help" ? err : null, 1);  // only --help prints to stdout
       ::dup2(err, 2);
       std::vector<char*> argv{const_cast<char*>(WITNESS_BIN)};
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
