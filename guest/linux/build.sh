@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the Tandem Linux guest: a riscv64 kernel Image from the Debian linux-source-6.1
+# tarball plus tandem.config, and an initramfs holding the static kv init (init/).
+#
+#   guest/linux/build.sh OUT_DIR
+#
+# Outputs in OUT_DIR: Image, vmlinux (symbols), initramfs.cpio, init (the ELF), kernel.config.
+# Work is skipped when its inputs are unchanged: the kernel is keyed on the tarball's package
+# version, tandem.config and the kernel recipe version below; the initramfs on init/*, initramfs.list and the
+# kernel source. The build is reproducible (fixed build user/host/timestamp, cpio mtimes 0),
+# so the same inputs give the same bytes and the same boot console on every machine.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${1:?usage: build.sh OUT_DIR}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+
+tarball=/usr/src/linux-source-6.1.tar.xz
+cross=riscv64-linux-gnu-
+jobs="${JOBS:-2}"
+src="$out/linux-source-6.1"
+
+die() { echo "linux-guest: $*" >&2; exit 2; }
+[ -r "$tarball" ] || die "$tarball missing: run deploy/install-deps.sh (package linux-source-6.1)"
+command -v "${cross}gcc" >/dev/null || die "${cross}gcc missing: run deploy/install-deps.sh (gcc-riscv64-linux-gnu)"
+
+hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+# 1. The kernel source, extracted once per package version.
+src_key="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s-%Y "$tarball")"
+if ! stamp_ok "$out/.source.stamp" "$src_key"; then
+  echo "linux-guest: extracting $tarball ($src_key)"
+  rm -rf "$src" "$out/.source.stamp" "$out/.kernel.stamp" "$out/.initramfs.stamp"
+  tar -xJf "$tarball" -C "$out"
+  echo "$src_key" > "$out/.source.stamp"
+fi
+
+# Fixed identity so the banner and the Image bytes do not depend on who built them, when.
+export KBUILD_BUILD_USER=tandem KBUILD_BUILD_HOST=tandem
+export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026" KBUILD_BUILD_VERSION=1
+cc="${cross}gcc"
+if command -v ccache >/dev/null; then cc="ccache ${cross}gcc"; fi
+kmake=(make -C "$src" ARCH=riscv CROSS_COMPILE="$cross" CC="$cc" -j"$jobs")
+
+# 2. The kernel.
+# Bump when the kernel steps below change (editing the rest of this script must not cost a
+# kernel rebuild).
+kernel_recipe=1
+kernel_key="$src_key-$kernel_recipe-$(hash_of "$here/tandem.config")"
+if ! stamp_ok "$out/.kernel.stamp" "$kernel_key" || [ ! -f "$out/Image" ]; then
+  echo "linux-guest: configuring (allnoconfig + tandem.config)"
+  rm -f "$out/.kernel.stamp"
+  # allnoconfig with the fragment as KCONFIG_ALLCONFIG: what the fragment does not name is
+  # off (or, for symbols without a prompt, its default).
+  (cd "$src" && ARCH=riscv CROSS_COMPILE="$cross" CC="$cc" \
+      scripts/kconfig/merge_config.sh -n /dev/null "$here/tandem.config" >/dev/null)
+  # merge_config only warns when a symbol did not survive (missing dependency, renamed);
+  # fail instead, so the fragment cannot silently stop meaning what it says.
+  missing=0
+  while IFS= read -r line; do
+    case "$line" in
+      CONFIG_*=*) grep -qxF "$line" "$src/.config" || { echo "linux-guest: not in .config: $line" >&2; missing=1; } ;;
+      "# CONFIG_"*" is not set")
+        sym="${line#\# }"; sym="${sym%% *}"
+        if grep -q "^$sym=" "$src/.config"; then echo "linux-guest: still set: $sym" >&2; missing=1; fi ;;
+    esac
+  done < "$here/tandem.config"
+  [ "$missing" -eq 0 ] || die "tandem.config does not apply cleanly to linux-source $src_key"
+  echo "linux-guest: building Image (-j$jobs)"
+  start=$(date +%s)
+  "${kmake[@]}" -s Image
+  echo "linux-guest: kernel built in $(( $(date +%s) - start ))s"
+  cp "$src/arch/riscv/boot/Image" "$out/Image.tmp" && mv "$out/Image.tmp" "$out/Image"
+  cp "$src/vmlinux" "$out/vmlinux"
+  cp "$src/.config" "$out/kernel.config"
+  echo "$kernel_key" > "$out/.kernel.stamp"
+fi
+
+# 3. Userspace: the static init and the initramfs.
+kv="$here/../kv"  # the table is guest/kv/store.c itself, compiled unchanged
+init_sources=("$here"/init/*.c "$here/init/start.S" "$kv/store.c")
+initramfs_key="$src_key-$(hash_of "$here"/init/* "$kv/store.c" "$kv/kv.h" "$here/initramfs.list" \
+    "$here/build.sh")"
+if ! stamp_ok "$out/.initramfs.stamp" "$initramfs_key" || [ ! -f "$out/initramfs.cpio" ]; then
+  rm -f "$out/.initramfs.stamp"
+  "${cross}gcc" -march=rv64imac -mabi=lp64 -static -nostdlib -ffreestanding -fno-builtin \
+      -fno-tree-loop-distribute-patterns -fno-stack-protector -fno-pic -no-pie \
+      -fno-asynchronous-unwind-tables -O2 -Wall -Wextra -Werror -I "$here/init" -I "$kv" \
+      -s -Wl,--build-id=none -Wl,-e,_start -o "$out/init" "${init_sources[@]}"
+  cc -O2 -o "$out/gen_init_cpio" "$src/usr/gen_init_cpio.c"
+  touch -d @0 "$out/init"  # gen_init_cpio stores a file's own mtime; -t 0 covers the rest
+  INIT="$out/init" "$out/gen_init_cpio" -t 0 "$here/initramfs.list" > "$out/initramfs.cpio.tmp"
+  mv "$out/initramfs.cpio.tmp" "$out/initramfs.cpio"
+  echo "$initramfs_key" > "$out/.initramfs.stamp"
+fi
+echo "linux-guest: $out/Image $(stat -c %s "$out/Image") bytes, initramfs.cpio $(stat -c %s "$out/initramfs.cpio") bytes"
