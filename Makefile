@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test test-asan bench clean
+.PHONY: all deps configure build linux-guest demo test test-asan bench clean
 
 all: build
 
@@ -18,6 +18,10 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# The Linux guest image alone (kernel + initramfs, guest/linux/build.sh); `build` includes it.
+linux-guest: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target linux-guest
+
 demo: build
 	@bash tools/demo.sh $(BUILD)
 
@@ -26,7 +30,7 @@ test: build
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer, in a separate build directory.
 test-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE=ON -DTANDEM_LINUX_GUEST=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan
 
