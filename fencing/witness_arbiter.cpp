@@ -77,29 +77,39 @@ Grant WitnessArbiter::call(int op, const std::string& node, uint64_t epoch) {
     io.stop();
   };
 
-  resolver.async_resolve(host_, port_, [&](boost::system::error_code ec, tcp::resolver::results_type endpoints) {
-    if (ec) return fail("cannot resolve " + host_ + ": " + ec.message());
-    asio::async_connect(socket, endpoints, [&](boost::system::error_code ec, const tcp::endpoint&) {
-      if (ec) return fail("cannot connect: " + ec.message());
-      asio::async_write(socket, asio::buffer(frame), [&](boost::system::error_code ec, size_t) {
-        if (ec) return fail("cannot send: " + ec.message());
-        asio::async_read(socket, asio::buffer(header), [&](boost::system::error_code ec, size_t) {
-          if (ec) {
-            return fail(ec == asio::error::eof ? "the witness closed the connection without a reply (wrong PSK?)"
-                                               : "no reply: " + ec.message());
-          }
-          const uint32_t size = witness::body_length(header);
-          if (size == 0) return fail("reply with a bad length");
-          reply_bytes.resize(size + witness::kMacBytes);
-          asio::async_read(socket, asio::buffer(reply_bytes), [&](boost::system::error_code ec, size_t) {
-            if (ec) return fail("truncated reply: " + ec.message());
-            done = true;
-            io.stop();
-          });
+  const auto on_connected = [&](boost::system::error_code ec) {
+    if (ec) return fail("cannot connect: " + ec.message());
+    asio::async_write(socket, asio::buffer(frame), [&](boost::system::error_code ec, size_t) {
+      if (ec) return fail("cannot send: " + ec.message());
+      asio::async_read(socket, asio::buffer(header), [&](boost::system::error_code ec, size_t) {
+        if (ec) {
+          return fail(ec == asio::error::eof ? "the witness closed the connection without a reply (wrong PSK?)"
+                                             : "no reply: " + ec.message());
+        }
+        const uint32_t size = witness::body_length(header);
+        if (size == 0) return fail("reply with a bad length");
+        reply_bytes.resize(size + witness::kMacBytes);
+        asio::async_read(socket, asio::buffer(reply_bytes), [&](boost::system::error_code ec, size_t) {
+          if (ec) return fail("truncated reply: " + ec.message());
+          done = true;
+          io.stop();
         });
       });
     });
-  });
+  };
+  // A literal address skips the resolver: getaddrinfo cannot be cancelled, so a hanging DNS
+  // lookup for a host name may hold the call past the timeout (use an address in production).
+  boost::system::error_code parse_error;
+  const auto address = asio::ip::make_address(host_, parse_error);
+  if (!parse_error) {
+    socket.async_connect(tcp::endpoint(address, static_cast<uint16_t>(std::stoul(port_))), on_connected);
+  } else {
+    resolver.async_resolve(host_, port_, [&](boost::system::error_code ec, tcp::resolver::results_type endpoints) {
+      if (ec) return fail("cannot resolve " + host_ + ": " + ec.message());
+      asio::async_connect(socket, endpoints,
+                          [&](boost::system::error_code ec, const tcp::endpoint&) { on_connected(ec); });
+    });
+  }
   io.run_for(config_.timeout);
   if (!done) failure = fmt::format("no reply within {} ms", config_.timeout.count());
   if (failure) {

@@ -103,6 +103,18 @@ TEST(CommandArbiter, CommandSeesTheVmNodeAndEpoch) {
   EXPECT_TRUE(g.granted()) << g.why;
 }
 
+TEST(CommandArbiter, CommandDoesNotInheritBlockedSignals) {
+  // tandemd blocks SIGTERM in its threads; a fence command must still be stoppable by it.
+  sigset_t term, old;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, &old), 0);
+  const Grant g = command("kill -TERM $$; sleep 5", 3s)->acquire("b", 1);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  EXPECT_EQ(g.outcome, Outcome::Refused) << g.why;
+  EXPECT_NE(g.why.find("signal 15"), std::string::npos) << g.why;
+}
+
 TEST(CommandArbiter, EmptyCommandIsRejected) {
   EXPECT_THROW(command(""), std::invalid_argument);
 }

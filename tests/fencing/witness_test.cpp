@@ -165,6 +165,17 @@ TEST_F(Witness, EpochsAboveKnownEpochAndPerVm) {
   EXPECT_EQ(o.epoch, 1u);
 }
 
+TEST_F(Witness, HostNameIsResolved) {
+  start();
+  ArbiterConfig c;
+  c.kind = "witness";
+  c.vm_id = "vm1";
+  c.psk = kPsk;
+  c.witness = "localhost:" + std::to_string(server->port());
+  const Grant g = make_arbiter(c)->acquire("a", 0);
+  EXPECT_TRUE(g.granted()) << g.why;
+}
+
 TEST_F(Witness, TtlIsCappedAndRenewOfUnknownEpochsRefused) {
   start(1s);
   auto a = client(60s);
