@@ -87,13 +87,112 @@ TEST_F(CpuPrivTest, MstatusFieldsAreWarl) {
   EXPECT_EQ((hart_.reg(a2) >> 11) & 3, 3u);
 }
 
-TEST_F(CpuPrivTest, PmpRegistersReadBackWithoutEnforcement) {
+TEST_F(CpuPrivTest, PmpRegistersReadZeroAndIgnoreWrites) {
+  // Zero PMP entries: every pmpcfg/pmpaddr field is read-only zero, so OpenSBI's probe
+  // (write pmpaddrN, read it back) finds none.
   Program p;
   p.li(t0, 0x1f1f1f1f1f1f1f1full) << rv::csrw(kPmpcfg0, t0) << rv::csrr(a0, kPmpcfg0);
-  p.li(t1, 0x123456) << rv::csrw(kPmpaddr0 + 63, t1) << rv::csrr(a1, kPmpaddr0 + 63) << rv::kWfi;
+  p << rv::csrw(kPmpcfg0 + 14, t0) << rv::csrr(a2, kPmpcfg0 + 14);
+  p.li(t1, 0x123456) << rv::csrw(kPmpaddr0, t1) << rv::csrr(a1, kPmpaddr0);
+  p << rv::csrw(kPmpaddr0 + 63, t1) << rv::csrr(a3, kPmpaddr0 + 63) << rv::kWfi;
+  hart_.set_reg(a0, 99);
+  hart_.set_reg(a1, 99);
+  hart_.set_reg(a2, 99);
+  hart_.set_reg(a3, 99);
   ASSERT_EQ(run_program(p), HartStop::Wfi);
-  EXPECT_EQ(hart_.reg(a0), 0x1f1f1f1f1f1f1f1full);
-  EXPECT_EQ(hart_.reg(a1), 0x123456u);
+  EXPECT_EQ(hart_.reg(a0), 0u);
+  EXPECT_EQ(hart_.reg(a1), 0u);
+  EXPECT_EQ(hart_.reg(a2), 0u);
+  EXPECT_EQ(hart_.reg(a3), 0u);
+  EXPECT_EQ(mcause(), 0u) << "no trap: the registers exist";
+}
+
+TEST_F(CpuPrivTest, EnvcfgKeepsOnlyFiom) {
+  constexpr uint16_t kMenvcfg = 0x30a, kSenvcfg = 0x10a;
+  Program p;
+  p.li(t0, ~0ull) << rv::csrw(kMenvcfg, t0) << rv::csrr(a0, kMenvcfg);
+  p << rv::csrw(kSenvcfg, t0) << rv::csrr(a1, kSenvcfg);
+  p << rv::csrw(kMenvcfg, 0) << rv::csrr(a2, kMenvcfg) << rv::kWfi;
+  ASSERT_EQ(run_program(p), HartStop::Wfi);
+  EXPECT_EQ(hart_.reg(a0), 1u) << "FIOM only: no Zicbo*, Svpbmt or Sstc bits";
+  EXPECT_EQ(hart_.reg(a1), 1u);
+  EXPECT_EQ(hart_.reg(a2), 0u);
+
+  // senvcfg is an S-mode CSR; menvcfg is not reachable from S.
+  halt_on_trap();
+  Program sup;
+  sup << rv::csrw(kSenvcfg, 0) << rv::csrr(a0, kSenvcfg) << rv::csrr(a1, kMenvcfg);
+  load(kUserCode, sup);
+  enter_mode(1, kUserCode);
+  ASSERT_EQ(hart_.run(hart_.icount() + 10), HartStop::Wfi);
+  EXPECT_EQ(hart_.reg(a0), 0u);
+  EXPECT_EQ(mcause(), 2u);
+  EXPECT_EQ(hart_.csr(kMepc), kUserCode + 8);
+}
+
+TEST_F(CpuPrivTest, HpmCountersAndEventsReadZero) {
+  Program p;
+  p.li(t0, 12345) << rv::csrw(0xb03, t0) << rv::csrr(a0, 0xb03)   // mhpmcounter3
+                  << rv::csrw(0xb1f, t0) << rv::csrr(a1, 0xb1f)   // mhpmcounter31
+                  << rv::csrw(0x323, t0) << rv::csrr(a2, 0x323)   // mhpmevent3
+                  << rv::csrw(0x33f, t0) << rv::csrr(a3, 0x33f)   // mhpmevent31
+                  << rv::csrr(a4, 0xc03) << rv::kWfi;              // hpmcounter3
+  for (unsigned r : {a0, a1, a2, a3, a4}) hart_.set_reg(r, 99);
+  ASSERT_EQ(run_program(p), HartStop::Wfi);
+  for (unsigned r : {a0, a1, a2, a3, a4}) EXPECT_EQ(hart_.reg(r), 0u) << "x" << r;
+  EXPECT_EQ(mcause(), 0u);
+}
+
+TEST_F(CpuPrivTest, SupervisorCountersAreGatedByMcounterenOnly) {
+  // S reads `time`: illegal while mcounteren.TM is clear, whatever scounteren says.
+  halt_on_trap();
+  write_csr(0x106, 7);  // scounteren: all three
+  Program sup;
+  sup << rv::csrr(a0, kTime) << rv::kEcall;
+  load(kUserCode, sup);
+  enter_mode(1, kUserCode);
+  ASSERT_EQ(hart_.run(hart_.icount() + 10), HartStop::Wfi);
+  EXPECT_EQ(mcause(), 2u);
+  EXPECT_EQ(hart_.csr(kMtval), rv::csrr(a0, kTime));
+
+  halt_on_trap();
+  write_csr(0x106, 0);
+  write_csr(kMcounteren, 2);  // TM
+  const uint64_t icount = hart_.icount();
+  enter_mode(1, kUserCode);
+  ASSERT_EQ(hart_.run(hart_.icount() + 10), HartStop::Wfi);
+  EXPECT_EQ(mcause(), 9u) << "time read, then ecall from S";
+  EXPECT_GE(hart_.reg(a0), clock_.mtime(icount));
+  EXPECT_EQ(hart_.reg(a0), clock_.mtime(hart_.icount() - 2));
+
+  // cycle stays gated (CY clear).
+  halt_on_trap();
+  Program cyc;
+  cyc << rv::csrr(a0, kCycle) << rv::kEcall;
+  load(kUserCode, cyc);
+  enter_mode(1, kUserCode);
+  ASSERT_EQ(hart_.run(hart_.icount() + 10), HartStop::Wfi);
+  EXPECT_EQ(mcause(), 2u);
+}
+
+TEST_F(CpuPrivTest, MachineModeDrivesStipAndSupervisorCannot) {
+  // OpenSBI forwards its timer to S by setting mip.STIP; S sees it in sip only if delegated,
+  // and cannot set or clear it itself.
+  Program p;
+  p.li(t0, kMipSTIP) << rv::csrrs(0, kMip, t0) << rv::csrr(a0, kMip) << rv::csrr(a1, kSip);
+  p << rv::csrrs(0, kMideleg, t0) << rv::csrr(a2, kSip) << rv::kWfi;
+  ASSERT_EQ(run_program(p), HartStop::Wfi);
+  EXPECT_EQ(hart_.reg(a0) & kMipSTIP, kMipSTIP);
+  EXPECT_EQ(hart_.reg(a1) & kMipSTIP, 0u) << "not delegated: hidden from sip";
+  EXPECT_EQ(hart_.reg(a2) & kMipSTIP, kMipSTIP);
+
+  halt_on_trap();
+  Program sup;
+  sup.li(t0, kMipSTIP) << rv::csrrc(0, kSip, t0) << rv::kEcall;
+  load(kUserCode, sup);
+  enter_mode(1, kUserCode);
+  ASSERT_EQ(hart_.run(hart_.icount() + 10), HartStop::Wfi);
+  EXPECT_EQ(hart_.csr(kMip) & kMipSTIP, kMipSTIP) << "sip.STIP is read-only";
 }
 
 TEST_F(CpuPrivTest, EcallFromMachineMode) {

@@ -1,9 +1,15 @@
 // Zicsr: the CSR file and its access rules.
 //
 // Choices documented here:
-// - PMP (pmpcfg0..15 even, pmpaddr0..63) is a permissive stub: the registers read back what
-//   was written, but no PMP check is enforced on any access.
-// - menvcfg/senvcfg read as 0 and ignore writes (no Zicbo*/Svpbmt features to enable).
+// - No PMP: the hart implements zero PMP entries, which the privileged spec allows. pmpcfg0..14
+//   (even) and pmpaddr0..63 exist and read as zero (all fields WARL, read-only zero); writes
+//   are ignored. OpenSBI counts the entries by writing pmpaddrN and reading it back, so it finds
+//   none and programs none; with zero entries every S/U access is allowed, which is what
+//   happens. (A stub that read back what was written would claim a protection it never enforces.)
+// - menvcfg/senvcfg (priv 1.12) exist: FIOM (bit 0) is read/write (fences are already total
+//   here, so it changes nothing); CBIE/CBCFE/CBZE (Zicbom/Zicboz), PBMTE (Svpbmt) and STCE
+//   (Sstc) are read-only zero because those extensions are not implemented. OpenSBI 1.1
+//   detects priv 1.12 by reading menvcfg without a trap and then sets those bits; they stay 0.
 // - mhpmcounter3..31, hpmcounter3..31, mhpmevent3..31 and mcountinhibit read 0 and ignore
 //   writes. cycle == instret == icount (plus what the guest wrote to mcycle/minstret).
 // - satp accepts only MODE Bare (0) and Sv39 (8); a write of any other mode is ignored.
@@ -18,6 +24,7 @@ constexpr uint64_t kSupervisorInterrupts = kMipSSIP | kMipSTIP | kMipSEIP;
 // Exceptions M-mode may delegate: everything but ecall from M (and reserved causes).
 constexpr uint64_t kDelegableExceptions = 0xb3ff;  // causes 0-9, 12, 13, 15
 constexpr uint64_t kSatpModeSv39 = 8;
+constexpr uint64_t kEnvcfgFiom = 1;
 }  // namespace
 
 void Hart::Impl::set_mstatus(uint64_t value) {
@@ -51,11 +58,11 @@ bool Hart::Impl::csr_read(uint16_t number, uint64_t& value, uint64_t icount_befo
   if (number >= 0x323 && number <= 0x33f) { value = 0; return true; }  // mhpmeventN
   if (number >= csr::kPmpcfg0 && number < csr::kPmpcfg0 + 16) {
     if (number & 1) return false;  // RV64 has only the even pmpcfg registers
-    value = s.pmpcfg[number - csr::kPmpcfg0];
+    value = 0;
     return true;
   }
   if (number >= csr::kPmpaddr0 && number < csr::kPmpaddr0 + 64) {
-    value = s.pmpaddr[number - csr::kPmpaddr0];
+    value = 0;
     return true;
   }
   switch (number) {
@@ -63,7 +70,7 @@ bool Hart::Impl::csr_read(uint16_t number, uint64_t& value, uint64_t icount_befo
     case csr::kSie: value = s.mie & s.mideleg; return true;
     case csr::kStvec: value = s.stvec; return true;
     case csr::kScounteren: value = s.scounteren; return true;
-    case csr::kSenvcfg: value = 0; return true;
+    case csr::kSenvcfg: value = s.senvcfg; return true;
     case csr::kSscratch: value = s.sscratch; return true;
     case csr::kSepc: value = s.sepc; return true;
     case csr::kScause: value = s.scause; return true;
@@ -80,7 +87,7 @@ bool Hart::Impl::csr_read(uint16_t number, uint64_t& value, uint64_t icount_befo
     case csr::kMie: value = s.mie; return true;
     case csr::kMtvec: value = s.mtvec; return true;
     case csr::kMcounteren: value = s.mcounteren; return true;
-    case csr::kMenvcfg: value = 0; return true;
+    case csr::kMenvcfg: value = s.menvcfg; return true;
     case csr::kMcountinhibit: value = 0; return true;
     case csr::kMscratch: value = s.mscratch; return true;
     case csr::kMepc: value = s.mepc; return true;
@@ -101,16 +108,8 @@ bool Hart::Impl::csr_read(uint16_t number, uint64_t& value, uint64_t icount_befo
 bool Hart::Impl::csr_write(uint16_t number, uint64_t value, uint64_t icount_before) {
   if (number >= 0xb03 && number <= 0xb1f) return true;
   if (number >= 0x323 && number <= 0x33f) return true;
-  if (number >= csr::kPmpcfg0 && number < csr::kPmpcfg0 + 16) {
-    if (number & 1) return false;
-    s.pmpcfg[number - csr::kPmpcfg0] = value;
-    return true;
-  }
-  if (number >= csr::kPmpaddr0 && number < csr::kPmpaddr0 + 64) {
-    // pmpaddr holds bits 55:2 of an address: the top 10 bits are zero.
-    s.pmpaddr[number - csr::kPmpaddr0] = value & ((uint64_t{1} << 54) - 1);
-    return true;
-  }
+  if (number >= csr::kPmpcfg0 && number < csr::kPmpcfg0 + 16) return (number & 1) == 0;
+  if (number >= csr::kPmpaddr0 && number < csr::kPmpaddr0 + 64) return true;
   // After this write retires, icount is icount_before + 1; the counter must then read `value`.
   const uint64_t icount_after = icount_before + 1;
   switch (number) {
@@ -125,7 +124,7 @@ bool Hart::Impl::csr_write(uint16_t number, uint64_t value, uint64_t icount_befo
       if ((value & 3) < 2) s.stvec = value;
       return true;
     case csr::kScounteren: s.scounteren = value & 0xffffffff; return true;
-    case csr::kSenvcfg: return true;
+    case csr::kSenvcfg: s.senvcfg = value & kEnvcfgFiom; return true;
     case csr::kSscratch: s.sscratch = value; return true;
     case csr::kSepc: s.sepc = value & ~uint64_t{1}; return true;
     case csr::kScause: s.scause = value; return true;
@@ -159,7 +158,7 @@ bool Hart::Impl::csr_write(uint16_t number, uint64_t value, uint64_t icount_befo
       if ((value & 3) < 2) s.mtvec = value;
       return true;
     case csr::kMcounteren: s.mcounteren = value & 0xffffffff; return true;
-    case csr::kMenvcfg: return true;
+    case csr::kMenvcfg: s.menvcfg = value & kEnvcfgFiom; return true;
     case csr::kMcountinhibit: return true;
     case csr::kMscratch: s.mscratch = value; return true;
     case csr::kMepc: s.mepc = value & ~uint64_t{1}; return true;

@@ -6,7 +6,7 @@
 namespace tandem::vmm {
 
 namespace {
-constexpr uint64_t kStateVersion = 1;
+constexpr uint64_t kStateVersion = 2;  // 2: no PMP registers, menvcfg/senvcfg added
 }
 
 Hart::Impl::Impl(Bus& bus_in, const VirtualClock& clock_in)

@@ -68,8 +68,7 @@ struct ArchState {
       mcause, mtval;
   uint64_t stvec, scounteren, sscratch, sepc, scause, stval, satp;
   uint64_t cycle_offset, instret_offset;  // written mcycle/minstret minus icount
-  uint64_t pmpcfg[16];
-  uint64_t pmpaddr[64];
+  uint64_t menvcfg, senvcfg;  // only FIOM (bit 0) is implemented; the rest reads zero
 };
 
 // A software TLB entry: `tag` is the virtual page address (low bits clear), and host
