@@ -41,8 +41,22 @@ constexpr int kStatusInterrupted = 130;
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_signal(int) { g_interrupted = 1; }
 
-struct RunOptions {
+// What to boot: a bare GUEST image, or firmware + kernel (+ initrd) as QEMU's
+// -bios/-kernel/-initrd/-append.
+struct ImageOptions {
   std::string guest;
+  std::string bios;
+  std::string kernel;
+  std::string initrd;
+  std::string append;
+  bool empty() const { return guest.empty() && bios.empty(); }
+  // The file a log header names and digests: the GUEST, or the firmware of a firmware boot
+  // (the kernel, initrd and bootargs are covered by the initial state hash).
+  const std::string& primary() const { return guest.empty() ? bios : guest; }
+};
+
+struct RunOptions {
+  ImageOptions image;
   uint64_t mem_mib = tandem::vmm::kDefaultMemBytes >> 20;
   std::string disk;
   std::optional<uint64_t> max_instructions;
@@ -63,7 +77,7 @@ struct RecordOptions {
 };
 
 struct ReplayOptions {
-  std::string guest;
+  ImageOptions image;
   std::string log_path;
   uint64_t mem_mib = tandem::vmm::kDefaultMemBytes >> 20;
   std::string disk;
@@ -111,12 +125,47 @@ std::unique_ptr<tandem::hooks::ConsolePort> open_console_or_throw(const std::str
   }
 }
 
-// Builds a machine and boots `guest` in it; bad input becomes BadInput.
+// The combinations of image options that make sense; "" when fine.
+std::string check_images(const ImageOptions& image) {
+  if (!image.guest.empty() && !image.bios.empty()) {
+    return "GUEST and --bios exclude each other (GUEST is a bare image entered in M-mode; --bios boots firmware)";
+  }
+  if (!image.kernel.empty() && image.bios.empty()) {
+    return "--kernel needs --bios FILE (the SBI firmware the kernel runs under, e.g. "
+           "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin)";
+  }
+  if (!image.initrd.empty() && image.kernel.empty()) return "--initrd needs --kernel";
+  return "";
+}
+
+void add_image_options(CLI::App* cmd, ImageOptions& image) {
+  cmd->add_option("GUEST", image.guest, "Guest image: RISC-V ELF64 or raw binary loaded at 0x80000000, entered in M-mode");
+  cmd->add_option("--bios", image.bios,
+                  "Firmware (e.g. OpenSBI fw_jump.bin): raw at 0x80000000 or ELF, entered in M-mode with "
+                  "a0 = hart id, a1 = device tree; instead of GUEST");
+  cmd->add_option("--kernel", image.kernel,
+                  "Kernel for the firmware to start: raw Linux Image at 0x80200000 or ELF (needs --bios)");
+  cmd->add_option("--initrd", image.initrd,
+                  "Initial ramdisk, placed high in RAM below the device tree; /chosen linux,initrd-start/end "
+                  "(needs --kernel)");
+  cmd->add_option("--append", image.append, "Kernel command line (/chosen bootargs)");
+}
+
+// Loads what `image` names into `machine`.
+void load_images(tandem::vmm::Machine& machine, const ImageOptions& image) {
+  if (!image.bios.empty()) {
+    machine.boot({image.bios, image.kernel, image.initrd});
+  } else {
+    machine.load(image.guest);
+  }
+}
+
+// Builds a machine and boots `image` in it; bad input becomes BadInput.
 void boot(std::optional<tandem::vmm::Machine>& machine, const tandem::vmm::MachineConfig& config,
-          tandem::vmm::World& world, const std::string& guest) {
+          tandem::vmm::World& world, const ImageOptions& image) {
   try {
     machine.emplace(config, world);
-    machine->load(guest);
+    load_images(*machine, image);
   } catch (const tandem::vmm::LoadError& e) {
     throw BadInput(e.what());
   } catch (const tandem::vmm::DiskError& e) {
@@ -182,20 +231,22 @@ void report_end(const tandem::vmm::RunResult& result) {
 }
 
 int run_command(const RunOptions& opt) {
-  if (opt.guest.empty() && opt.restore_path.empty()) throw BadInput("GUEST is required (or --restore FILE)");
+  if (const std::string err = check_images(opt.image); !err.empty()) throw BadInput(err);
+  if (opt.image.empty() && opt.restore_path.empty()) throw BadInput("GUEST or --bios is required (or --restore FILE)");
   if (opt.save_path.empty() != !opt.save_at.has_value()) throw BadInput("--save and --save-at go together");
   if (opt.mem_mib == 0 || opt.mem_mib > 65536) throw BadInput("--mem must be 1..65536 MiB");
   if (opt.poll_interval == 0) throw BadInput("--poll-interval must be > 0");
   if (opt.save_at && opt.max_instructions && *opt.save_at > *opt.max_instructions) {
     throw BadInput("--save-at is past --max-instructions: the snapshot would never be taken");
   }
-  if (!opt.restore_path.empty() && !opt.guest.empty()) {
-    spdlog::warn("GUEST {} is ignored: the machine comes from --restore {}", opt.guest, opt.restore_path);
+  if (!opt.restore_path.empty() && !opt.image.empty()) {
+    spdlog::warn("{} is ignored: the machine comes from --restore {}", opt.image.primary(), opt.restore_path);
   }
 
   tandem::vmm::MachineConfig config;
   config.mem_bytes = opt.mem_mib << 20;
   config.disk_path = opt.disk;
+  config.bootargs = opt.image.append;
 
   tandem::hooks::StdioConsole console;
   InterruptibleLive live(console, {.poll_interval = opt.poll_interval,
@@ -208,7 +259,7 @@ int run_command(const RunOptions& opt) {
       tandem::checkpoint::load_file(*machine, opt.restore_path);
       spdlog::debug("restored {} at icount {}", opt.restore_path, machine->icount());
     } else {
-      machine->load(opt.guest);
+      load_images(*machine, opt.image);
     }
   } catch (const tandem::vmm::LoadError& e) {
     throw BadInput(e.what());
@@ -255,7 +306,8 @@ int run_command(const RunOptions& opt) {
 
 int record_command(const RecordOptions& opt) {
   const RunOptions& run = opt.run;
-  if (run.guest.empty()) throw BadInput("GUEST is required");
+  if (const std::string err = check_images(run.image); !err.empty()) throw BadInput(err);
+  if (run.image.empty()) throw BadInput("GUEST or --bios is required");
   if (opt.log_path.empty()) throw BadInput("--log FILE is required");
   if (run.mem_mib == 0 || run.mem_mib > 65536) throw BadInput("--mem must be 1..65536 MiB");
   if (run.poll_interval == 0) throw BadInput("--poll-interval must be > 0");
@@ -264,6 +316,7 @@ int record_command(const RecordOptions& opt) {
   tandem::vmm::MachineConfig config;
   config.mem_bytes = run.mem_mib << 20;
   config.disk_path = run.disk;
+  config.bootargs = run.image.append;
   auto console = open_console_or_throw(run.console);
   tandem::hooks::RecorderOptions options;
   options.audit_interval = opt.audit_interval;
@@ -272,11 +325,11 @@ int record_command(const RecordOptions& opt) {
   options.interrupt_flag = &g_interrupted;
   Interruptible<tandem::hooks::Recorder> recorder(*console, options);
   std::optional<tandem::vmm::Machine> machine;
-  boot(machine, config, recorder, run.guest);
+  boot(machine, config, recorder, run.image);
 
   std::optional<tandem::hooks::FileBatchSink> sink;
   try {
-    sink.emplace(opt.log_path, recorder.make_header(*machine, run.guest));
+    sink.emplace(opt.log_path, recorder.make_header(*machine, run.image.primary()));
   } catch (const std::exception& e) {
     throw BadInput(e.what());
   }
@@ -305,7 +358,8 @@ int record_command(const RecordOptions& opt) {
 }
 
 int replay_command(const ReplayOptions& opt) {
-  if (opt.guest.empty()) throw BadInput("GUEST is required");
+  if (const std::string err = check_images(opt.image); !err.empty()) throw BadInput(err);
+  if (opt.image.empty()) throw BadInput("GUEST or --bios is required");
   if (opt.log_path.empty()) throw BadInput("--log FILE is required");
   if (opt.mem_mib == 0 || opt.mem_mib > 65536) throw BadInput("--mem must be 1..65536 MiB");
   std::optional<tandem::hooks::LogFileReader> reader;
@@ -319,20 +373,21 @@ int replay_command(const ReplayOptions& opt) {
   // The log knows the memory size it was recorded with; --mem only has to agree.
   config.mem_bytes = opt.mem_mib << 20;
   config.disk_path = opt.disk;
+  config.bootargs = opt.image.append;
   if (recorded.disk_bytes() != 0 && opt.disk.empty()) {
     throw BadInput(opt.log_path + ": the recording had a disk; pass --disk with a copy of the disk as it was when recording began");
   }
   if (!opt.disk.empty() && tandem::hooks::file_digest(opt.disk) != recorded.disk_digest()) {
     throw BadInput(opt.disk + ": disk content differs from the disk at the start of the recording; replay needs a copy of the original disk");
   }
-  if (recorded.guest_digest() != 0 && tandem::hooks::file_digest(opt.guest) != recorded.guest_digest()) {
-    throw BadInput(opt.guest + ": not the guest this log was recorded with ('" + recorded.guest_name() + "')");
+  if (recorded.guest_digest() != 0 && tandem::hooks::file_digest(opt.image.primary()) != recorded.guest_digest()) {
+    throw BadInput(opt.image.primary() + ": not the guest this log was recorded with ('" + recorded.guest_name() + "')");
   }
   tandem::hooks::FileBatchSource source(*reader);
   tandem::hooks::StdioConsole console(-1, STDOUT_FILENO);  // output only: replay never reads stdin
   tandem::hooks::Replayer replayer(source, &console, opt.verify);
   std::optional<tandem::vmm::Machine> machine;
-  boot(machine, config, replayer, opt.guest);
+  boot(machine, config, replayer, opt.image);
   if (const std::string err = tandem::hooks::Replayer::check_header(reader->header(), *machine); !err.empty()) {
     throw BadInput(opt.log_path + ": " + err);
   }
@@ -390,7 +445,7 @@ int main(int argc, char** argv) {
       "run",
       "Run a guest standalone, console on stdin/stdout. Exit status: the guest's (finisher), "
       "2 bad input, 3 instruction limit, 4 guest idle forever, 130 interrupted");
-  run_cmd->add_option("GUEST", run.guest, "Guest image: RISC-V ELF64 or raw binary loaded at 0x80000000");
+  add_image_options(run_cmd, run.image);
   run_cmd->add_option("--mem", run.mem_mib, "Guest RAM in MiB")->capture_default_str();
   run_cmd->add_option("--disk", run.disk, "Attach FILE as a virtio-blk disk (writes go to the file)");
   run_cmd->add_option("--max-instructions", run.max_instructions,
@@ -412,7 +467,7 @@ int main(int argc, char** argv) {
       "record",
       "Run a guest like 'run' and write every non-deterministic input to an event log. Exit status "
       "as for run");
-  record_cmd->add_option("GUEST", rec.run.guest, "Guest image: RISC-V ELF64 or raw binary")->required();
+  add_image_options(record_cmd, rec.run.image);
   record_cmd->add_option("--log", rec.log_path, "Event log to write (created or truncated)")->required();
   record_cmd->add_option("--mem", rec.run.mem_mib, "Guest RAM in MiB")->capture_default_str();
   record_cmd->add_option("--disk", rec.run.disk, "Attach FILE as a virtio-blk disk (writes go to the file)");
@@ -435,7 +490,7 @@ int main(int argc, char** argv) {
       "replay",
       "Re-execute a recorded run from its event log, reproducing its console output; never reads stdin "
       "or a host clock. Exit status: the recorded guest's, 2 bad log or input, 3 limit, 4 divergence");
-  replay_cmd->add_option("GUEST", rep.guest, "The guest image the log was recorded with")->required();
+  add_image_options(replay_cmd, rep.image);
   replay_cmd->add_option("--log", rep.log_path, "Event log written by 'tandem record'")->required();
   replay_cmd->add_option("--mem", rep.mem_mib, "Guest RAM in MiB (must match the recording)")->capture_default_str();
   replay_cmd->add_option("--disk", rep.disk, "A copy of the disk as it was when the recording began");

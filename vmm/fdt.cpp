@@ -29,6 +29,7 @@ class FdtWriter {
     const std::string s(v);
     check(fdt_property_string(blob_.data(), name, s.c_str()), name);
   }
+  void prop_u64(const char* name, uint64_t v) { check(fdt_property_u64(blob_.data(), name, v), name); }
   void prop_empty(const char* name) { check(fdt_property(blob_.data(), name, nullptr, 0), name); }
   // A list of strings ("a\0b\0").
   void prop_strings(const char* name, std::initializer_list<std::string_view> list) {
@@ -79,9 +80,18 @@ std::vector<uint8_t> build_fdt(const FdtConfig& config) {
   w.prop_str("compatible", "riscv-virtio");
   w.prop_str("model", "riscv-virtio,qemu");
 
+  const std::string serial_path = "/soc/" + unit("serial", board_region(DeviceKind::Uart).base);
   w.begin("chosen");
-  w.prop_str("stdout-path", "/soc/" + unit("serial", board_region(DeviceKind::Uart).base));
-  w.prop_str("bootargs", config.bootargs);
+  w.prop_str("stdout-path", serial_path);
+  if (!config.bootargs.empty()) w.prop_str("bootargs", config.bootargs);
+  if (config.initrd_end > config.initrd_start) {
+    w.prop_u64("linux,initrd-start", config.initrd_start);
+    w.prop_u64("linux,initrd-end", config.initrd_end);
+  }
+  w.end();
+
+  w.begin("aliases");
+  w.prop_str("serial0", serial_path);
   w.end();
 
   w.begin(unit("memory", kDramBase));

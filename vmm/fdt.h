@@ -9,8 +9,10 @@ namespace tandem::vmm {
 
 struct FdtConfig {
   uint64_t mem_bytes = 0;
-  std::string bootargs;
+  std::string bootargs;      // /chosen/bootargs; left out when empty (as QEMU without -append)
   bool has_disk = false;  // informational; every virtio slot gets a node, as on QEMU
+  uint64_t initrd_start = 0;  // /chosen/linux,initrd-start/end when initrd_end > initrd_start
+  uint64_t initrd_end = 0;
 };
 
 // Returns the DTB blob (packed). Throws std::runtime_error if libfdt fails.

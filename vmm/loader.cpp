@@ -7,7 +7,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <vector>
 
 namespace tandem::vmm {
@@ -20,6 +19,22 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
+// The RISC-V Linux boot image header (Documentation/riscv/boot-image-header.rst).
+constexpr size_t kImageSizeOffset = 16;
+constexpr size_t kImageMagic2Offset = 56;
+constexpr char kImageMagic2[4] = {'R', 'S', 'C', 0x05};
+
+// A Linux `Image` says how much memory it occupies once running (bss included).
+uint64_t linux_image_size(const std::vector<uint8_t>& file) {
+  if (file.size() < kImageMagic2Offset + sizeof kImageMagic2 ||
+      std::memcmp(file.data() + kImageMagic2Offset, kImageMagic2, sizeof kImageMagic2) != 0) {
+    return 0;
+  }
+  uint64_t size = 0;
+  std::memcpy(&size, file.data() + kImageSizeOffset, sizeof size);
+  return size;
+}
+
 std::vector<uint8_t> read_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
@@ -27,8 +42,14 @@ std::vector<uint8_t> read_file(const std::string& path) {
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw LoadError(path + ": cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw LoadError(path + ": read error");
+  // One read of the whole file (kernels and initrds are tens of MiB).
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size < 0) throw LoadError(path + ": cannot determine the file size");
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  in.read(reinterpret_cast<char*>(bytes.data()), size);
+  if (in.gcount() != size) throw LoadError(path + ": read error");
   return bytes;
 }
 
@@ -81,6 +102,30 @@ LoadedImage load_elf(const std::string& path, const std::vector<uint8_t>& file, 
 }
 
 }  // namespace
+
+std::vector<uint8_t> read_guest_file(const std::string& path) {
+  std::vector<uint8_t> file = read_file(path);
+  if (file.empty()) throw LoadError(path + ": empty file");
+  return file;
+}
+
+LoadedImage load_image_at(const std::string& path, GuestMemory& mem, uint64_t raw_base) {
+  const std::vector<uint8_t> file = read_file(path);
+  if (file.empty()) throw LoadError(path + ": empty image");
+  if (file.size() >= SELFMAG && std::memcmp(file.data(), ELFMAG, SELFMAG) == 0) {
+    return load_elf(path, file, mem);
+  }
+  const uint64_t footprint = std::max<uint64_t>(file.size(), linux_image_size(file));
+  if (!mem.contains(raw_base, footprint)) {
+    const uint64_t room = raw_base >= mem.base() && raw_base < mem.base() + mem.size()
+                              ? mem.base() + mem.size() - raw_base : 0;
+    throw LoadError(path + ": raw image of " + std::to_string(footprint) + " bytes at " + hex(raw_base) +
+                    " does not fit in RAM (" + std::to_string(room) + " bytes from there to the end of " +
+                    std::to_string(mem.size() >> 20) + " MiB)");
+  }
+  mem.write(raw_base, file);
+  return LoadedImage{raw_base, raw_base, raw_base + footprint, false};
+}
 
 LoadedImage load_image(const std::string& path, GuestMemory& mem) {
   const std::vector<uint8_t> file = read_file(path);

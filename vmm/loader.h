@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "vmm/guest_memory.h"
 
@@ -24,5 +25,14 @@ struct LoadedImage {
 
 // Loads `path` into `mem`. Throws LoadError.
 LoadedImage load_image(const std::string& path, GuestMemory& mem);
+
+// The same, but a raw binary goes to `raw_base`. A raw Linux `Image` (RISC-V boot header)
+// reserves its header's image_size (text + data + bss), not just the file's bytes, so
+// `highest` covers what the kernel will use. Throws LoadError.
+LoadedImage load_image_at(const std::string& path, GuestMemory& mem, uint64_t raw_base);
+
+// A whole file as bytes (an initrd, which is never parsed). Throws LoadError for a
+// missing, unreadable, non-regular or empty file.
+std::vector<uint8_t> read_guest_file(const std::string& path);
 
 }  // namespace tandem::vmm

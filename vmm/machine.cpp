@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <istream>
 #include <ostream>
 
@@ -128,13 +129,84 @@ void Machine::load(const std::string& image_path) {
     throw LoadError(image_path + ": image overlaps the device tree at the top of RAM; use a larger --mem");
   }
   memory_.write(dtb_addr, dtb);
+  enter(image.entry, dtb_addr, dtb.size());
+}
+
+namespace {
+
+struct Placement {
+  std::string what;
+  uint64_t begin;
+  uint64_t end;
+};
+
+std::string range(const Placement& p) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " [%#llx, %#llx)", static_cast<unsigned long long>(p.begin),
+                static_cast<unsigned long long>(p.end));
+  return p.what + buf;
+}
+
+}  // namespace
+
+void Machine::boot(const BootImages& images) {
+  if (images.bios.empty()) throw LoadError("a firmware boot needs --bios FILE");
+  if (!images.initrd.empty() && images.kernel.empty()) throw LoadError("--initrd needs --kernel");
+  std::vector<Placement> placed;
+  const LoadedImage bios = load_image_at(images.bios, memory_, kDramBase);
+  placed.push_back({"--bios " + images.bios, bios.lowest, bios.highest});
+  if (!images.kernel.empty()) {
+    const LoadedImage kernel = load_image_at(images.kernel, memory_, kKernelBase);
+    placed.push_back({"--kernel " + images.kernel, kernel.lowest, kernel.highest});
+  }
+  // Firmware and kernel sit at fixed addresses; the initrd and the DTB are placed by us at the
+  // top of RAM, so more RAM moves them out of the way.
+  const size_t fixed = placed.size();
+  std::vector<uint8_t> initrd;
+  if (!images.initrd.empty()) initrd = read_guest_file(images.initrd);
+
+  // The DTB's size does not depend on the initrd addresses (two u64 cells), so it is built
+  // once to find its slot, then again with the initrd placed right below it.
+  FdtConfig fdt_config{config_.mem_bytes, config_.bootargs, !config_.disk_path.empty()};
+  if (!initrd.empty()) fdt_config.initrd_end = 1;
+  std::vector<uint8_t> dtb = build_fdt(fdt_config);
+  const uint64_t dtb_addr = fdt_load_address(memory_.base(), memory_.size(), dtb.size());
+  if (!memory_.contains(dtb_addr, dtb.size())) {
+    throw LoadError("the device tree (" + std::to_string(dtb.size()) + " bytes) does not fit in RAM");
+  }
+  if (!initrd.empty()) {
+    const uint64_t room = dtb_addr - memory_.base();
+    if (initrd.size() > room) {
+      throw LoadError("--initrd " + images.initrd + ": " + std::to_string(initrd.size()) + " bytes do not fit in RAM below the device tree (" +
+                      std::to_string(room) + " bytes; use a larger --mem)");
+    }
+    fdt_config.initrd_start = (dtb_addr - initrd.size()) & ~(kPageSize - 1);
+    fdt_config.initrd_end = fdt_config.initrd_start + initrd.size();
+    dtb = build_fdt(fdt_config);
+    placed.push_back({"--initrd " + images.initrd, fdt_config.initrd_start, fdt_config.initrd_end});
+  }
+  placed.push_back({"the device tree", dtb_addr, dtb_addr + dtb.size()});
+  for (size_t i = 0; i < placed.size(); ++i) {
+    for (size_t j = i + 1; j < placed.size(); ++j) {
+      if (placed[i].begin < placed[j].end && placed[j].begin < placed[i].end) {
+        throw LoadError(range(placed[j]) + " overlaps " + range(placed[i]) +
+                        (j >= fixed ? "; use a larger --mem" : ""));
+      }
+    }
+  }
+  if (!initrd.empty()) memory_.write(fdt_config.initrd_start, initrd);
+  memory_.write(dtb_addr, dtb);
+  enter(bios.entry, dtb_addr, dtb.size());
+}
+
+void Machine::enter(uint64_t entry, uint64_t dtb_addr, size_t dtb_bytes) {
   // a2: OpenSBI's fw_dynamic_info, as QEMU's reset vector passes it: the next stage at
   // 0x80200000 in S-mode. Other guests ignore a2. It sits just after the DTB.
-  const uint64_t info_addr = (dtb_addr + dtb.size() + 7) & ~uint64_t{7};
-  const uint64_t fw_dynamic_info[6] = {0x4942534f /* "OSBI" */, 2, kDramBase + 0x200000, 1 /* S */, 0, 0};
+  const uint64_t info_addr = (dtb_addr + dtb_bytes + 7) & ~uint64_t{7};
+  const uint64_t fw_dynamic_info[6] = {0x4942534f /* "OSBI" */, 2, kKernelBase, 1 /* S */, 0, 0};
   const bool info_fits = memory_.write(
       info_addr, {reinterpret_cast<const uint8_t*>(fw_dynamic_info), sizeof fw_dynamic_info});
-  hart_->reset(image.entry);
+  hart_->reset(entry);
   hart_->set_reg(10, 0);         // a0: hart id
   hart_->set_reg(11, dtb_addr);  // a1: device tree
   hart_->set_reg(12, info_fits ? info_addr : 0);

@@ -45,9 +45,23 @@ struct RunResult {
 
 const char* to_string(Exit exit);
 
+// Where the second boot stage goes: what OpenSBI's fw_jump jumps to (FW_JUMP_ADDR), as QEMU.
+inline constexpr uint64_t kKernelBase = kDramBase + 0x200000;
+
+// A firmware boot (`tandem run --bios F --kernel K --initrd I`); bootargs come from
+// MachineConfig. Layout: firmware at kDramBase (raw) or its ELF addresses, kernel at
+// kKernelBase (raw) or its ELF addresses, the DTB in the top 64 KiB-aligned slot of RAM, the
+// initrd page-aligned right below the DTB. Nothing may overlap.
+struct BootImages {
+  std::string bios;    // required; entered in M-mode
+  std::string kernel;  // optional
+  std::string initrd;  // optional; requires kernel
+};
+
 class Machine {
  public:
-  static constexpr uint32_t kSnapshotVersion = 1;
+  // 2: the hart has no PMP registers (read-only zero) and keeps menvcfg/senvcfg.FIOM.
+  static constexpr uint32_t kSnapshotVersion = 2;
 
   Machine(const MachineConfig& config, World& world);
   ~Machine();
@@ -57,6 +71,12 @@ class Machine {
   // Loads a guest image, places the device tree near the top of RAM and resets the hart
   // to M-mode at the entry with a0 = hart id 0, a1 = DTB address. Throws LoadError.
   void load(const std::string& image_path);
+
+  // Loads firmware, kernel and initrd (see BootImages) and the DTB (with
+  // linux,initrd-start/end), then resets the hart as load() does, at the firmware's entry.
+  // Throws LoadError (one line) for an unreadable, empty or malformed file, an image that
+  // does not fit in RAM, or two images that overlap.
+  void boot(const BootImages& images);
 
   // Runs until icount() == target exactly, or until the guest ends the run (finisher) or
   // idles forever. Calling it again after an exit returns the same exit.
@@ -105,6 +125,7 @@ class Machine {
  private:
   class HartIrqs;
   RunResult finish_result() const;
+  void enter(uint64_t entry, uint64_t dtb_addr, size_t dtb_bytes);
   void serve(uint64_t now);
 
   MachineConfig config_;

@@ -196,7 +196,7 @@ TEST_F(TandemRun, SaveInOneProcessRestoreInAnotherMatchesUninterruptedRun) {
 
 TEST_F(TandemRun, BadInputsAreOneLineAndStatusTwo) {
   expect_bad_input({"run", path("missing.elf")}, "cannot open");
-  expect_bad_input({"run"}, "GUEST is required");
+  expect_bad_input({"run"}, "GUEST or --bios is required");
   expect_bad_input({"run", "--bogus-flag", counter_image()}, "bogus");
   expect_bad_input({"run", "--mem", "0", counter_image()}, "--mem");
   expect_bad_input({"run", "--mem", "lots", counter_image()}, "mem");

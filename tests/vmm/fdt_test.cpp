@@ -105,6 +105,23 @@ TEST_F(FdtTest, SerialVirtioAndTestNodesFollowTheBoardTable) {
 TEST_F(FdtTest, ChosenNode) {
   EXPECT_EQ(str("/chosen", "stdout-path"), "/soc/serial@10000000");
   EXPECT_EQ(str("/chosen", "bootargs"), "console=ttyS0");
+  EXPECT_EQ(str("/aliases", "serial0"), "/soc/serial@10000000");
+  EXPECT_FALSE(has("/chosen", "linux,initrd-start")) << "no initrd configured";
+}
+
+TEST(FdtChosen, InitrdRangeIsTwo64BitCells) {
+  FdtConfig config{uint64_t{128} << 20, "", false, 0x87000000, 0x87654321};
+  const std::vector<uint8_t> blob = build_fdt(config);
+  const int chosen = fdt_path_offset(blob.data(), "/chosen");
+  int len = 0;
+  const auto* start = static_cast<const fdt64_t*>(fdt_getprop(blob.data(), chosen, "linux,initrd-start", &len));
+  ASSERT_NE(start, nullptr);
+  EXPECT_EQ(len, 8);
+  EXPECT_EQ(fdt64_to_cpu(*start), 0x87000000u);
+  const auto* end = static_cast<const fdt64_t*>(fdt_getprop(blob.data(), chosen, "linux,initrd-end", &len));
+  ASSERT_NE(end, nullptr);
+  EXPECT_EQ(fdt64_to_cpu(*end), 0x87654321u);
+  EXPECT_EQ(fdt_getprop(blob.data(), chosen, "bootargs", nullptr), nullptr) << "empty bootargs are left out";
 }
 
 TEST(FdtPlacement, Last64KiBAlignedSlotBelowEndOfRam) {

@@ -16,6 +16,7 @@ class RvAsm {
   void lui(Reg rd, uint32_t imm20) { emit((imm20 << 12) | (rd << 7) | 0x37); }
   void auipc(Reg rd, uint32_t imm20) { emit((imm20 << 12) | (rd << 7) | 0x17); }
   void sb(Reg rs2, Reg rs1, int32_t imm) { s_type(imm, rs2, rs1, 0); }
+  void sh(Reg rs2, Reg rs1, int32_t imm) { s_type(imm, rs2, rs1, 1); }
   void sw(Reg rs2, Reg rs1, int32_t imm) { s_type(imm, rs2, rs1, 2); }
   void sd(Reg rs2, Reg rs1, int32_t imm) { s_type(imm, rs2, rs1, 3); }
   void ld(Reg rd, Reg rs1, int32_t imm) { i_type(imm, rs1, 3, rd, 0x03); }
