@@ -15,6 +15,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "vmm-hooks/event_log.h"
@@ -25,6 +26,7 @@
 #include "vmm-hooks/tcp_console.h"
 #include "vmm/devices/disk_image.h"
 #include "vmm/loader.h"
+#include "vmm/cpu/hart.h"
 #include "vmm/machine.h"
 
 namespace {
@@ -67,6 +69,7 @@ struct RunOptions {
   std::string restore_path;
   uint64_t poll_interval = 1u << 20;
   std::string console = "stdio";
+  std::string dump_dtb;
 };
 
 struct RecordOptions {
@@ -230,6 +233,21 @@ void report_end(const tandem::vmm::RunResult& result) {
   }
 }
 
+// Writes the device tree the machine was booted with (a1 at reset) to `path`, as QEMU's
+// -machine dumpdtb does; `dtc -I dtb -O dts` shows it.
+void dump_device_tree(tandem::vmm::Machine& machine, const std::string& path) {
+  const uint64_t addr = machine.hart().reg(11);
+  uint8_t header[8];
+  if (!machine.memory().read(addr, header)) throw BadInput("no device tree at a1");
+  const uint32_t size = (uint32_t{header[4]} << 24) | (uint32_t{header[5]} << 16) | (uint32_t{header[6]} << 8) | header[7];
+  std::vector<uint8_t> blob(size);
+  if (!machine.memory().read(addr, blob)) throw BadInput("device tree runs past the end of RAM");
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(blob.data()), static_cast<std::streamsize>(blob.size()));
+  out.close();
+  if (!out) throw BadInput(path + ": cannot write the device tree");
+}
+
 int run_command(const RunOptions& opt) {
   if (const std::string err = check_images(opt.image); !err.empty()) throw BadInput(err);
   if (opt.image.empty() && opt.restore_path.empty()) throw BadInput("GUEST or --bios is required (or --restore FILE)");
@@ -269,6 +287,12 @@ int run_command(const RunOptions& opt) {
     throw BadInput(opt.restore_path + ": " + e.what());
   } catch (const tandem::checkpoint::CheckpointError& e) {
     throw BadInput(e.what());
+  }
+
+  if (!opt.dump_dtb.empty()) {
+    if (!opt.restore_path.empty()) throw BadInput("--dump-dtb needs a boot (GUEST or --bios), not --restore");
+    dump_device_tree(*machine, opt.dump_dtb);
+    return 0;
   }
 
   const uint64_t limit = opt.max_instructions.value_or(UINT64_MAX);
@@ -461,6 +485,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--console", run.console,
                       "Console: 'stdio' or 'tcp:127.0.0.1:PORT' (a TCP listener; one client at a time)")
       ->capture_default_str();
+  run_cmd->add_option("--dump-dtb", run.dump_dtb,
+                      "Write the device tree the guest would get to FILE and exit 0 without running "
+                      "(like QEMU's -machine dumpdtb=FILE)");
 
   RecordOptions rec;
   CLI::App* record_cmd = app.add_subcommand(

@@ -113,6 +113,19 @@ def main():
         rc, _, perr = run([tandem, "replay", "--bios", fw, "--kernel", fw, "--log", log])
         check(rc == 2 and "initial state" in perr, f"replay with another kernel is refused ({perr.strip()!r})")
 
+        # --dump-dtb: the tree the firmware gets, with the initrd range and bootargs.
+        dtb = os.path.join(work, "boot.dtb")
+        cpio = os.path.join(work, "tiny.cpio")
+        with open(cpio, "wb") as f:
+            f.write(b"070701" + b"0" * 4000)
+        rc, _, err = run([tandem, "run", *boot, "--initrd", cpio, "--append", "console=ttyS0 quiet", "--dump-dtb", dtb])
+        blob = open(dtb, "rb").read() if os.path.exists(dtb) else b""
+        check(rc == 0 and blob[:4] == bytes.fromhex("d00dfeed") and int.from_bytes(blob[4:8], "big") == len(blob),
+              f"--dump-dtb writes a whole device tree (status {rc}, {len(blob)} bytes, {err.strip()!r})")
+        check(all(x in blob for x in (b"linux,initrd-start", b"linux,initrd-end", b"console=ttyS0 quiet\0",
+                                       b"rv64imac\0", b"riscv,sv39\0", b"syscon-poweroff\0")),
+              "the dumped tree has the initrd range, bootargs, ISA and the syscon poweroff node")
+
         # 5. Bad input.
         big = os.path.join(work, "big.bin")
         with open(big, "wb") as f:
