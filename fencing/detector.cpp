@@ -384,6 +384,11 @@ bool FailureDetector::second_path_peer_closed() const {
   return impl_->current_closed && impl_->counters.peer_closed;
 }
 
+FailureDetector::Clock::time_point FailureDetector::second_path_last_heard() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->path_last;
+}
+
 PeerVerdict FailureDetector::verdict(Clock::time_point now) const {
   const bool link = link_alive(now);
   if (!second_path_enabled()) return link ? PeerVerdict::Alive : PeerVerdict::Suspected;

@@ -97,6 +97,8 @@ class FailureDetector {
   // True when the second path's peer closed its connection (EOF/reset) rather than going
   // quiet: its process is gone, not cut off.
   bool second_path_peer_closed() const;
+  // When the last good second-path heartbeat arrived (epoch of the clock if never).
+  Clock::time_point second_path_last_heard() const;
   PeerVerdict verdict(Clock::time_point now = Clock::now()) const;
   PeerBeat last_beat() const;
   DetectorStats stats() const;

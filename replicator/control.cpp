@@ -314,7 +314,7 @@ std::optional<Role> role_named(const std::string& name) {
 
 std::optional<PairState> state_named(const std::string& name) {
   for (PairState s : {PairState::Standalone, PairState::Syncing, PairState::Protected, PairState::Standby,
-                      PairState::Failed})
+                      PairState::Failed, PairState::Fenced})
     if (name == to_string(s)) return s;
   return std::nullopt;
 }
@@ -361,6 +361,16 @@ json status_to_json(const NodeStatus& s) {
       {"peer", s.peer},
       {"console", s.console},
       {"last_error", s.last_error},
+      {"pid", s.pid},
+      {"fencing",
+       {{"arbiter", s.fencing.arbiter},
+        {"lease_ms_left", s.fencing.lease_ms_left},
+        {"fenced", s.fencing.fenced},
+        {"link", s.fencing.link},
+        {"heartbeat_path", s.fencing.heartbeat_path},
+        {"degraded", s.fencing.degraded},
+        {"lease", s.fencing.lease},
+        {"promotion", s.fencing.promotion}}},
   };
 }
 
@@ -394,6 +404,17 @@ NodeStatus status_from_json(const json& j) {
   take(j, "peer", s.peer);
   take(j, "console", s.console);
   take(j, "last_error", s.last_error);
+  take(j, "pid", s.pid);
+  if (auto it = j.find("fencing"); it != j.end() && it->is_object()) {
+    take(*it, "arbiter", s.fencing.arbiter);
+    take(*it, "lease_ms_left", s.fencing.lease_ms_left);
+    take(*it, "fenced", s.fencing.fenced);
+    take(*it, "link", s.fencing.link);
+    take(*it, "heartbeat_path", s.fencing.heartbeat_path);
+    take(*it, "degraded", s.fencing.degraded);
+    take(*it, "lease", s.fencing.lease);
+    take(*it, "promotion", s.fencing.promotion);
+  }
   return s;
 }
 
@@ -416,6 +437,13 @@ std::string format_status(const NodeStatus& s) {
     out += "sync: none\n";
   }
   out += fmt::format("console {}  peer {}\n", or_dash(s.console), or_dash(s.peer));
+  if (!s.fencing.arbiter.empty()) {
+    const std::string lease = s.fencing.lease_ms_left < 0 ? "no lease" : fmt::format("lease {} ms left", s.fencing.lease_ms_left);
+    out += fmt::format("fencing: {}  {}{}  link {}  heartbeat path {}{}\n", s.fencing.arbiter, lease,
+                       s.fencing.fenced ? "  FENCED (no output)" : "", s.fencing.link, s.fencing.heartbeat_path,
+                       s.fencing.degraded ? "  DEGRADED" : "");
+    if (!s.fencing.promotion.empty()) out += fmt::format("promotion: {}\n", s.fencing.promotion);
+  }
   if (!s.last_error.empty()) out += fmt::format("error: {}\n", s.last_error);
   return out;
 }

@@ -4,8 +4,25 @@
 // stream a little behind it, and goes live when the primary is lost or hands over.
 //
 // Threads: the VM thread owns the machine and its Worlds; the transport's I/O thread runs
-// link callbacks; a monitor thread sends heartbeats and watches the peer. Shared state is
-// under `mutex`; the machine is touched only by the VM thread.
+// link callbacks; a monitor thread sends heartbeats, watches the peer and makes the
+// fencing decisions; the LeaseKeeper's thread talks to the arbiter; the FailureDetector's
+// thread runs the second heartbeat path. Shared state is under `mutex`; the machine is
+// touched only by the VM thread.
+//
+// Fencing (docs/fencing.md). With [fencing] arbiter = "none" the pair behaves as before
+// the arbiters: a secondary promotes when its link drops, a primary that loses its
+// secondary goes STANDALONE at once. With an arbiter:
+//  - a primary acquires the lease before it boots the guest and releases output only while
+//    LeaseKeeper::may_release_output();
+//  - a primary that loses the link holds its output until the second path decides: the
+//    peer still heard there (or its process gone: EOF) → STANDALONE, keeping the lease;
+//    every path silent → it yields the lease and is FENCED (the secondary takes over);
+//  - a secondary that loses the link drops its replica (STANDBY) when the second path still
+//    hears the primary (the primary goes on alone, the replica is stale); when every path
+//    is silent it asks the arbiter every lease/4 and goes live with the granted epoch; if
+//    the lease stays held for 3 leases, or the primary is heard again, it gives up;
+//  - a FENCED primary retries its [pair] peer; the live primary there refuses it (stale
+//    epoch, "resync") and it becomes an empty STANDBY secondary, ready to be protected.
 #include "replicator/node.h"
 
 #include <spdlog/spdlog.h>
@@ -23,6 +40,8 @@
 
 #include "checkpoint/checkpoint.h"
 #include "fencing/decider.h"
+#include "fencing/detector.h"
+#include "fencing/lease.h"
 #include "replicator/pair_io.h"
 #include "replicator/transport/link.h"
 #include "vmm-hooks/recorder.h"
@@ -89,7 +108,9 @@ class PrimaryWorld final : public hooks::Recorder {
 
 struct Node::Impl {
   NodeConfig cfg;
-  fencing::HeartbeatDecider decider;
+  const bool arbitrated;  // [fencing] arbiter != "none"
+  std::unique_ptr<fencing::LeaseKeeper> lease;
+  std::unique_ptr<fencing::FailureDetector> detector;
 
   mutable std::mutex mutex;
   std::condition_variable cv;
@@ -111,6 +132,18 @@ struct Node::Impl {
   uint64_t handover_released = 0;             // planned handover: output the old primary released
   std::deque<wire::SyncChunk> sync_chunks;    // secondary: pre-copy rounds to apply
   volatile std::sig_atomic_t wake = 0;        // makes an idle primary return to its loop
+
+  // Fencing state (arbitrated only), under `mutex`.
+  std::optional<Clock::time_point> link_lost_at;  // the link dropped; the second path decides
+  std::optional<Clock::time_point> suspect_since;  // secondary: asking the arbiter since
+  bool planned_promotion = false;                 // ... for a handover (the old primary stays heard)
+  std::optional<uint64_t> boot_grant;             // primary: the epoch granted before boot
+  bool abandon_replica = false;                   // secondary: the replica is stale, drop it
+  bool demote_requested = false;                  // fenced primary: refused by the live one
+  std::string promotion_note;                     // status: what a promotion waits for
+  std::shared_ptr<Link> rejoin_link;              // fenced primary: a try at its old peer
+  Clock::time_point next_rejoin{};
+  uint64_t stale_dropped = 0;                     // envelopes refused for an older epoch
 
   std::atomic<uint64_t> icount{0};
   std::atomic<uint64_t> peer_executed{0};
@@ -139,9 +172,12 @@ struct Node::Impl {
   std::unique_ptr<OutputTail> tail;
   std::unique_ptr<hooks::Replayer> replayer;
 
-  explicit Impl(NodeConfig c) : cfg(std::move(c)), role(cfg.role) {
+  explicit Impl(NodeConfig c) : cfg(std::move(c)), arbitrated(cfg.fencing.kind != "none"), role(cfg.role) {
     state = role == Role::Primary ? PairState::Standalone : PairState::Standby;
   }
+
+  std::string protect_peer(const std::string& peer);
+  uint8_t wire_role() const { return role == Role::Primary ? wire::PRIMARY : wire::SECONDARY; }
 
   uint64_t max_lag_instructions() const { return uint64_t{cfg.max_lag_ms} * 1'000'000; }
 
@@ -177,6 +213,7 @@ struct Node::Impl {
     me.role = role == Role::Primary ? wire::PRIMARY : wire::SECONDARY;
     if (transport) transport->stop();
     transport = make_tcp_transport(me);
+    if (detector) detector->set_local(epoch, wire_role());
     if (!cfg.listen.empty()) {
       const auto [host, port] = split_address(cfg.listen);
       transport->listen(host, port, [this](std::shared_ptr<Link> l) { on_incoming(std::move(l)); });
@@ -202,23 +239,36 @@ struct Node::Impl {
       if (auto s = weak.lock()) on_link_closed(s, reason);
     };
     last_heard_ns = Clock::now().time_since_epoch().count();
+    if (detector) detector->link_heard();
+  }
+
+  // Tells the peer why it is refused (a Refused message, which ends the link on its side
+  // with that reason) and closes.
+  void refuse(const std::shared_ptr<Link>& l, const std::string& reason) {
+    wire::Envelope e;
+    e.mutable_refused()->set_reason(reason);
+    e.set_epoch(epoch_now());
+    l->send(std::move(e));
+    l->close(reason);
   }
 
   // A primary connects to us (we are an empty secondary).
   void on_incoming(std::shared_ptr<Link> l) {
     std::unique_lock lock(mutex);
+    if (l->peer().epoch < epoch) {
+      // A primary of an older epoch was superseded: it must not run on, but be re-synced.
+      const std::string reason = fmt::format("stale epoch {} < {}: resync as a secondary", l->peer().epoch, epoch);
+      lock.unlock();
+      spdlog::warn("refusing primary {} ({}) at epoch {}: this node has seen epoch {}; told it to resync",
+                   l->peer().node_name, l->peer().address, l->peer().epoch, epoch_now());
+      refuse(l, reason);
+      return;
+    }
     if (role != Role::Secondary || state != PairState::Standby || link) {
       lock.unlock();
       spdlog::warn("refusing a pair link from {}: this node is {} {}", l->peer().address, to_string(role),
                    to_string(state));
       l->close("busy: not a standby secondary");
-      return;
-    }
-    if (l->peer().epoch < epoch) {
-      lock.unlock();
-      spdlog::warn("refusing primary {} at epoch {}: this node has seen epoch {}", l->peer().address,
-                   l->peer().epoch, epoch);
-      l->close("stale epoch");
       return;
     }
     epoch = l->peer().epoch;
@@ -236,7 +286,18 @@ struct Node::Impl {
   }
 
   void on_message(const std::shared_ptr<Link>& l, wire::Envelope&& e) {
+    {
+      std::lock_guard lock(mutex);
+      if (e.epoch() < epoch) {
+        // Every message carries its sender's epoch; one from an older epoch is refused.
+        if (stale_dropped++ % 1000 == 0)
+          spdlog::warn("stale epoch: refused a message of epoch {} from {} (this node is at epoch {}; {} so far)",
+                       e.epoch(), l->peer().address, epoch, stale_dropped);
+        return;
+      }
+    }
     last_heard_ns = Clock::now().time_since_epoch().count();
+    if (detector) detector->link_heard();
     switch (e.body_case()) {
       case wire::Envelope::kBatch: {
         std::shared_ptr<StreamBatchSource> s;
@@ -300,11 +361,17 @@ struct Node::Impl {
       case wire::Envelope::kHandover: {
         std::lock_guard lock(mutex);
         if (role == Role::Secondary && state == PairState::Protected) {
-          promotion = fencing::Verdict{true, e.handover().new_epoch(), "planned handover"};
           handover_released = e.handover().released_output();
           if (stream) stream->close();  // the handover follows the last batch on the link
-          spdlog::info("handover at icount {}: going live with epoch {}", e.handover().icount(),
-                       e.handover().new_epoch());
+          if (!arbitrated) {
+            promotion = fencing::Verdict{true, e.handover().new_epoch(), "planned handover"};
+            spdlog::info("handover at icount {}: going live with epoch {}", e.handover().icount(),
+                         e.handover().new_epoch());
+          } else {
+            // The old primary released the lease before it sent this: acquire it.
+            spdlog::info("handover at icount {}: acquiring the lease from {}", e.handover().icount(), lease->describe());
+            start_promotion_locked("planned handover", /*planned=*/true);
+          }
           cv.notify_all();
         }
         return;
@@ -321,26 +388,187 @@ struct Node::Impl {
     if (pending_link == l) pending_link.reset();
     if (link != l) return;
     link.reset();
-    if (role == Role::Primary) {
+    if (detector) detector->link_down();
+    if (role == Role::Primary && state == PairState::Fenced) {
+      // Nothing to decide: a fenced primary releases nothing either way.
+    } else if (role == Role::Primary && arbitrated) {
+      // Output stays held until the second path tells a lost link from a lost peer.
+      if (state != PairState::Standalone) {
+        spdlog::warn("secondary lost on the link ({}): output held until the second path decides", reason);
+        link_lost_at = Clock::now();
+      }
+      wake = 1;  // the VM thread stops recording
+    } else if (role == Role::Primary) {
       // No secondary to wait for: output flows again (the VM thread stops recording).
       if (state != PairState::Standalone) spdlog::warn("secondary lost ({}): STANDALONE", reason);
       state = PairState::Standalone;
       if (gate) gate->set_gated(false);
       wake = 1;
-    } else if (state == PairState::Protected && !promotion) {
-      const fencing::Verdict v = decider.decide({reason, epoch});
-      spdlog::warn("primary lost ({}): {}", reason, v.why);
-      if (v.promote) {
-        promotion = v;
-        // No more log will come: the replay runs out what it has (also from inside an
-        // idle wait at the frontier), then the VM thread goes live.
-        if (stream) stream->close();
+    } else if (state == PairState::Protected && !promotion && arbitrated) {
+      if (!suspect_since) {
+        spdlog::warn("primary lost on the link ({}): the second path decides", reason);
+        link_lost_at = Clock::now();
       }
+    } else if (state == PairState::Protected && !promotion) {
+      spdlog::warn("primary lost ({}): promoting (heartbeat-only fencing, arbiter = none)", reason);
+      promotion = fencing::Verdict{true, epoch + 1, "peer lost (" + reason + "); heartbeat-only fencing"};
+      // No more log will come: the replay runs out what it has (also from inside an
+      // idle wait at the frontier), then the VM thread goes live.
+      if (stream) stream->close();
     } else if (state == PairState::Syncing) {
       spdlog::warn("primary lost during sync ({}): back to STANDBY", reason);
       state = PairState::Standby;
     }
     cv.notify_all();
+  }
+
+  // ---- fencing decisions (monitor thread, under `mutex`) ----------------------------------
+
+  // Secondary: ask the arbiter; the grant turns into a promotion on the VM thread.
+  void start_promotion_locked(const std::string& why, bool planned = false) {
+    suspect_since = Clock::now();
+    planned_promotion = planned;
+    link_lost_at.reset();
+    promotion_note = "asking the arbiter (" + why + ")";
+    lease->acquire(epoch, [this, why](const fencing::Grant& g) {
+      bool give_back = false;
+      {
+        std::lock_guard lock(mutex);
+        if (role == Role::Secondary && state == PairState::Protected && suspect_since && !abandon_replica) {
+          promotion = fencing::Verdict{true, g.epoch, "arbiter granted epoch " + std::to_string(g.epoch) + " after " + why};
+          promotion_note = "granted epoch " + std::to_string(g.epoch) + ": going live";
+          suspect_since.reset();
+          if (stream) stream->close();
+        } else {
+          give_back = true;  // the replica went meanwhile: nothing to go live with
+        }
+      }
+      cv.notify_all();
+      if (give_back) lease->release();
+    });
+  }
+
+  // Secondary: the replica can no longer become the primary (the primary went on alone).
+  void abandon_replica_locked(const std::string& why) {
+    spdlog::warn("{}: this replica is stale; dropping it (STANDBY) until the primary protects this node again", why);
+    if (suspect_since) lease->cancel();
+    suspect_since.reset();
+    link_lost_at.reset();
+    promotion_note.clear();
+    abandon_replica = true;
+    if (stream) stream->close();
+    cv.notify_all();
+  }
+
+  void fencing_tick_locked(Clock::time_point now, std::vector<std::function<void()>>& after) {
+    if (!arbitrated || !detector) return;
+    const bool path_on = detector->second_path_enabled();
+    const auto heard_after = [&](Clock::time_point t) { return path_on && detector->second_path_last_heard() > t; };
+    if (role == Role::Primary && link_lost_at && state != PairState::Fenced) {
+      const Clock::time_point t = *link_lost_at;
+      if (heard_after(t) || (path_on && detector->second_path_peer_closed())) {
+        const bool gone = !heard_after(t);
+        link_lost_at.reset();
+        state = PairState::Standalone;
+        spdlog::warn("the secondary {} on the second path: STANDALONE, keeping the lease; its replica is stale",
+                     gone ? "closed its connection (its process is gone)" : "is still heard");
+        if (gate) gate->set_gated(false);
+        wake = 1;
+      } else if (!path_on || !detector->second_path_alive(now)) {
+        link_lost_at.reset();
+        after.push_back([this] {
+          lease->yield("the secondary is silent on every path: it takes over; this node stops");
+        });
+      }
+    }
+    if (role == Role::Secondary && state == PairState::Protected && !promotion) {
+      if (link_lost_at) {
+        const Clock::time_point t = *link_lost_at;
+        if (heard_after(t)) {
+          abandon_replica_locked("the primary lost the link but is heard on the second path");
+        } else if (!path_on || !detector->second_path_alive(now)) {
+          spdlog::warn("primary suspected: {}; asking {} for the lease", fencing::to_string(detector->verdict(now)),
+                       lease->describe());
+          start_promotion_locked("the primary is silent on every path");
+        }
+      } else if (suspect_since) {
+        promotion_note = "asking the arbiter: " + lease->last_outcome();
+        if (heard_after(*suspect_since) && !planned_promotion) {
+          abandon_replica_locked("the primary is heard again on the second path while this node asked for the lease");
+        } else if (now - *suspect_since > 3 * cfg.fencing.lease) {
+          abandon_replica_locked(fmt::format("the arbiter kept the lease with the primary for {} ms ({})",
+                                             (3 * cfg.fencing.lease).count(), lease->last_outcome()));
+        }
+      }
+    }
+    if (role == Role::Primary && state == PairState::Fenced && !cfg.peer.empty() && !rejoin_link &&
+        !demote_requested && now >= next_rejoin) {
+      next_rejoin = now + std::chrono::seconds(1);
+      after.push_back([this] { try_rejoin(); });
+    }
+  }
+
+  // Fenced primary: knock at the old peer. A live primary there refuses this node's older
+  // epoch with "resync": then this node becomes an empty standby secondary.
+  void try_rejoin() {
+    std::pair<std::string, uint16_t> hp;
+    try {
+      hp = split_address(cfg.peer);
+    } catch (const std::exception&) {
+      return;
+    }
+    transport->connect(hp.first, hp.second, [this](std::shared_ptr<Link> l, std::string error) {
+      if (!l) {
+        if (error.find("resync") != std::string::npos) on_rejoin_refused(error);
+        return;
+      }
+      if (l->peer().role != wire::PRIMARY) {
+        l->close("a fenced primary does not sync a secondary");  // e.g. a standby that lost its primary too
+        return;
+      }
+      l->on_message = [](wire::Envelope&&) {};
+      std::weak_ptr<Link> weak = l;
+      l->on_closed = [this, weak](const std::string& reason) {
+        {
+          std::lock_guard lock(mutex);
+          if (rejoin_link == weak.lock()) rejoin_link.reset();
+        }
+        if (reason.find("resync") != std::string::npos) on_rejoin_refused(reason);
+      };
+      {
+        std::lock_guard lock(mutex);
+        rejoin_link = l;
+      }
+      l->start();
+    });
+  }
+
+  void on_rejoin_refused(const std::string& reason) {
+    std::lock_guard lock(mutex);
+    if (role != Role::Primary || state != PairState::Fenced || demote_requested) return;
+    spdlog::warn("the live primary at {} refused this node ({}): becoming a STANDBY secondary to be re-synced",
+                 cfg.peer, reason);
+    demote_requested = true;
+    wake = 1;
+    cv.notify_all();
+  }
+
+  // LeaseKeeper: the lease is lost (refused renewal) or yielded. No output from here on.
+  void on_fenced(const std::string& why) {
+    std::shared_ptr<Link> l;
+    {
+      std::lock_guard lock(mutex);
+      if (role != Role::Primary) return;
+      state = PairState::Fenced;
+      last_error = "fenced: " + why;
+      link_lost_at.reset();
+      l = std::exchange(link, nullptr);
+      wake = 1;
+      next_rejoin = Clock::now() + std::chrono::seconds(1);
+    }
+    spdlog::critical("FENCED: {}; this node releases no output until it is re-synced as a secondary", why);
+    cv.notify_all();
+    if (l) l->close("fenced");
   }
 
   // ---- monitor: heartbeats both ways ----------------------------------------------------
@@ -360,7 +588,10 @@ struct Node::Impl {
         rate_mark = now;
         rate_mark_bytes = log_bytes.load();
       }
+      std::vector<std::function<void()>> after;
+      fencing_tick_locked(now, after);
       lock.unlock();
+      for (auto& f : after) f();
       if (l) {
         wire::Envelope hb;
         hb.mutable_heartbeat()->set_sent_ns(now.time_since_epoch().count());
@@ -378,7 +609,11 @@ struct Node::Impl {
   void vm_main() {
     try {
       if (role == Role::Primary) {
+        if (arbitrated && !wait_for_boot_lease()) return;
         boot_primary();
+        if (arbitrated && !cfg.peer.empty()) {
+          if (const std::string err = protect_peer(cfg.peer); !err.empty()) spdlog::warn("protect {}: {}", cfg.peer, err);
+        }
         primary_loop();
       } else {
         secondary_loop();
@@ -391,6 +626,31 @@ struct Node::Impl {
     }
   }
 
+  // A primary runs only under a lease: acquire (retrying while another node holds it), then
+  // take the granted epoch. False when stopped meanwhile.
+  bool wait_for_boot_lease() {
+    spdlog::info("asking {} for the lease before booting", lease->describe());
+    lease->acquire(epoch_now(), [this](const fencing::Grant& g) {
+      std::lock_guard lock(mutex);
+      boot_grant = g.epoch;
+      cv.notify_all();
+    });
+    uint64_t granted;
+    {
+      std::unique_lock lock(mutex);
+      promotion_note = "acquiring the lease before boot";
+      cv.wait(lock, [this] { return stopping || boot_grant.has_value(); });
+      if (stopping) return false;
+      granted = *boot_grant;
+      epoch = granted;
+      promotion_note.clear();
+    }
+    store_epoch(granted);
+    make_transport();  // the handshake presents the granted epoch
+    spdlog::info("lease granted: primary at epoch {}", granted);
+    return true;
+  }
+
   void open_console() {
     if (cfg.console_listen.empty()) {
       console = std::make_unique<hooks::TcpConsole>("127.0.0.1", 0);
@@ -399,6 +659,7 @@ struct Node::Impl {
       console = std::make_unique<hooks::TcpConsole>(host, port);
     }
     gate = std::make_unique<GatedConsole>(*console);
+    if (arbitrated) gate->set_release_check([this] { return lease->may_release_output(); });
     hooks::RecorderOptions options;
     options.audit_interval = kAuditInterval;
     options.time = hooks::GuestTime::Wall;
@@ -425,6 +686,18 @@ struct Node::Impl {
       {
         std::unique_lock lock(mutex);
         if (stopping) return;
+        if (state == PairState::Fenced) {
+          // The guest stays paused: nothing it computed could be released anyway.
+          if (demote_requested) {
+            lock.unlock();
+            demote_to_standby();
+            return secondary_loop();
+          }
+          pending_link.reset();
+          handover_requested = unprotect_requested = false;
+          cv.wait_for(lock, std::chrono::milliseconds(100));
+          continue;
+        }
         if (handover_requested) {
           handover_requested = false;
           lock.unlock();
@@ -464,6 +737,33 @@ struct Node::Impl {
         return;
       }
     }
+  }
+
+  // A fenced primary that the live primary refused: drop the VM, become an empty standby.
+  void demote_to_standby() {
+    std::shared_ptr<Link> l;
+    {
+      std::lock_guard lock(mutex);
+      l = std::exchange(link, nullptr);
+    }
+    if (l) l->close("demoted");
+    if (recorder && recorder->recording() && machine) recorder->set_sink(*machine, nullptr);
+    machine.reset();
+    recorder.reset();
+    sink.reset();
+    gate.reset();
+    console.reset();
+    lease->cancel();
+    {
+      std::lock_guard lock(mutex);
+      role = Role::Secondary;
+      state = PairState::Standby;
+      demote_requested = false;
+      last_error.clear();
+      sync = {};
+    }
+    make_transport();
+    spdlog::warn("STANDBY: this node (epoch {}) waits to be re-synced by the live primary", epoch_now());
   }
 
   // Iterative pre-copy to a new secondary, then streaming.
@@ -575,9 +875,15 @@ struct Node::Impl {
     }
     recorder->log_record(machine->icount(), log::OUTPUT_RELEASED, gate->released_bytes());
     recorder->flush();
+    if (arbitrated) {
+      // Everything is released: give the lease up so the secondary acquires it at once
+      // (its epoch comes from the arbiter, not from us).
+      lease->release();
+      new_epoch = epoch_now();
+    }
     wire::Envelope e;
     e.mutable_handover()->set_icount(machine->icount());
-    e.mutable_handover()->set_new_epoch(new_epoch);
+    e.mutable_handover()->set_new_epoch(arbitrated ? 0 : new_epoch);
     e.mutable_handover()->set_released_output(gate->released_bytes());
     send(l, std::move(e));
     spdlog::info("handed over at icount {} (epoch {}); this node becomes a standby secondary", machine->icount(),
@@ -697,6 +1003,16 @@ struct Node::Impl {
       {
         std::lock_guard lock(mutex);
         if (stopping) return false;
+        if (abandon_replica) {
+          abandon_replica = false;
+          state = PairState::Standby;
+          stream.reset();
+          sync = {};
+          machine.reset();  // only the VM thread touches the machine: safe under the mutex
+          replayer.reset();
+          tail.reset();
+          return false;
+        }
         promote = promotion.has_value();
       }
       if (promote) s->close();
@@ -788,6 +1104,10 @@ struct Node::Impl {
     }
     store_epoch(v.new_epoch);
     make_transport();
+    {
+      std::lock_guard lock(mutex);
+      promotion_note.clear();
+    }
     spdlog::warn("LIVE as primary at icount {} with epoch {} ({}); re-emitted {} unconfirmed output bytes; took {:.1f} ms",
                  machine->icount(), v.new_epoch, v.why, unconfirmed.size(),
                  std::chrono::duration<double, std::milli>(Clock::now() - start).count());
@@ -797,6 +1117,7 @@ struct Node::Impl {
 };
 
 void PrimaryWorld::service(vmm::Machine& m) {
+  gate_.pump();  // output held while the lease was being renewed late
   // The marker goes first: Recorder::service may flush with complete_to = this icount, and
   // the replica serves an icount once when it gets there, so a record logged here after
   // that flush would be skipped (a spurious "missed OUTPUT_RELEASED" divergence).
@@ -825,6 +1146,8 @@ Node::~Node() {
   stop();
   if (impl_->vm_thread.joinable()) impl_->vm_thread.join();
   if (impl_->monitor_thread.joinable()) impl_->monitor_thread.join();
+  if (impl_->lease) impl_->lease->stop();
+  if (impl_->detector) impl_->detector->stop();
   if (impl_->transport) impl_->transport->stop();
 }
 
@@ -832,10 +1155,28 @@ void Node::start() {
   Impl& n = *impl_;
   n.load_epoch();
   if (n.cfg.role == Role::Primary && n.cfg.guest.empty()) throw std::runtime_error("a primary needs [vm] guest");
+  try {
+    n.lease = std::make_unique<fencing::LeaseKeeper>(n.cfg.fencing, n.cfg.node_name);
+    fencing::DetectorConfig dc;
+    dc.vm_id = n.cfg.vm_id;
+    dc.psk = n.cfg.psk;
+    dc.link = {std::chrono::milliseconds(n.cfg.heartbeat_ms), n.cfg.heartbeat_misses};
+    dc.second = n.cfg.second_path;
+    n.detector = std::make_unique<fencing::FailureDetector>(dc);
+    n.detector->start();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("fencing: ") + e.what());
+  }
+  n.lease->on_fenced = [&n](const std::string& why) { n.on_fenced(why); };
+  n.lease->start();
+  spdlog::info("fencing: arbiter {}; second heartbeat path {}", n.lease->describe(),
+               n.detector->second_path_enabled()
+                   ? fmt::format("{} -> {}", n.cfg.second_path.listen, n.cfg.second_path.peer)
+                   : std::string("off"));
   n.make_transport();
   n.vm_thread = std::thread([&n] { n.vm_main(); });
   n.monitor_thread = std::thread([&n] { n.monitor_loop(); });
-  if (n.cfg.role == Role::Primary && !n.cfg.peer.empty()) {
+  if (n.cfg.role == Role::Primary && !n.cfg.peer.empty() && !n.arbitrated) {
     if (const std::string err = protect(n.cfg.peer); !err.empty()) spdlog::warn("protect {}: {}", n.cfg.peer, err);
   }
 }
@@ -853,6 +1194,8 @@ void Node::stop() {
   n.cv.notify_all();
   if (n.stream) n.stream->close();
   if (l) l->close("node stopping");
+  // A clean stop gives the lease back: the secondary need not wait for it to lapse.
+  if (n.lease && n.lease->holding()) n.lease->release();
   {
     std::lock_guard lock(n.mutex);
     n.stopped = true;
@@ -888,14 +1231,34 @@ NodeStatus Node::status() const {
   s.peer = n.link ? n.peer_address : n.cfg.peer;
   s.console = n.console ? fmt::format("127.0.0.1:{}", n.console->port()) : n.cfg.console_listen;
   s.last_error = n.last_error;
+  s.pid = ::getpid();
+  if (n.lease && n.detector) {
+    const auto now = Clock::now();
+    FencingStatus& f = s.fencing;
+    f.arbiter = n.lease->describe();
+    f.lease_ms_left = n.lease->lease_ms_left(now);
+    f.fenced = n.state == PairState::Fenced ||
+               (n.role == Role::Primary && n.arbitrated && n.lease->holding() && !n.lease->may_release_output(now));
+    f.link = n.link && n.detector->link_alive(now) ? "up" : "down";
+    f.heartbeat_path = !n.detector->second_path_enabled() ? "off" : n.detector->second_path_alive(now) ? "up" : "down";
+    const fencing::PeerVerdict v = n.detector->verdict(now);
+    f.degraded = n.detector->second_path_enabled() &&
+                 (v == fencing::PeerVerdict::LinkSilent || v == fencing::PeerVerdict::SecondPathSilent);
+    f.lease = n.lease->last_outcome();
+    f.promotion = n.promotion_note;
+  }
   return s;
 }
 
-std::string Node::protect(const std::string& peer) {
-  Impl& n = *impl_;
+std::string Node::protect(const std::string& peer) { return impl_->protect_peer(peer); }
+
+std::string Node::Impl::protect_peer(const std::string& peer) {
+  Impl& n = *this;
   {
     std::lock_guard lock(n.mutex);
     if (n.role != Role::Primary) return "only a primary can protect";
+    if (n.state == PairState::Fenced) return "this primary is FENCED: it must be re-synced as a secondary first";
+    if (n.arbitrated && !n.lease->holding()) return "this primary does not hold the lease (yet)";
     if (n.link || n.pending_link) return "already protected or syncing with " + n.peer_address;
   }
   std::pair<std::string, uint16_t> hp;
@@ -955,6 +1318,8 @@ const char* to_string(PairState state) {
       return "STANDBY";
     case PairState::Failed:
       return "FAILED";
+    case PairState::Fenced:
+      return "FENCED";
   }
   return "UNKNOWN";
 }

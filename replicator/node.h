@@ -11,13 +11,32 @@
 namespace tandem::replicator {
 
 enum class Role { Primary, Secondary };
-enum class PairState { Standalone, Syncing, Protected, Standby /* secondary waiting for a primary */, Failed };
+enum class PairState {
+  Standalone,
+  Syncing,
+  Protected,
+  Standby,  // secondary waiting for a primary
+  Failed,
+  Fenced,   // a primary that lost its lease (or yielded it): no output until re-synced as a secondary
+};
 
 struct SyncProgress {
   uint32_t rounds = 0;
   uint64_t bytes = 0;
   double rate_mb_s = 0;
   bool done = false;
+};
+
+// The [fencing] view of `tandemctl status` (docs/fencing.md).
+struct FencingStatus {
+  std::string arbiter;          // Arbiter::describe()
+  int64_t lease_ms_left = -1;   // -1: no lease held
+  bool fenced = false;          // the output gate is closed by self-fencing
+  std::string link = "down";    // "up" | "down": the replication link hears the peer
+  std::string heartbeat_path = "off";  // "up" | "down" | "off": the second heartbeat path
+  bool degraded = false;        // exactly one of the two paths hears the peer
+  std::string lease;            // the last arbiter outcome, e.g. "renew: granted epoch 4 (ttl 2000 ms)"
+  std::string promotion;        // secondary: "" or what a promotion waits for
 };
 
 struct NodeStatus {
@@ -37,6 +56,8 @@ struct NodeStatus {
   std::string peer;
   std::string console;
   std::string last_error;
+  int64_t pid = 0;  // tandemd's process id
+  FencingStatus fencing;
 };
 
 struct NodeConfig {                // filled from TOML + flags by config.cpp

@@ -5,12 +5,34 @@ namespace tandem::replicator {
 void GatedConsole::set_gated(bool gated) {
   std::lock_guard lock(mutex_);
   gated_ = gated;
-  if (!gated) {
-    for (Held& h : held_) release_locked(h);
-    held_.clear();
-  } else {
-    acked_ = 0;
+  if (gated) acked_ = 0;
+  drain_locked();
+}
+
+void GatedConsole::set_release_check(std::function<bool()> may_release) {
+  std::lock_guard lock(mutex_);
+  may_release_ = std::move(may_release);
+}
+
+void GatedConsole::pump() {
+  std::lock_guard lock(mutex_);
+  if (!held_.empty()) drain_locked();
+}
+
+bool GatedConsole::releasable_locked(const Held& h) const {
+  // Output produced at icount X is covered once the log is complete up to X + 1: every
+  // record before the instruction after the one that printed it.
+  if (gated_ && h.icount >= acked_) return false;
+  return !may_release_ || may_release_();
+}
+
+void GatedConsole::drain_locked() {
+  const bool had = !held_.empty();
+  while (!held_.empty() && releasable_locked(held_.front())) {
+    release_locked(held_.front());
+    held_.pop_front();
   }
+  if (had && held_.empty()) inner_.flush();
 }
 
 void GatedConsole::release_locked(Held& h) {
@@ -24,14 +46,7 @@ void GatedConsole::release_locked(Held& h) {
 void GatedConsole::acknowledge(uint64_t icount) {
   std::lock_guard lock(mutex_);
   acked_ = std::max(acked_, icount);
-  // Output produced at icount X is covered once the log is complete up to X + 1: every
-  // record before the instruction after the one that printed it.
-  while (!held_.empty() && held_.front().icount < acked_) {
-    release_locked(held_.front());
-    held_.pop_front();
-  }
-  if (!held_.empty()) return;
-  inner_.flush();
+  drain_locked();
 }
 
 uint64_t GatedConsole::held_bytes() const {
@@ -50,7 +65,7 @@ void GatedConsole::write_output(std::span<const uint8_t> bytes) {
   if (bytes.empty()) return;
   std::lock_guard lock(mutex_);
   Held h{output_icount_.load(), std::string(bytes.begin(), bytes.end()), std::chrono::steady_clock::now()};
-  if (!gated_ || (held_.empty() && h.icount < acked_)) {
+  if (held_.empty() && releasable_locked(h)) {
     release_locked(h);
     return;
   }

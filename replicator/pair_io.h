@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +34,12 @@ class GatedConsole final : public hooks::ConsolePort {
   // Bytes released to the console so far, and bytes held back now.
   uint64_t released_bytes() const { return released_.load(); }
   uint64_t held_bytes() const;
+  // Self-fencing: output leaves only while `may_release()` says so (the lease is held and
+  // its local deadline has not passed); otherwise it is held, and released later by an
+  // acknowledge() or pump() once allowed again. Unset: always allowed.
+  void set_release_check(std::function<bool()> may_release);
+  // Releases what is releasable now (called regularly by the VM thread).
+  void pump();
   // Resets the byte count (protection restarts counting where the secondary starts).
   void reset_count() { released_ = 0; }
   // Output-commit latency samples (µs from production to release), drained by the caller.
@@ -51,6 +58,9 @@ class GatedConsole final : public hooks::ConsolePort {
     std::chrono::steady_clock::time_point produced;
   };
   void release_locked(Held& h);
+  bool releasable_locked(const Held& h) const;
+  void drain_locked();
+  std::function<bool()> may_release_;
   hooks::ConsolePort& inner_;
   std::atomic<uint64_t> output_icount_{0};
   std::atomic<uint64_t> released_{0};
