@@ -1,7 +1,6 @@
 #include "vmm-hooks/live.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +15,8 @@ namespace tandem::hooks {
 namespace {
 // While idle with no timer armed, wake this often to flush output.
 constexpr auto kIdleWakeup = std::chrono::milliseconds(100);
+// Seeds the Live world's entropy stream (any fixed value: it only has to stay the same).
+constexpr uint64_t kEntropySeed = 0x74616e64656d2d72;  // "tandem-r"
 }  // namespace
 
 Live::Live(ConsolePort& console, LiveOptions options) : console_(console), options_(options) {
@@ -81,17 +82,22 @@ void Live::console_output(uint64_t /*icount*/, uint8_t byte) {
   console_.write_output(output_byte_);
 }
 
-void Live::entropy(uint64_t /*icount*/, std::span<uint8_t> out) {
-  // Live needs no replay, so the host's entropy goes straight in.
-  const int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  size_t done = 0;
-  while (fd >= 0 && done < out.size()) {
-    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
+void Live::entropy(uint64_t icount, std::span<uint8_t> out) {
+  // Deterministic, unlike the Recorder's (which logs host entropy for its replayer): the
+  // bytes are a function of the icount and the request's ordinal within that instruction,
+  // so two runs of the same guest, and a run restored from a snapshot, see the same bytes.
+  // A guest that seeds itself from its virtio-rng (Linux does at boot) would otherwise make
+  // every `tandem run` differ. Not secret: `tandem run` is for tests and development.
+  if (icount != entropy_icount_) {
+    entropy_icount_ = icount;
+    entropy_requests_ = 0;
   }
-  if (fd >= 0) ::close(fd);
-  if (done < out.size()) std::memset(out.data() + done, 0, out.size() - done);
+  const uint64_t request = entropy_requests_++;
+  for (size_t at = 0; at < out.size(); at += sizeof(uint64_t)) {
+    const uint64_t input[3] = {icount, request, at};
+    const uint64_t word = XXH3_64bits_withSeed(input, sizeof input, kEntropySeed);
+    std::memcpy(out.data() + at, &word, std::min(sizeof word, out.size() - at));
+  }
 }
 
 void Live::flush() { console_.flush(); }

@@ -2,7 +2,8 @@
 // Live: the standalone World (`tandem run`). Console output goes to a ConsolePort
 // (normally stdio), console input is polled at service points, and idle waits skip
 // straight to the next timer deadline. Nothing is logged, so a Live run is reproducible
-// only when its inputs are (e.g. stdin from /dev/null or a file, read at the same icounts).
+// only when its inputs are (e.g. stdin from /dev/null or a file, read at the same icounts);
+// its entropy is a fixed function of the icount, so it never makes two runs differ.
 #include <csignal>
 #include <cstdint>
 #include <vector>
@@ -45,6 +46,9 @@ class Live : public vmm::World {
   LiveOptions options_;
   std::vector<uint8_t> pending_input_;  // read from the console, not yet in the UART
   uint8_t output_byte_[1] = {};
+  // Where the entropy stream is: several requests in one instruction get different bytes.
+  uint64_t entropy_icount_ = UINT64_MAX;
+  uint64_t entropy_requests_ = 0;
 };
 
 }  // namespace tandem::hooks
