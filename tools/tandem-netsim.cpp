@@ -65,6 +65,9 @@ int serve(const ServeOptions& options) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // splice(2) into a socket the peer has closed raises SIGPIPE: an error code, not the end
+  // of the proxy (found by `tandemctl drill kill-primary`: a killed node took netsim along).
+  ::signal(SIGPIPE, SIG_IGN);
 
   netsim::Simulator sim(sim_options);
   for (const auto& link : links.links) {
