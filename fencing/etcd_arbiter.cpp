@@ -3,11 +3,15 @@
 
 #include <spdlog/spdlog.h>
 
+// GCC 12 with sanitizers reports a false -Wmaybe-uninitialized inside Beast's parser.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#pragma GCC diagnostic pop
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -214,43 +218,82 @@ struct EtcdArbiter::Impl {
   }
 
   // Runs the started operations until `done` or the deadline; on the deadline cancels them
-  // (closing the socket) and drains their handlers. False = timed out.
-  bool run_until(Clock::time_point deadline, const bool& done) {
+  // (closing the socket) and runs their handlers, which the cancel has made ready. False =
+  // timed out. A DNS lookup cannot be interrupted (getaddrinfo blocks its helper thread):
+  // it is abandoned, not waited for (see resolve()).
+  // `owned` = the handlers own their state (a lookup): they need not have run on return.
+  bool run_until(Clock::time_point deadline, const bool& done, bool owned = false) {
     io.restart();
     while (!done && io.run_one_until(deadline) > 0) {
     }
     if (done) return true;
     resolver.cancel();
     close();
+    // The cancelled socket handlers complete at once (operation_aborted, not a result); they
+    // refer to the caller's stack, so they must have run before we return.
     io.restart();
-    io.run();  // the cancelled handlers run now (with operation_aborted): not a result
+    io.poll();
+    while (!done && !owned) {
+      io.restart();
+      io.run_one_for(std::chrono::milliseconds(10));
+    }
     return false;
   }
 
   std::string timeout_text() const { return "no answer within " + std::to_string(config.timeout.count()) + " ms"; }
+
+  // The addresses of the current endpoint. A literal address needs no lookup; a host name
+  // is looked up with state owned by the handler, so a lookup that outlives the deadline
+  // completes harmlessly later.
+  struct Lookup {
+    bool done = false;
+    bool abandoned = false;
+    boost::system::error_code ec;
+    tcp::resolver::results_type addresses;
+  };
+  std::optional<std::vector<tcp::endpoint>> resolve(Clock::time_point deadline, std::string& error) {
+    const uint16_t port = uint16_t(std::stoi(endpoint().port));
+    boost::system::error_code ec;
+    const auto literal = asio::ip::make_address(endpoint().host, ec);
+    if (!ec) return std::vector<tcp::endpoint>{tcp::endpoint(literal, port)};
+    auto lookup = std::make_shared<Lookup>();
+    resolver.async_resolve(endpoint().host, endpoint().port,
+                           [lookup](boost::system::error_code e, tcp::resolver::results_type addresses) {
+                             if (lookup->abandoned) return;
+                             lookup->ec = e;
+                             lookup->addresses = std::move(addresses);
+                             lookup->done = true;
+                           });
+    if (!run_until(deadline, lookup->done, /*owned=*/true)) {
+      lookup->abandoned = true;
+      error = "no DNS answer for " + endpoint().host + " within " + std::to_string(config.timeout.count()) + " ms";
+      return std::nullopt;
+    }
+    if (lookup->ec) {
+      error = lookup->ec.message();
+      return std::nullopt;
+    }
+    return std::vector<tcp::endpoint>(lookup->addresses.begin(), lookup->addresses.end());
+  }
 
   // Connects to the first endpoint that answers, starting with the current one.
   void connect(Clock::time_point deadline) {
     std::string errors;
     for (size_t tried = 0; tried < endpoints.size(); ++tried) {
       if (Clock::now() >= deadline) break;
-      bool done = false;
-      boost::system::error_code result;
-      resolver.async_resolve(endpoint().host, endpoint().port,
-                             [&](boost::system::error_code ec, tcp::resolver::results_type addresses) {
-                               if (ec) {
-                                 result = ec;
-                                 done = true;
-                                 return;
-                               }
-                               asio::async_connect(socket, addresses, [&](boost::system::error_code ec2, const tcp::endpoint&) {
-                                 result = ec2;
-                                 done = true;
-                               });
-                             });
-      const bool finished = run_until(deadline, done);
-      if (finished && !result) return;
-      errors += (errors.empty() ? "" : "; ") + endpoint().url() + ": " + (finished ? result.message() : timeout_text());
+      std::string error;
+      if (const auto addresses = resolve(deadline, error)) {
+        bool done = false;
+        boost::system::error_code result;
+        asio::async_connect(socket, *addresses, [&](boost::system::error_code ec, const tcp::endpoint&) {
+          result = ec;
+          done = true;
+        });
+        const bool finished = run_until(deadline, done);
+        if (finished && !result) return;
+        error = finished ? result.message() : timeout_text();
+      }
+      errors += (errors.empty() ? "" : "; ") + endpoint().url() + ": " + error;
       next_endpoint();
     }
     if (errors.empty()) errors = timeout_text();

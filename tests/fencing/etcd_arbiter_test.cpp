@@ -392,6 +392,16 @@ TEST_F(EtcdArbiterTest, FallsOverToTheNextEndpoint) {
   EXPECT_TRUE(a->renew("a", won.epoch).granted());
 }
 
+TEST_F(EtcdArbiterTest, HostNamesAreLookedUp) {
+  auto a = make_arbiter(config_for("http://localhost:" + std::to_string(etcd_->client_port()), vm_));
+  const Grant won = a->acquire("a", 0);
+  ASSERT_TRUE(won.granted()) << won.why;
+  auto nowhere = make_arbiter(config_for("http://no-such-host.invalid:2379", vm_));
+  const Grant lost = nowhere->acquire("b", won.epoch);
+  EXPECT_EQ(lost.outcome, Outcome::Unreachable) << lost.why;
+  EXPECT_NE(lost.why.find("no-such-host.invalid"), std::string::npos) << lost.why;
+}
+
 TEST_F(EtcdArbiterTest, NothingListeningIsUnreachable) {
   auto a = make_arbiter(config_for("http://127.0.0.1:" + std::to_string(free_port()), vm_));
   const auto start = Clock::now();
