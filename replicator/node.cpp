@@ -142,6 +142,7 @@ struct Node::Impl {
   bool demote_requested = false;                  // fenced primary: refused by the live one
   std::string promotion_note;                     // status: what a promotion waits for
   std::shared_ptr<Link> rejoin_link;              // fenced primary: a try at its old peer
+  bool rejoin_pending = false;                    // ... being connected
   Clock::time_point next_rejoin{};
   uint64_t stale_dropped = 0;                     // envelopes refused for an older epoch
 
@@ -502,8 +503,9 @@ struct Node::Impl {
       }
     }
     if (role == Role::Primary && state == PairState::Fenced && !cfg.peer.empty() && !rejoin_link &&
-        !demote_requested && now >= next_rejoin) {
+        !rejoin_pending && !demote_requested && now >= next_rejoin) {
       next_rejoin = now + std::chrono::seconds(1);
+      rejoin_pending = true;  // one attempt at a time: a partition holds connects open
       after.push_back([this] { try_rejoin(); });
     }
   }
@@ -515,9 +517,15 @@ struct Node::Impl {
     try {
       hp = split_address(cfg.peer);
     } catch (const std::exception&) {
+      std::lock_guard lock(mutex);
+      rejoin_pending = false;
       return;
     }
     transport->connect(hp.first, hp.second, [this](std::shared_ptr<Link> l, std::string error) {
+      {
+        std::lock_guard lock(mutex);
+        rejoin_pending = false;
+      }
       if (!l) {
         if (error.find("resync") != std::string::npos) on_rejoin_refused(error);
         return;

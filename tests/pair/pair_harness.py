@@ -12,6 +12,7 @@ Stdlib only. The tests built on it are in pair_test.py; bench/pair/run.sh uses i
 """
 import contextlib
 import ctypes
+import datetime
 import json
 import os
 import random
@@ -84,7 +85,7 @@ class Node:
     """One tandemd with its own config, state dir, disk, console and control socket."""
 
     def __init__(self, cluster, name, role, listen_port, console_port, peer_port=None,
-                 psk_file=None, heartbeat_ms=100, heartbeat_misses=10, max_lag_ms=100):
+                 psk_file=None, heartbeat_ms=100, heartbeat_misses=10, max_lag_ms=100, extra_lines=None):
         self.cluster = cluster
         self.name = name
         self.role = role
@@ -116,6 +117,7 @@ class Node:
             lines.append(f'peer = "127.0.0.1:{peer_port}"')
         lines += ["[console]", f'listen = "127.0.0.1:{console_port}"',
                   "[control]", f'socket = "{self.socket}"']
+        lines += extra_lines or []  # e.g. a [fencing] section
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.proc = None
@@ -185,6 +187,8 @@ class Cluster:
         build = os.path.abspath(build)
         self.tandemd = os.path.join(build, "tools", "tandemd")
         self.tandemctl = os.path.join(build, "tools", "tandemctl")
+        self.netsim_bin = os.path.join(build, "tools", "tandem-netsim")
+        self.witness_bin = os.path.join(build, "tools", "tandem-witness")
         self.guest = os.path.join(build, "guest", "kv.elf")
         for path in (self.tandemd, self.tandemctl, self.guest):
             if not os.path.exists(path):
@@ -233,6 +237,10 @@ class Cluster:
         for n in self.nodes:
             if getattr(n, "_log_file", None):
                 n._log_file.close()
+        for extra in ("witness.log", "netsim.log"):
+            path = os.path.join(self.dir, extra)
+            if self.keep and os.path.exists(path):
+                log(f"{extra}: {path}")
         if self.keep:
             log(f"kept {self.dir}")
         else:
@@ -250,6 +258,112 @@ class Cluster:
             self.dump_logs()
         self.close()
         return False
+
+
+# ---- fencing: witness and netsim between the nodes ----------------------------------------
+
+def _port_open(port):
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Witness:
+    """A tandem-witness process on 127.0.0.1 (the arbiter both nodes reach directly)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.port = free_ports(1)[0]
+        self.log_path = os.path.join(cluster.dir, "witness.log")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [cluster.witness_bin, "--listen", f"127.0.0.1:{self.port}",
+             "--state-file", os.path.join(cluster.dir, "witness.state"), "--psk-file", cluster.psk_file],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        cluster.processes.append(self.proc)
+        wait_until(lambda: _port_open(self.port), 20, "tandem-witness to listen")
+
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+
+class Netsim:
+    """tandem-netsim proxying every TCP connection between the two nodes; `links` maps a
+    link name to (from node, to node, target port) and `port(name)` is where it listens."""
+
+    def __init__(self, cluster, links):
+        self.cluster = cluster
+        self.socket = os.path.join(cluster.dir, "netsim.sock")
+        ports = free_ports(len(links))
+        self.ports = {}
+        lines = ["seed = 7"]
+        for (name, (src, dst, target)), port in zip(sorted(links.items()), ports):
+            self.ports[name] = port
+            lines += ["[[link]]", f'name = "{name}"', 'protocol = "tcp"', f'listen = "127.0.0.1:{port}"',
+                      f'target = "127.0.0.1:{target}"', f'from = "{src}"', f'to = "{dst}"']
+        config = os.path.join(cluster.dir, "links.toml")
+        with open(config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.log_path = os.path.join(cluster.dir, "netsim.log")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [cluster.netsim_bin, "serve", "--config", config, "--control", self.socket,
+             "--event-log", os.path.join(cluster.dir, "netsim-events.jsonl")],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            # tandem-netsim can write to a connection its peer already closed; with SIGPIPE at
+            # its default it then dies (-13) instead of seeing EPIPE. Python ignores SIGPIPE;
+            # keeping that disposition across exec keeps the proxy alive.
+            restore_signals=False)
+        cluster.processes.append(self.proc)
+        wait_until(lambda: all(_port_open(p) for p in self.ports.values()), 20, "tandem-netsim's links")
+
+    def port(self, name):
+        return self.ports[name]
+
+    def ctl(self, *args):
+        r = subprocess.run([self.cluster.netsim_bin, "ctl", "--control", self.socket, *args],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise HarnessError(f"tandem-netsim ctl {' '.join(args)}: status {r.returncode}: {r.stdout}{r.stderr}")
+        return r.stdout
+
+
+def fenced_pair(cluster, lease_ms=1500, arbiter_timeout_ms=200, heartbeat_ms=100, heartbeat_misses=5):
+    """A witness, netsim on every connection between the nodes (replication link both ways:
+    `repl` a→b, `repl_back` b→a; second heartbeat path: `hb_ab`, `hb_ba`), and a primary `a`
+    protecting a secondary `b`, both with arbiter = "witness". Returns (a, b, witness, netsim)."""
+    witness = Witness(cluster)
+    a_listen, a_console, b_listen, b_console, a_hb, b_hb = free_ports(6)
+    netsim = Netsim(cluster, {
+        "repl": ("a", "b", b_listen), "repl_back": ("b", "a", a_listen),
+        "hb_ab": ("a", "b", b_hb), "hb_ba": ("b", "a", a_hb),
+    })
+
+    def fencing(listen, peer):
+        return ["[fencing]", 'arbiter = "witness"', f'witness = "{witness.address()}"',
+                f"lease_ms = {lease_ms}", f"arbiter_timeout_ms = {arbiter_timeout_ms}",
+                f'heartbeat_listen = "127.0.0.1:{listen}"', f'heartbeat_peer = "127.0.0.1:{peer}"',
+                f"heartbeat_ms = {heartbeat_ms}", f"heartbeat_misses = {heartbeat_misses}"]
+    b = Node(cluster, "b", "secondary", b_listen, b_console, heartbeat_misses=heartbeat_misses,
+             extra_lines=fencing(b_hb, netsim.port("hb_ba")))
+    a = Node(cluster, "a", "primary", a_listen, a_console, peer_port=netsim.port("repl"),
+             heartbeat_misses=heartbeat_misses, extra_lines=fencing(a_hb, netsim.port("hb_ab")))
+    cluster.nodes += [b, a]
+    b.start()
+    wait_until(lambda: os.path.exists(b.socket), 20, "the secondary's control socket")
+    a.start()
+    return a, b, witness, netsim
+
+
+def log_time(node, fragment):
+    """The timestamp (seconds) of the first log line of `node` holding `fragment`, or None."""
+    for line in node.log_text().splitlines():
+        if fragment in line:  # "2026-11-26 01:37:28.756 a critical FENCED: ..."
+            try:
+                return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 # ---- the kv client ---------------------------------------------------------------------

@@ -5,7 +5,8 @@ sockets on 127.0.0.1, the kv guest driven through its console by a checking clie
   pair_test.py --build BUILD --case NAME [--iterations N] [--seed S] [--keep]
 
 Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_failover,
-bad_peers (see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
+bad_peers, and with a witness and tandem-netsim between the nodes: fence_link_partition,
+fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover (see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
 """
 import argparse
 import contextlib
@@ -19,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pair_harness import (  # noqa: E402
-    Cluster, HarnessError, KvClient, Node, log, make_rng, random_seed_from_env,
+    Cluster, HarnessError, KvClient, Node, fenced_pair, log, log_time, make_rng, random_seed_from_env,
     resume_after_failover, wait_until)
 
 
@@ -434,6 +435,169 @@ CASES = {
     "planned_failover": case_planned_failover,
     "bad_peers": case_bad_peers,
 }
+
+
+# ---- fencing: witness arbiter, netsim on the link and on the second heartbeat path ----------
+
+LEASE_MS = 1500
+
+
+def fencing_of(node):
+    return node.status()["fencing"]
+
+
+def case_fence_link_partition(build, args):
+    """Partition only the replication link: the second path still hears the peer, so the
+    secondary is degraded but never promoted, and the primary goes STANDALONE (it keeps the
+    lease) and keeps answering."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+        cluster.wait_protected(a, b)
+        fa = fencing_of(a)
+        check(fa["arbiter"].startswith("witness") and fa["lease_ms_left"] > 0 and not fa["fenced"],
+              f"a's fencing status while protected: {fa}")
+        check(fa["link"] == "up" and fa["heartbeat_path"] == "up" and not fa["degraded"], f"a: {fa}")
+        check(isinstance(a.status()["pid"], int) and a.status()["pid"] == a.proc.pid, "status pid")
+        epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("lp_")
+        work.set_acked(client, 20)
+
+        netsim.ctl("partition", "--name", "link", "--links", "repl,repl_back")
+        log("replication link partitioned (second path untouched)")
+        a.wait_state("primary", "STANDALONE", timeout=20)
+        b.wait_state("secondary", "STANDBY", timeout=20)
+        work.set_acked(client, 20)  # the primary keeps serving on its own
+        fb = fencing_of(b)
+        check(fb["degraded"] and fb["link"] == "down" and fb["heartbeat_path"] == "up",
+              f"b should report degraded (link down, second path up): {fb}")
+        # Well past what a promotion would take: still no promotion, a still holds the lease.
+        time.sleep(3 * LEASE_MS / 1000)
+        sb, sa = b.status(), a.status()
+        check((sb["role"], sb["state"]) == ("secondary", "STANDBY"), f"b was promoted: {sb}")
+        check(sa["state"] == "STANDALONE" and not sa["fencing"]["fenced"] and sa["fencing"]["lease_ms_left"] > 0,
+              f"a should keep serving under its lease: {sa}")
+        check(sa["epoch"] == epoch, f"a's epoch changed: {sa['epoch']} != {epoch}")
+        check("stale" in b.log_text() and "second path" in b.log_text(), "b's log should say why it dropped its replica")
+        work.set_acked(client, 10)
+        verify_data(client, [work])
+        netsim.ctl("heal", "--name", "link")
+        log(f"a STANDALONE under epoch {epoch} kept answering; b degraded, never promoted")
+
+
+def partition_all(cluster, args):
+    """Shared by fence_partition_all and fence_stale_primary_rejoin: cut every connection
+    between the nodes (the witness and the consoles stay reachable); the secondary must be
+    promoted only after the primary stopped (FENCED), under a higher epoch, with every
+    acknowledged SET, and the old primary's console must stay silent."""
+    a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+    cluster.wait_protected(a, b)
+    old_epoch = a.status()["epoch"]
+    client = KvClient()
+    client.connect(a.console_address())
+    client.read_banner()
+    work = Workload("pa_")
+    work.set_acked(client, 30)
+
+    netsim.ctl("partition", "--name", "split", "--groups", "a/b")
+    cut_at = time.monotonic()
+    log("every connection between a and b partitioned")
+    # A SET sent now can only be answered if a could still release output: it cannot be
+    # acknowledged by b (the link is cut), so it must not be answered at all.
+    key, value = work.next_pair()
+    work.in_flight = (key, value)
+    client.send(f"SET {key} {value}")
+
+    sb = b.wait_state("primary", "STANDALONE", timeout=30)
+    promoted_after = time.monotonic() - cut_at
+    sa = a.wait_state("primary", "FENCED", timeout=10)
+    check(sb["epoch"] > old_epoch, f"b went live at epoch {sb['epoch']}, not above {old_epoch}")
+    check(sa["fencing"]["fenced"] and sa["fencing"]["lease_ms_left"] == -1, f"a's fencing status: {sa['fencing']}")
+    fenced_at, live_at = log_time(a, "FENCED"), log_time(b, "LIVE as primary")
+    check(fenced_at is not None and live_at is not None, "log lines for FENCED / LIVE missing")
+    check(fenced_at < live_at, f"b went live {live_at - fenced_at:.3f} s before a was fenced")
+    log(f"a FENCED {live_at - fenced_at:.3f} s before b went live at epoch {sb['epoch']} "
+        f"({promoted_after:.1f} s after the cut)")
+
+    # The old primary's console, still connected: nothing more comes out of it.
+    client.send("COUNT")
+    try:
+        line = client.read_line(timeout=3)
+        raise HarnessError(f"the fenced primary's console answered {line!r}")
+    except socket.timeout:
+        pass
+    # Every acknowledged SET is on the new primary (the unanswered one may or may not be).
+    # b re-emits what it cannot confirm as released (at-least-once): at most the reply to
+    # the unanswered SET, before it answers anything new.
+    fresh = KvClient()
+    _, repeated = resume_after_failover(fresh, b.console_address(), ["OK"])
+    count = verify_data(fresh, [work])
+    log(f"the old console stayed silent; b holds all {count} keys (re-emitted {repeated})")
+    return a, b, netsim, work, fresh
+
+
+def case_fence_partition_all(build, args):
+    with Cluster(build, keep=args.keep) as cluster:
+        partition_all(cluster, args)
+
+
+def case_fence_stale_primary_rejoin(build, args):
+    """After fence_partition_all, heal: the fenced old primary knocks at its old peer, is
+    refused for its stale epoch and told to resync, becomes an empty STANDBY, and the new
+    primary protects it again."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, netsim, work, fresh = partition_all(cluster, args)
+        new_epoch = b.status()["epoch"]
+        netsim.ctl("heal", "--name", "split")
+        a.wait_state("secondary", "STANDBY", timeout=20)
+        check(netsim.proc.poll() is None, f"tandem-netsim exited with status {netsim.proc.returncode}")
+        check("resync" in a.log_text() and "refused this node" in a.log_text(), "a's log should say it was refused")
+        check("stale epoch" in b.log_text(), "b's log should say it refused a stale primary")
+        code, out, err = b.ctl("protect", f"127.0.0.1:{netsim.port('repl_back')}")
+        check(code == 0, f"tandemctl protect: status {code}: {out}{err}")
+        cluster.wait_protected(b, a)
+        check(a.status()["epoch"] == b.status()["epoch"] == new_epoch, "epochs after the resync")
+        work.set_acked(fresh, 10)
+        verify_data(fresh, [work])
+        log(f"a refused, re-synced as b's secondary at epoch {new_epoch}")
+
+
+def case_fence_planned_failover(build, args):
+    """tandemctl failover with the witness: the old primary releases the lease, the new one
+    acquires it (a higher epoch, at once: no lease to wait out) and no output is lost."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, witness, netsim = fenced_pair(cluster, lease_ms=5000, arbiter_timeout_ms=500)
+        cluster.wait_protected(a, b)
+        old_epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("pf_")
+        work.set_acked(client, 30)
+        started = time.monotonic()
+        code, out, err = a.ctl("failover")
+        check(code == 0, f"tandemctl failover: status {code}: {out}{err}")
+        sb = b.wait_state("primary", "STANDALONE", timeout=20)
+        took = time.monotonic() - started
+        check(took < 4.0, f"the handover took {took:.1f} s: it waited for the 5 s lease instead of a release")
+        check(sb["epoch"] > old_epoch, f"epoch after the handover: {sb['epoch']} (was {old_epoch})")
+        check(sb["fencing"]["lease_ms_left"] > 0, f"b holds no lease: {sb['fencing']}")
+        a.wait_state("secondary", "STANDBY", timeout=20)
+        previous = client.recent_lines(2, client.connection)
+        _, repeated = resume_after_failover(client, b.console_address(), previous)
+        check(not repeated, f"a planned handover repeats nothing, got {repeated}")
+        verify_data(client, [work], allow_in_flight=False)
+        log(f"handover in {took:.2f} s: epoch {old_epoch} -> {sb['epoch']}, nothing lost or repeated")
+
+
+CASES.update({
+    "fence_link_partition": case_fence_link_partition,
+    "fence_partition_all": case_fence_partition_all,
+    "fence_stale_primary_rejoin": case_fence_stale_primary_rejoin,
+    "fence_planned_failover": case_fence_planned_failover,
+})
 
 
 def main():
