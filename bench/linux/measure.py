@@ -83,7 +83,7 @@ def main():
 
     tandem_cmd = [tandem, "run", "--mem", str(GUEST_RAM_MIB), "--stats", "--bios", OPENSBI,
                   "--kernel", kernel, "--initrd", initrd, "--append", APPEND]
-    qemu_cmd = [qemu, "-M", "virt", "-cpu", "rv64,f=false,d=false", "-m", f"{GUEST_RAM_MIB}M",
+    qemu_cmd = [qemu, "-M", "virt", "-cpu", "rv64,f=false,d=false,h=false,sstc=false", "-m", f"{GUEST_RAM_MIB}M",
                 "-bios", OPENSBI, "-kernel", kernel, "-initrd", initrd, "-append", APPEND,
                 "-icount", "shift=0", "-display", "none", "-monitor", "none",
                 "-serial", "stdio"]

@@ -18,8 +18,9 @@ Scenarios (--scenario, one CTest test each):
                another process, ends with the same hash.
   record       `tandem record` of an interactive kv session over Linux, `tandem replay` in
                another process: console output byte for byte and the same final hash.
-  bad-input    a kernel or initrd too large for guest RAM, an unreadable kernel, initrd or
-               firmware: `tandem run` exits 2 with one clear line, before running anything.
+  bad-input    a kernel or initrd too large for guest RAM; a missing, empty, unreadable or
+               directory kernel/initrd/firmware: `tandem run` exits 2 with a line naming the
+               file or the size problem, and the guest never runs (no console output).
 
 Exits 77 (CTest SKIP_RETURN_CODE) with a SKIP line when the images are not built, QEMU or
 OpenSBI is missing, or (Tandem scenarios) tandem is missing or cannot boot Linux yet.
@@ -44,36 +45,22 @@ DISK_BYTES = 1 << 20
 SECTOR = 512
 BANNER = "tandem-kv ready"
 APPEND = "console=ttyS0 printk.time=0"
+QEMU_CPU = "rv64,f=false,d=false,h=false,sstc=false"  # the hart Tandem emulates
 OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 SB_FORMAT = "<QIIIIQI"
 SB_MAGIC = int.from_bytes(b"TANDEMKV", "little")
 
 # Console lines that may differ between QEMU and Tandem booting the same image, with why.
 # Everything from "Linux version" up to the kv banner must otherwise be identical, in order.
+# (Before "Linux version" is OpenSBI's banner, which describes each board's M-mode hardware:
+# PMP and HPM counter counts.) QEMU runs with `-cpu rv64,f=false,d=false,h=false,sstc=false`
+# so that its hart offers what Tandem's rv64imac hart does; with the H extension or Sstc on,
+# "riscv: base ISA extensions" and the riscv-timer lines would differ too.
 HOST_SPECIFIC = [
-    # The board description comes from each machine's own device tree.
-    (r"Machine model: .*", "device tree model string"),
-    (r"OF: fdt: .*", "device tree details"),
-    # Memory reserved by the firmware and the device tree differ in size and place.
-    (r"Memory: .*", "available memory after firmware/device-tree reservations"),
-    (r"(OF: reserved mem|Zone ranges|  (DMA32|Normal)|Movable zone|Early memory node|"
-     r"  node|Initmem setup node|On node 0|Built 1 zonelists|Reserved memory).*",
-     "memory layout details"),
-    (r"riscv: ISA extensions .*|riscv: ELF capabilities .*", "extensions each board lists"),
-    (r"SBI (implementation ID|specification|v0\.1|SRST|HSM).*", "the SBI firmware build"),
-    # Timer frequency and derived clocksource parameters come from the device tree.
-    (r"(clocksource|sched_clock|riscv-timer|riscv_timer|clockevent|Calibrating delay|"
-     r"Console: colour|printk: console|printk: bootconsole|Freeing initrd).*",
-     "timer- and timing-derived figures"),
-    (r"random: .*", "entropy arrival depends on the host"),
-    (r"(riscv-intc|riscv-plic|plic|IRQ|NR_IRQS).*", "interrupt controller details"),
-    (r"\S+\.(serial|uart): ttyS0 at MMIO .*", "UART clock and interrupt number"),
-    (r"virtio.*|Run /init as init process", "virtio transport details"),
-    (r"(CPU with hartid|smp|Kernel command line|earlycon|Unknown kernel command line).*",
-     "boot parameters each machine passes"),
-    (r"(syscon-poweroff|syscon-reboot|poweroff|reboot).*", "power devices each board has"),
-    (r"(Trying to unpack rootfs|Unpacking initramfs|Freeing unused kernel).*",
-     "initrd placement"),
+    (r"Memory: \d+K/\d+K available .*",
+     "the firmware/device-tree reservations differ in size (each board builds its own FDT)"),
+    (r"Freeing initrd memory: \d+K", "the initrd's page alignment depends on where it is put"),
+    (r"random: .*", "when entropy arrives depends on the board's devices"),
 ]
 
 
@@ -204,7 +191,7 @@ class Images:
                 raise Skip("tandem run has no --kernel/--initrd yet: it cannot boot Linux")
 
     def qemu_cmd(self, disk):
-        cmd = [self.qemu, "-M", "virt", "-cpu", "rv64,f=false,d=false", "-m", f"{MEM_MIB}M",
+        cmd = [self.qemu, "-M", "virt", "-cpu", QEMU_CPU, "-m", f"{MEM_MIB}M",
                "-bios", self.bios, "-kernel", self.kernel, "-initrd", self.initrd,
                "-append", APPEND, "-icount", "shift=0", "-display", "none",
                "-monitor", "none", "-serial", "stdio",
@@ -493,12 +480,18 @@ def scenario_bad_input(img, tmp):
         f.write(b"\0" * 4096)
     os.chmod(unreadable, 0)
     missing = os.path.join(tmp, "missing.bin")
+    empty = os.path.join(tmp, "empty.bin")
+    open(empty, "wb").close()
+    too_big = r"(?i)(do|does|did) not fit|doesn.t fit|cannot fit|too (large|big)"
     cases = [
-        ("kernel too large for RAM", dict(kernel=huge), r"(?i)kernel|ram|memory|fit|large"),
-        ("initrd too large for RAM", dict(initrd=huge), r"(?i)initrd|ram|memory|fit|large"),
+        ("kernel too large for RAM", dict(kernel=huge), too_big),
+        ("initrd too large for RAM", dict(initrd=huge), too_big),
         ("kernel missing", dict(kernel=missing), re.escape(missing)),
         ("initrd missing", dict(initrd=missing), re.escape(missing)),
         ("firmware missing", dict(bios=missing), re.escape(missing)),
+        ("kernel is a directory", dict(kernel=tmp), re.escape(tmp)),
+        ("kernel empty", dict(kernel=empty), re.escape(empty)),
+        ("initrd empty", dict(initrd=empty), re.escape(empty)),
     ]
     if os.geteuid() != 0:  # root reads mode-0 files anyway
         cases.append(("kernel unreadable", dict(kernel=unreadable), re.escape(unreadable)))
