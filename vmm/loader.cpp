@@ -53,7 +53,9 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return bytes;
 }
 
-LoadedImage load_elf(const std::string& path, const std::vector<uint8_t>& file, GuestMemory& mem) {
+// `relocate_to`: where a kernel ELF linked outside RAM goes (see load_image_at); 0 = never.
+LoadedImage load_elf(const std::string& path, const std::vector<uint8_t>& file, GuestMemory& mem,
+                     uint64_t relocate_to = 0) {
   auto fail = [&](const std::string& why) { return LoadError(path + ": " + why); };
   if (file.size() < EI_NIDENT) throw fail("truncated ELF identification");
   if (file[EI_CLASS] != ELFCLASS64) throw fail("not a 64-bit ELF (RV64 guests only)");
@@ -70,15 +72,46 @@ LoadedImage load_elf(const std::string& path, const std::vector<uint8_t>& file, 
     throw fail("program headers lie past the end of the file (truncated?)");
   }
 
+  auto program_header = [&](unsigned i) {
+    Elf64_Phdr ph;
+    std::memcpy(&ph, file.data() + eh.e_phoff + i * sizeof(Elf64_Phdr), sizeof ph);
+    return ph;
+  };
+  // A relocatable kernel (Linux's vmlinux: physical addresses from 0, virtual 0xffffffff8...)
+  // goes where its raw Image would: segments keep their offsets from the lowest one, which
+  // lands at `relocate_to`, and the entry moves with the segment that holds it.
+  uint64_t shift = 0;
+  uint64_t entry = eh.e_entry;
+  if (relocate_to != 0) {
+    uint64_t lowest = UINT64_MAX;
+    bool all_in_ram = true;
+    for (unsigned i = 0; i < eh.e_phnum; ++i) {
+      const Elf64_Phdr ph = program_header(i);
+      if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
+      lowest = std::min(lowest, ph.p_paddr);
+      all_in_ram = all_in_ram && mem.contains(ph.p_paddr, ph.p_memsz);
+    }
+    if (!all_in_ram && lowest != UINT64_MAX) {
+      shift = relocate_to - lowest;
+      for (unsigned i = 0; i < eh.e_phnum; ++i) {
+        const Elf64_Phdr ph = program_header(i);
+        if (ph.p_type == PT_LOAD && eh.e_entry - ph.p_vaddr < ph.p_memsz) {
+          entry = ph.p_paddr + (eh.e_entry - ph.p_vaddr) + shift;
+          break;
+        }
+      }
+    }
+  }
+
   LoadedImage image;
   image.elf = true;
-  image.entry = eh.e_entry;
+  image.entry = entry;
   image.lowest = UINT64_MAX;
   image.highest = 0;
   for (unsigned i = 0; i < eh.e_phnum; ++i) {
-    Elf64_Phdr ph;
-    std::memcpy(&ph, file.data() + eh.e_phoff + i * sizeof(Elf64_Phdr), sizeof ph);
+    Elf64_Phdr ph = program_header(i);
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
+    ph.p_paddr += shift;
     const std::string seg = "segment " + std::to_string(i) + " at " + hex(ph.p_paddr);
     if (ph.p_filesz > ph.p_memsz) throw fail(seg + " has filesz > memsz");
     if (ph.p_offset > file.size() || ph.p_filesz > file.size() - ph.p_offset) {
@@ -113,7 +146,7 @@ LoadedImage load_image_at(const std::string& path, GuestMemory& mem, uint64_t ra
   const std::vector<uint8_t> file = read_file(path);
   if (file.empty()) throw LoadError(path + ": empty image");
   if (file.size() >= SELFMAG && std::memcmp(file.data(), ELFMAG, SELFMAG) == 0) {
-    return load_elf(path, file, mem);
+    return load_elf(path, file, mem, raw_base);
   }
   const uint64_t footprint = std::max<uint64_t>(file.size(), linux_image_size(file));
   if (!mem.contains(raw_base, footprint)) {

@@ -28,7 +28,10 @@ LoadedImage load_image(const std::string& path, GuestMemory& mem);
 
 // The same, but a raw binary goes to `raw_base`. A raw Linux `Image` (RISC-V boot header)
 // reserves its header's image_size (text + data + bss), not just the file's bytes, so
-// `highest` covers what the kernel will use. Throws LoadError.
+// `highest` covers what the kernel will use. An ELF whose segments all lie in RAM loads at
+// its physical addresses; one linked outside RAM (a relocatable kernel such as Linux's
+// vmlinux, physical addresses from 0) is moved so that its lowest segment starts at
+// `raw_base`, the layout of the same kernel's raw Image. Throws LoadError.
 LoadedImage load_image_at(const std::string& path, GuestMemory& mem, uint64_t raw_base);
 
 // A whole file as bytes (an initrd, which is never parsed). Throws LoadError for a

@@ -7,6 +7,8 @@ extern "C" {
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <elf.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -127,6 +129,66 @@ TEST_F(BootTest, NoInitrdNoBootargsMeansNoChosenEntries) {
   EXPECT_EQ(fdt_getprop(fdt, chosen, "linux,initrd-start", nullptr), nullptr);
   EXPECT_EQ(fdt_getprop(fdt, chosen, "bootargs", nullptr), nullptr);
   EXPECT_NE(fdt_getprop(fdt, chosen, "stdout-path", nullptr), nullptr);
+}
+
+// A one-segment RISC-V ELF: `code` at physical `paddr` / virtual `vaddr`, `bss` more bytes
+// in memory, entry at `vaddr + entry_offset`.
+std::vector<uint8_t> elf_image(uint64_t paddr, uint64_t vaddr, const std::vector<uint8_t>& code, uint64_t bss,
+                               uint64_t entry_offset) {
+  Elf64_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_ident[EI_VERSION] = EV_CURRENT;
+  eh.e_type = ET_EXEC;
+  eh.e_machine = EM_RISCV;
+  eh.e_version = EV_CURRENT;
+  eh.e_entry = vaddr + entry_offset;
+  eh.e_phoff = sizeof eh;
+  eh.e_ehsize = sizeof eh;
+  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phnum = 1;
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0x1000;
+  ph.p_vaddr = vaddr;
+  ph.p_paddr = paddr;
+  ph.p_filesz = code.size();
+  ph.p_memsz = code.size() + bss;
+  std::vector<uint8_t> out(0x1000 + code.size(), 0);
+  std::memcpy(out.data(), &eh, sizeof eh);
+  std::memcpy(out.data() + sizeof eh, &ph, sizeof ph);
+  std::memcpy(out.data() + 0x1000, code.data(), code.size());
+  return out;
+}
+
+TEST_F(BootTest, KernelElfLinkedOutsideRamGoesWhereItsImageWould) {
+  // Linux's vmlinux: physical addresses from 0, virtual 0xffffffff80000000.
+  const auto code = pattern(8192, 4);
+  Machine m(config(16), world);
+  m.boot({file("fw.bin", pattern(100, 1)), file("vmlinux", elf_image(0, 0xffffffff80000000, code, 4096, 0x40)), ""});
+  std::vector<uint8_t> got(code.size());
+  ASSERT_TRUE(m.memory().read(kKernelBase, got));
+  EXPECT_EQ(got, code);
+  // The firmware still starts (fw_jump jumps to 0x80200000 itself); the ELF's own entry,
+  // moved with its segment, is what boot() would report for it.
+  EXPECT_EQ(m.hart().pc(), kDramBase);
+  const LoadedImage image = load_image_at(file("vmlinux2", elf_image(0, 0xffffffff80000000, code, 4096, 0x40)),
+                                          m.memory(), kKernelBase);
+  EXPECT_EQ(image.entry, kKernelBase + 0x40);
+  EXPECT_EQ(image.lowest, kKernelBase);
+  EXPECT_EQ(image.highest, kKernelBase + code.size() + 4096) << "bss counts";
+}
+
+TEST_F(BootTest, KernelElfInsideRamLoadsAtItsPhysicalAddresses) {
+  const auto code = pattern(4096, 5);
+  Machine m(config(16), world);
+  m.boot({file("fw.bin", pattern(100, 1)), file("k.elf", elf_image(0x80400000, 0x80400000, code, 0, 0)), ""});
+  std::vector<uint8_t> got(code.size());
+  ASSERT_TRUE(m.memory().read(0x80400000, got));
+  EXPECT_EQ(got, code);
+  ASSERT_TRUE(m.memory().read(kKernelBase, got));
+  EXPECT_NE(got, code) << "not copied to 0x80200000";
 }
 
 TEST_F(BootTest, FirmwareAloneBoots) {
