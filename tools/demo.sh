@@ -24,3 +24,6 @@ timeout 20 qemu-system-riscv64 -machine virt -bios none -nographic -icount shift
 
 step "a protected pair: tandemd primary + secondary, kill -9 the primary, the key-value guest answers on"
 python3 "$(dirname "$0")/demo_pair.py" "$build"
+
+step "Linux 6.1 boots on Tandem under OpenSBI; its /init is the key-value service"
+python3 "$(dirname "$0")/demo_linux.py" "$build"
