@@ -104,7 +104,10 @@ class SignalStopper {
 int main(int argc, char** argv) {
   CLI::App app{"tandemd: the Tandem per-host daemon. Runs one VM as the primary or the secondary of a\n"
                "fault-tolerant pair and serves a control socket for tandemctl. Flags override the\n"
-               "config file. Exit status: 0 clean stop, 1 startup failure or node FAILED, 2 usage/config error."};
+               "config file. With [fencing] arbiter set, a primary boots and releases output only under the\n"
+               "arbiter's lease, and a secondary promotes only when the link and the second heartbeat path\n"
+               "are both silent and the arbiter grants it the lease (docs/fencing.md).\n"
+               "Exit status: 0 clean stop, 1 startup failure or node FAILED, 2 usage/config error."};
   std::string config_path;
   ConfigOverrides overrides;
   app.add_option("-c,--config", config_path, "TOML configuration file (see deploy/examples/)")->required();
