@@ -47,21 +47,21 @@ std::string drill_list() {
 
 void validate(DrillCliOptions& o) {
   if (o.list) return;
-  if (o.name.empty()) throw UsageError("drill: name a drill (or --list to see them)");
+  if (o.name.empty()) throw UsageError("name a drill (or --list to see them)");
   const DrillInfo* drill = find_drill(o.name);
-  if (!drill) throw UsageError(fmt::format("drill: unknown drill \"{}\"\n{}", o.name, drill_list()));
+  if (!drill) throw UsageError(fmt::format("unknown drill \"{}\"\n{}", o.name, drill_list()));
   const bool external = !o.control.empty() || !o.peer_control.empty();
-  if (o.lab && external) throw UsageError("drill: --lab starts its own pair; it cannot be used with --control/--peer-control");
+  if (o.lab && external) throw UsageError("--lab starts its own pair; it cannot be used with --control/--peer-control");
   if (!o.lab && !external)
-    throw UsageError("drill: give --lab (a throwaway pair) or --control A.sock --peer-control B.sock (an existing pair)");
+    throw UsageError("give --lab (a throwaway pair) or --control A.sock --peer-control B.sock (an existing pair)");
   if (external && (o.control.empty() || o.peer_control.empty()))
-    throw UsageError("drill: an existing pair needs both --control and --peer-control");
-  if (external && o.control == o.peer_control) throw UsageError("drill: --control and --peer-control name the same socket");
-  if (o.lab && !o.netsim.empty()) throw UsageError("drill: --netsim is for an existing pair; --lab runs its own");
+    throw UsageError("an existing pair needs both --control and --peer-control");
+  if (external && o.control == o.peer_control) throw UsageError("--control and --peer-control name the same socket");
+  if (o.lab && !o.netsim.empty()) throw UsageError("--netsim is for an existing pair; --lab runs its own");
   if (external && drill->needs_netsim && o.netsim.empty())
-    throw UsageError(fmt::format("drill {}: needs --netsim SOCK (the netsim proxy on the pair's links)", o.name));
+    throw UsageError(fmt::format("{}: needs --netsim SOCK (the netsim proxy on the pair's links)", o.name));
   if (external && drill->needs_witness && o.name == "lose-witness")
-    throw UsageError("drill lose-witness: the drill must own the witness process; use --lab");
+    throw UsageError("lose-witness: the drill must own the witness process; use --lab");
   if (o.lab) {
     if (o.build_dir.empty()) o.build_dir = (fs::path(own_dir()) / "..").lexically_normal().string();
     if (o.bin_dir.empty()) o.bin_dir = (fs::path(o.build_dir) / "tools").string();
@@ -112,7 +112,7 @@ int run_drill_command(DrillCliOptions o, std::ostream& out, std::ostream& err) {
   try {
     validate(o);
   } catch (const UsageError& e) {
-    err << "tandemctl " << e.what() << "\n";
+    err << "tandemctl drill: " << e.what() << "\n";
     return kExitUsage;
   }
   if (o.list) {
@@ -151,7 +151,7 @@ int run_drill_command(DrillCliOptions o, std::ostream& out, std::ostream& err) {
       lab_options.keep = o.keep;
       auto lab = std::make_unique<Lab>(lab_options);
       if (drill.needs_witness && !lab->has_witness())
-        throw UsageError(fmt::format("drill {}: needs a witness; this lab runs arbiter \"{}\" (no tandem-witness in {})",
+        throw UsageError(fmt::format("{}: needs a witness; this lab runs arbiter \"{}\" (it needs tandem-witness and a tandemd with [fencing] in {})",
                                      o.name, lab->arbiter(), o.bin_dir));
       out << fmt::format("{}: {}\n", o.name, lab->describe()) << std::flush;
       lab->start_pair();
@@ -166,7 +166,7 @@ int run_drill_command(DrillCliOptions o, std::ostream& out, std::ostream& err) {
     });
     if (o.keep && o.lab) out << fmt::format("kept {}\n", static_cast<Lab&>(*env).dir());
   } catch (const UsageError& e) {
-    err << "tandemctl " << e.what() << "\n";
+    err << "tandemctl drill: " << e.what() << "\n";
     return kExitUsage;
   } catch (const Interrupted&) {
     report.drill = o.name;

@@ -73,6 +73,20 @@ void wait_for(ChildProcess& process, std::chrono::milliseconds timeout, const st
   }
 }
 
+// Whether this tandemd parses the [fencing] section: a config whose only line is a bad
+// lease_ms is refused either way (exit 2, nothing started), and the message tells which.
+bool tandemd_knows_fencing(const fs::path& tandemd, const fs::path& dir) {
+  const auto config = dir / "fencing-probe.toml";
+  const auto log = dir / "fencing-probe.log";
+  write_file(config, "[fencing]\nlease_ms = \"probe\"\n");
+  ChildProcess probe({tandemd.string(), "--config", config.string()}, log.string());
+  if (!probe.wait_exit(std::chrono::seconds(10))) return false;
+  const std::string said = file_tail(log.string());
+  fs::remove(config);
+  fs::remove(log);
+  return said.find("lease_ms") != std::string::npos && said.find("unknown section") == std::string::npos;
+}
+
 }  // namespace
 
 Lab::Lab(LabOptions options) : options_(std::move(options)) {
@@ -83,18 +97,22 @@ Lab::Lab(LabOptions options) : options_(std::move(options)) {
   if (!fs::exists(options_.guest))
     throw UsageError(fmt::format("--lab needs the kv guest: {} does not exist (build target guests, or give --guest)",
                                  options_.guest));
-  const bool have_witness = fs::exists(bin / "tandem-witness");
-  arbiter_ = options_.arbiter.empty() ? (have_witness ? "witness" : "none") : options_.arbiter;
-  if (arbiter_ != "witness" && arbiter_ != "none")
-    throw UsageError(fmt::format("--arbiter {}: the lab runs \"witness\" or \"none\"", arbiter_));
-  if (arbiter_ == "witness" && !have_witness)
-    throw UsageError(fmt::format("--arbiter witness: no tandem-witness in {}", bin.string()));
-  use_witness_ = arbiter_ == "witness";
+  if (!options_.arbiter.empty() && options_.arbiter != "witness" && options_.arbiter != "none")
+    throw UsageError(fmt::format("--arbiter {}: the lab runs \"witness\" or \"none\"", options_.arbiter));
 
   char templ[] = "/tmp/tandem-drill-XXXXXX";
   if (!::mkdtemp(templ)) throw std::runtime_error("cannot create a temp dir under /tmp");
   dir_ = templ;
   try {
+    // The witness needs both halves: the tandem-witness binary and a tandemd with [fencing].
+    const bool have_witness = fs::exists(bin / "tandem-witness");
+    const bool have_fencing = tandemd_knows_fencing(bin / "tandemd", dir_);
+    arbiter_ = options_.arbiter.empty() ? (have_witness && have_fencing ? "witness" : "none") : options_.arbiter;
+    if (arbiter_ == "witness" && !have_witness)
+      throw UsageError(fmt::format("--arbiter witness: no tandem-witness in {}", bin.string()));
+    if (arbiter_ == "witness" && !have_fencing)
+      throw UsageError(fmt::format("--arbiter witness: {}/tandemd does not know the [fencing] section", bin.string()));
+    use_witness_ = arbiter_ == "witness";
     psk_file_ = (fs::path(dir_) / "pair.psk").string();
     std::random_device rd;
     std::string psk;
@@ -228,23 +246,44 @@ void Lab::wait_control(int slot) {
 
 void Lab::protect(int primary_slot, int secondary_slot) {
   const std::string peer = local(slots_[secondary_slot].repl_proxy);
-  const json reply = replicator::control_request(slots_[primary_slot].socket, {{"cmd", "protect"}, {"peer", peer}});
-  if (!reply.value("ok", false))
-    throw std::runtime_error(fmt::format("{}: protect {} refused: {}", slots_[primary_slot].name, peer,
-                                         reply.value("error", std::string("no reason"))));
+  // A primary that has just started may refuse until it holds the lease: ask again.
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (true) {
+    const json reply = replicator::control_request(slots_[primary_slot].socket, {{"cmd", "protect"}, {"peer", peer}});
+    if (reply.value("ok", false)) return;
+    if (Clock::now() >= deadline)
+      throw std::runtime_error(fmt::format("{}: protect {} refused: {}", slots_[primary_slot].name, peer,
+                                           reply.value("error", std::string("no reason"))));
+    sleep_interruptible(std::chrono::milliseconds(100));
+  }
 }
 
 void Lab::wait_protected(int primary_slot, int secondary_slot) {
   Slot& p = slots_[primary_slot];
   Slot& s = slots_[secondary_slot];
-  wait_for(p.process, options_.protect_timeout, fmt::format("{} and {} to be PROTECTED", p.name, s.name), [&] {
-    if (!s.process.running())
-      throw std::runtime_error(fmt::format("{} exited with status {} during the sync\n{}", s.name,
-                                           s.process.exit_status(), file_tail(s.process.log_path())));
+  const auto deadline = Clock::now() + options_.protect_timeout;
+  auto next_retry = Clock::now() + std::chrono::seconds(5);
+  while (true) {
+    throw_if_interrupted();
+    for (Slot* n : {&p, &s})
+      if (!n->process.running())
+        throw std::runtime_error(fmt::format("{} exited with status {} while waiting for PROTECTED\n{}", n->name,
+                                             n->process.exit_status(), file_tail(n->process.log_path())));
     const auto ps = node_status(p.socket);
     const auto ss = node_status(s.socket);
-    return ps && ss && is_protected_pair(*ps, *ss);
-  });
+    if (ps && ss && is_protected_pair(*ps, *ss)) return;
+    if (Clock::now() >= deadline)
+      throw std::runtime_error(fmt::format("timed out waiting for {} and {} to be PROTECTED\n--- {} ---\n{}\n--- {} ---\n{}",
+                                           p.name, s.name, p.name, file_tail(p.process.log_path()), s.name,
+                                           file_tail(s.process.log_path())));
+    // A protect whose sync attempt failed leaves the primary STANDALONE: ask again, as an
+    // operator would.
+    if (Clock::now() >= next_retry && ps && ps->value("state", std::string()) == "STANDALONE") {
+      protect(primary_slot, secondary_slot);
+      next_retry = Clock::now() + std::chrono::seconds(5);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 void Lab::start_pair() {

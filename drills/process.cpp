@@ -41,12 +41,14 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& log
     ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (::getppid() != parent) ::_exit(127);
     // The drill blocks or catches SIGINT/SIGTERM; the daemon must see the defaults.
+    // SIGPIPE stays ignored (inherited across exec): a proxy or daemon writing to a peer
+    // the drill just killed must get EPIPE, not die with it.
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGINT, SIG_DFL);
     ::signal(SIGTERM, SIG_DFL);
-    ::signal(SIGPIPE, SIG_DFL);
+    ::signal(SIGPIPE, SIG_IGN);
     const int null_fd = ::open("/dev/null", O_RDONLY);
     if (null_fd >= 0) ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);

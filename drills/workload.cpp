@@ -5,8 +5,6 @@
 namespace tandem::drills {
 
 namespace {
-constexpr const char* kProbe = "PING";
-constexpr const char* kProbeReply = "ERR unknown command";
 constexpr size_t kMaxAbandoned = 16;
 }  // namespace
 
@@ -59,21 +57,38 @@ void KvWorkload::drain_abandoned(std::chrono::milliseconds duration) {
 bool KvWorkload::try_slot(int slot) {
   KvConnection conn;
   if (!conn.connect(consoles_[slot], options_.connect_timeout)) return false;
-  if (!conn.send_line(kProbe)) return false;
+  // The guest has one console: output held back for commands sent on earlier connections
+  // (or repeated after a failover) can arrive on this one. A probe with a reply nobody else
+  // can produce (a fresh token stored and read back) marks where our own replies start.
+  const uint64_t n = probes_++;
+  const std::string key = fmt::format("{}probe{}", options_.key_prefix, n);
+  const std::string token = fmt::format("probe-{}-{}", options_.seed, n);
+  if (!conn.send_line(fmt::format("SET {} {}", key, token)) || !conn.send_line("GET " + key) ||
+      !conn.send_line("DEL " + key))
+    return false;
   const auto deadline = Clock::now() + options_.reply_timeout;
+  bool synced = false;
   while (Clock::now() < deadline) {
     auto line = conn.read_line(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     if (!line) break;
-    if (*line == kProbeReply) {
+    if (*line == token) {
       record(slot, *line, false);
+      synced = true;
+      break;
+    }
+    std::lock_guard lock(mutex_);
+    ++repeated_;  // not a reply to anything sent on this connection
+  }
+  if (synced) {
+    auto del = conn.read_line(options_.reply_timeout);  // the probe key's DEL
+    if (del && *del == "OK") {
       conn_ = std::move(conn);
       slot_ = slot;
       return true;
     }
-    std::lock_guard lock(mutex_);
-    ++repeated_;  // output from before the switch, repeated at least once: not a reply to us
   }
-  // Accepted but silent (a frozen node's backlog): keep it and watch for late output.
+  // Accepted but silent (a frozen node's backlog, a fenced node): keep watching it for
+  // late output.
   if (conn.is_open()) {
     if (abandoned_.size() >= kMaxAbandoned) abandoned_.erase(abandoned_.begin());
     abandoned_.emplace_back(slot, std::move(conn));

@@ -2,9 +2,11 @@
 // `SET key value` (a fresh key each time) and `GET` of acknowledged keys, and feeds every
 // outcome to a SetFullChecker. When a reply is late or the connection breaks, it moves on
 // to whichever node serves the console (a secondary has no console; a frozen primary
-// accepts but never answers). A new connection is synchronised with a probe command
-// (`PING` → `ERR unknown command`): lines before the probe's reply are repeats of output
-// from before the failover (output is at-least-once) and are not judged.
+// accepts but never answers). The guest has one console, so a new connection can first
+// receive output meant for an earlier one (held back by the output gate, or repeated after
+// a failover: output is at-least-once). A new connection is therefore synchronised with a
+// probe whose reply nobody else can produce (`SET p token`, `GET p` → token, `DEL p`);
+// lines before the token are not judged.
 //
 // Abandoned connections are kept open and watched: a line that arrives on one later is a
 // reply released by a node the client had given up on — evidence of an old primary that
@@ -83,6 +85,7 @@ class KvWorkload {
   KvConnection conn_;
   std::vector<std::pair<int, KvConnection>> abandoned_;
   uint64_t counter_ = 0;
+  uint64_t probes_ = 0;
 
   mutable std::mutex mutex_;
   SetFullChecker checker_;
