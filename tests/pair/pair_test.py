@@ -6,7 +6,8 @@ sockets on 127.0.0.1, the kv guest driven through its console by a checking clie
 
 Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_failover,
 bad_peers, and with a witness and tandem-netsim between the nodes: fence_link_partition,
-fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover (see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
+fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover, fence_freeze_primary
+(see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
 """
 import argparse
 import contextlib
@@ -592,7 +593,45 @@ def case_fence_planned_failover(build, args):
         log(f"handover in {took:.2f} s: epoch {old_epoch} -> {sb['epoch']}, nothing lost or repeated")
 
 
+def case_fence_freeze_primary(build, args):
+    """SIGSTOP the primary: the secondary takes over once the frozen primary's lease ran out;
+    SIGCONT: the thawed old primary must not release anything (its lease deadline passed,
+    its renewal is refused) and reports FENCED."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+        cluster.wait_protected(a, b)
+        old_epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("fz_")
+        work.set_acked(client, 20)
+        a.sigstop()
+        frozen_at = time.monotonic()
+        sb = b.wait_state("primary", "STANDALONE", timeout=30)
+        took = time.monotonic() - frozen_at
+        check(sb["epoch"] > old_epoch, f"b live at epoch {sb['epoch']}, not above {old_epoch}")
+        # a renewed at most lease/3 before it froze, so its lease lapses >= 2/3 lease after.
+        check(took * 1000 >= LEASE_MS * 2 / 3 * 0.95, f"b went live {took:.2f} s after the freeze, before a's lease could lapse")
+        a.proc.send_signal(signal.SIGCONT)
+        a.stopped = False
+        client.send("COUNT")  # to the thawed old primary
+        sa = a.wait_state("primary", "FENCED", timeout=15)
+        check(sa["fencing"]["fenced"], f"a's fencing status: {sa['fencing']}")
+        try:
+            line = client.read_line(timeout=2)
+            raise HarnessError(f"the thawed old primary answered {line!r}")
+        except (socket.timeout, ConnectionError):
+            pass  # silence, or the console closed when a became a STANDBY after its refused rejoin
+        check("refused" in a.log_text() or "held" in a.log_text(), "a's log should show its refused renewal")
+        fresh = KvClient()
+        resume_after_failover(fresh, b.console_address(), ["OK"])
+        count = verify_data(fresh, [work])
+        log(f"b live {took:.2f} s after the freeze at epoch {sb['epoch']}; thawed a FENCED and silent; {count} keys on b")
+
+
 CASES.update({
+    "fence_freeze_primary": case_fence_freeze_primary,
     "fence_link_partition": case_fence_link_partition,
     "fence_partition_all": case_fence_partition_all,
     "fence_stale_primary_rejoin": case_fence_stale_primary_rejoin,
