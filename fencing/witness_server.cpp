@@ -1,17 +1,10 @@
 #include "fencing/witness_server.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <boost/asio.hpp>
-#include <cerrno>
-#include <cstring>
 #include <deque>
-#include <filesystem>
 #include <fmt/format.h>
 #include <map>
 #include <mutex>
@@ -31,141 +24,31 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// ---- The state file: "TWSTATE1" | u64 LE body length | body (WitnessState) | u64 LE XXH3-64(body)
-
-constexpr std::string_view kStateMagic = "TWSTATE1";
-constexpr size_t kStateOverhead = 8 + 8 + 8;
-
-struct Lease {
-  uint64_t epoch = 0;
-  std::string holder;        // "" = nobody (never granted, or released)
-  milliseconds ttl{0};       // longest ttl granted under `epoch` (persisted: the restart wait)
-  Clock::time_point expiry;  // the holder's lease ends here (witness clock)
-  bool from_restart = false; // expiry was set by a restart, not by a grant
+// A lease as the witness runs it: the persisted record plus its expiry on this witness's clock.
+struct Lease : WitnessRecord {
+  Clock::time_point expiry;   // the holder's lease ends here
+  bool from_restart = false;  // expiry was set by a restart, not by a grant
 };
 using LeaseMap = std::map<std::string, Lease>;
 
-void put_u64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t get_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
+WitnessRecords records_of(const LeaseMap& leases) {
+  WitnessRecords records;
+  for (const auto& [vm, lease] : leases) records.emplace(vm, static_cast<const WitnessRecord&>(lease));
+  return records;
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
-void write_all(int fd, const std::string& bytes, const std::string& what) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::runtime_error(fmt::format("cannot write {}: {}", what, errno_text()));
-    done += static_cast<size_t>(n);
-  }
-}
-
-// Atomic replace: temp file, fsync, rename, fsync(dir). After it returns the new state
-// survives a crash or power loss; a crash before the rename leaves the old file intact.
-void save_state(const std::string& path, const LeaseMap& leases) {
-  wire::WitnessState state;
-  for (const auto& [vm_id, lease] : leases) {
-    auto* record = state.add_leases();
-    record->set_vm_id(vm_id);
-    record->set_epoch(lease.epoch);
-    record->set_holder(lease.holder);
-    record->set_ttl_ms(static_cast<uint64_t>(lease.ttl.count()));
-  }
-  const std::string body = state.SerializeAsString();
-  std::string bytes(kStateMagic);
-  put_u64(bytes, body.size());
-  bytes += body;
-  put_u64(bytes, XXH3_64bits(body.data(), body.size()));
-
-  const std::string temp = path + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot create {}: {}", temp, errno_text()));
-  try {
-    write_all(fd, bytes, temp);
-    if (::fsync(fd) != 0) throw std::runtime_error(fmt::format("cannot fsync {}: {}", temp, errno_text()));
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    throw std::runtime_error(fmt::format("cannot rename {} to {}: {}", temp, path, errno_text()));
-  }
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  const std::string dir = parent.empty() ? std::string(".") : parent.string();
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) throw std::runtime_error(fmt::format("cannot open directory {}: {}", dir, errno_text()));
-  const int rc = ::fsync(dir_fd);
-  ::close(dir_fd);
-  if (rc != 0) throw std::runtime_error(fmt::format("cannot fsync directory {}: {}", dir, errno_text()));
-}
-
-// A missing file is a first start (empty). Anything else that is not a whole, checksummed
-// state is a StateFileError: starting empty could grant an old epoch a second time.
-LeaseMap load_state(const std::string& path, Clock::time_point now) {
+// The restart rule: a recorded holder may still hold a lease it renewed just before the
+// crash, so it is treated as having renewed at `now`; nobody else gets it for one full ttl.
+LeaseMap after_restart(const WitnessRecords& records, Clock::time_point now) {
   LeaseMap leases;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return leases;
-    throw std::runtime_error(fmt::format("cannot open state file {}: {}", path, errno_text()));
-  }
-  std::string bytes;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      throw std::runtime_error(fmt::format("cannot read state file {}: {}", path, errno_text()));
-    }
-    if (n == 0) break;
-    bytes.append(buffer, static_cast<size_t>(n));
-    if (bytes.size() > (64u << 20)) {
-      ::close(fd);
-      throw StateFileError(fmt::format("state file {} is corrupt: larger than 64 MiB", path));
-    }
-  }
-  ::close(fd);
-  const auto corrupt = [&](const std::string& why) {
-    return StateFileError(fmt::format("state file {} is corrupt: {} (refusing to start: an empty state could "
-                                      "grant an epoch twice; restore it or remove it deliberately)",
-                                      path, why));
-  };
-  if (bytes.size() < kStateMagic.size() || std::string_view(bytes).substr(0, kStateMagic.size()) != kStateMagic) {
-    throw corrupt("not a tandem-witness state file (bad magic)");
-  }
-  if (bytes.size() < kStateOverhead) throw corrupt(fmt::format("truncated ({} bytes)", bytes.size()));
-  const uint64_t body_size = get_u64(bytes.data() + 8);
-  if (body_size != bytes.size() - kStateOverhead) {
-    throw corrupt(fmt::format("length field says {} body bytes, the file holds {}", body_size,
-                              bytes.size() - kStateOverhead));
-  }
-  const std::string_view body(bytes.data() + 16, body_size);
-  const uint64_t stored = get_u64(bytes.data() + 16 + body_size);
-  if (stored != XXH3_64bits(body.data(), body.size())) throw corrupt("checksum mismatch");
-  wire::WitnessState state;
-  if (!state.ParseFromArray(body.data(), static_cast<int>(body.size()))) throw corrupt("unparsable body");
-  for (const auto& record : state.leases()) {
-    if (record.vm_id().empty() || leases.contains(record.vm_id())) {
-      throw corrupt(fmt::format("empty or duplicate vm_id \"{}\"", record.vm_id()));
-    }
+  for (const auto& [vm, record] : records) {
     Lease lease;
-    lease.epoch = record.epoch();
-    lease.holder = record.holder();
-    lease.ttl = milliseconds(record.ttl_ms());
-    // The restart rule: the recorded holder may still hold a lease it renewed just before the
-    // crash, so it is treated as having renewed now; nobody else gets it for one full ttl.
+    static_cast<WitnessRecord&>(lease) = record;
     if (!lease.holder.empty()) {
       lease.expiry = now + lease.ttl;
       lease.from_restart = true;
     }
-    leases.emplace(record.vm_id(), std::move(lease));
+    leases.emplace(vm, std::move(lease));
   }
   return leases;
 }
@@ -266,7 +149,7 @@ wire::WitnessReply WitnessServer::Impl::handle(const wire::WitnessRequest& reque
     if (durable) {
       LeaseMap copy = leases;
       copy[vm] = next;
-      save_state(options.state_file, copy);
+      save_witness_state(options.state_file, records_of(copy));
     }
     leases[vm] = next;
   };
@@ -432,8 +315,9 @@ WitnessServer::WitnessServer(WitnessOptions options) : impl_(std::make_unique<Im
   auto& o = impl_->options;
   if (o.state_file.empty()) throw std::invalid_argument("witness: a state file is required");
   if (o.psk.empty()) throw std::invalid_argument("witness: a PSK is required");
-  impl_->leases = load_state(o.state_file, Clock::now());
-  save_state(o.state_file, impl_->leases);  // proves the file and its directory are writable
+  const WitnessRecords records = load_witness_state(o.state_file);
+  save_witness_state(o.state_file, records);  // proves the file and its directory are writable
+  impl_->leases = after_restart(records, Clock::now());
   for (const auto& [vm, lease] : impl_->leases) {
     if (!lease.holder.empty()) {
       spdlog::info("vm {}: epoch {} held by {} before the restart; no new holder for {} ms", vm, lease.epoch,

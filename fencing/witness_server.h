@@ -26,6 +26,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "fencing/witness_state.h"  // StateFileError
+
 namespace tandem::fencing {
 
 struct WitnessOptions {
@@ -36,13 +38,6 @@ struct WitnessOptions {
   std::chrono::milliseconds max_lease{30000};    // longer ttl requests are cut to this
   std::chrono::milliseconds io_timeout{5000};    // bound on one connection's life
   size_t nonce_capacity = 65536;                 // nonces remembered for replay refusal
-};
-
-// The state file exists but cannot be trusted (bad magic, truncated, checksum mismatch,
-// unparsable). tandem-witness exits 1 on it: starting empty could grant an old epoch again.
-class StateFileError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
 };
 
 class WitnessServer {

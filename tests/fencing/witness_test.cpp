@@ -13,6 +13,7 @@
 #include "fencing/arbiter.h"
 #include "fencing/witness_arbiter.h"
 #include "fencing/witness_server.h"
+#include "fencing/witness_state.h"
 #include "tests/fencing/witness_helpers.h"
 
 namespace tandem::fencing {
@@ -533,6 +534,25 @@ void write_file(const std::string& path, const std::string& bytes) {
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST_F(Witness, StateFileRoundTripsEveryVm) {
+  EXPECT_TRUE(load_witness_state(state_file).empty());  // missing = first start
+  WitnessRecords records;
+  records["vm1"] = {7, "a", 2000ms};
+  records["vm2"] = {3, "", 500ms};  // released
+  records[std::string("vm\0bin", 6)] = {1, "node with spaces", 1ms};
+  save_witness_state(state_file, records);
+  EXPECT_FALSE(fs::exists(state_file + ".tmp"));
+  const WitnessRecords loaded = load_witness_state(state_file);
+  ASSERT_EQ(loaded.size(), 3u);
+  for (const auto& [vm, r] : records) {
+    ASSERT_TRUE(loaded.contains(vm));
+    EXPECT_EQ(loaded.at(vm).epoch, r.epoch);
+    EXPECT_EQ(loaded.at(vm).holder, r.holder);
+    EXPECT_EQ(loaded.at(vm).ttl, r.ttl);
+  }
+  EXPECT_THROW(save_witness_state((dir / "missing-dir" / "state").string(), records), std::runtime_error);
 }
 
 TEST_F(Witness, CorruptOrTruncatedStateFileRefusesToStart) {
