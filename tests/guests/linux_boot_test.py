@@ -9,7 +9,10 @@ Scenarios (--scenario, one CTest test each):
                reboot": boot 1 sets keys, SYNCs, sets one more without SYNC and powers off;
                boot 2 on the same disk finds exactly the synced keys; the image is parsed
                here (guest/kv's on-disk format); a REBOOT command restarts the kernel on
-               QEMU and the store comes back again.
+               QEMU and the store comes back again; a store with a flipped record byte
+               is ignored as corrupt and foreign data is taken as a fresh disk; with
+               --kv-elf, the bare-metal kv guest loads the Linux guest's store and the
+               Linux guest loads what the bare-metal one synced.
   tandem       Tandem boots the image to the kv banner, serves SET/GET, powers off with
                status 0, and its console up to the banner equals QEMU's for the same
                image apart from the lines named in HOST_SPECIFIC.
@@ -173,6 +176,7 @@ class Images:
         self.qemu = args.qemu
         self.tandem = args.tandem
         self.timeout = args.timeout
+        self.kv_elf = args.kv_elf if args.kv_elf and os.path.exists(args.kv_elf) else None
 
     def require(self, tandem=False, qemu=False):
         for path, what in ((self.kernel, "kernel Image"), (self.initrd, "initramfs")):
@@ -343,7 +347,36 @@ def scenario_persist(img, tmp):
             raise Failure(f"qemu reboot: nonzero exit\n{console.dump()}")
     finally:
         console.kill()
-    print("persist: qemu: kv survives SYNC + power-off and SYNC + REBOOT")
+    # The same image in the bare-metal kv guest (guest/kv): one on-disk format for both.
+    if img.kv_elf:
+        bare = [img.qemu, "-machine", "virt", "-bios", "none", "-m", f"{MEM_MIB}M",
+                "-icount", "shift=0", "-display", "none", "-monitor", "none",
+                "-serial", "stdio", "-global", "virtio-mmio.force-legacy=false",
+                "-kernel", img.kv_elf, "-drive", f"file={disk},if=none,format=raw,id=d0",
+                "-device", "virtio-blk-device,drive=d0"]
+        boot_session(bare, "bare-metal kv", [("GET after", "reboot"), ("GET colour", "green"),
+                                             ("SET bare metal", "OK"), ("SYNC", "OK")],
+                     img.timeout, want_banner=f"{BANNER} keys=3")
+        boot_session(img.qemu_cmd(disk), "qemu after bare-metal", [("GET bare", "metal")],
+                     img.timeout, want_banner=f"{BANNER} keys=4")
+        print("persist: the bare-metal kv guest reads the Linux guest's store and vice versa")
+    # A flipped record byte: the store is ignored as corrupt, as by the bare-metal guest.
+    with open(disk, "r+b") as f:
+        f.seek(SECTOR + 3)
+        byte = f.read(1)
+        f.seek(SECTOR + 3)
+        f.write(bytes([byte[0] ^ 0x20]))
+    boot_session(img.qemu_cmd(disk), "qemu corrupt", [("COUNT", "0")], img.timeout,
+                 want_banner=f"{BANNER} keys=0 (corrupt store ignored: bad record checksum)")
+    # Someone else's data in sector 0 is not a store: a fresh disk, overwritten by SYNC.
+    with open(disk, "r+b") as f:
+        f.write(b"not a kv store")
+    boot_session(img.qemu_cmd(disk), "qemu foreign", [("SET k v", "OK"), ("SYNC", "OK")],
+                 img.timeout, want_banner=f"{BANNER} keys=0 (fresh disk: foreign data)")
+    if parse_image(disk)[0] != {"k": "v"}:
+        raise Failure("qemu foreign: SYNC did not replace the foreign data with a store")
+    print("persist: qemu: kv survives SYNC + power-off and SYNC + REBOOT; corrupt and "
+          "foreign disks are refused as the bare-metal guest refuses them")
     try:
         img.require(tandem=True)
     except Skip as e:
@@ -517,6 +550,8 @@ def main():
     ap.add_argument("--qemu", default="qemu-system-riscv64")
     ap.add_argument("--tandem")
     ap.add_argument("--timeout", type=int, default=300, help="seconds per boot")
+    ap.add_argument("--kv-elf", help="persist: the bare-metal kv guest, to cross-check the "
+                                     "on-disk format both ways")
     ap.add_argument("--det-instructions", type=int, default=60_000_000,
                     help="determinism: icount to stop at (past the kv banner)")
     args = ap.parse_args()
