@@ -19,8 +19,9 @@ Scenarios (--scenario, one CTest test each):
   determinism  two `tandem run` boots give the same --state-hash at the same
                --max-instructions, and a --save-at snapshot taken mid-boot, restored in
                another process, ends with the same hash.
-  record       `tandem record` of an interactive kv session over Linux, `tandem replay` in
-               another process: console output byte for byte and the same final hash.
+  record       `tandem record` (--time virtual and wall) of an interactive kv session over
+               Linux, `tandem replay` in another process: console output byte for byte, the
+               same final hash, the same disk.
   bad-input    a kernel or initrd too large for guest RAM; a missing, empty, unreadable or
                directory kernel/initrd/firmware: `tandem run` exits 2 with a line naming the
                file or the size problem, and the guest never runs (no console output).
@@ -90,7 +91,8 @@ class Console:
         self.pos = 0    # what the test has consumed
         self.stderr = b""
         threading.Thread(target=self._pump, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        self.stderr_thread = threading.Thread(target=self._pump_stderr, daemon=True)
+        self.stderr_thread.start()
 
     def _pump(self):
         while True:
@@ -154,6 +156,7 @@ class Console:
         deadline = time.monotonic() + 5
         while self._receive(deadline) and time.monotonic() < deadline:
             pass
+        self.stderr_thread.join(timeout=5)  # the end-of-run report (--stats, --state-hash)
         return status
 
     def kill(self):
@@ -466,14 +469,21 @@ def scenario_determinism(img, tmp, limit):
 
 def scenario_record(img, tmp):
     img.require(tandem=True)
-    disk = fresh_disk(tmp, "rec.img")
-    copy = os.path.join(tmp, "rec-copy.img")
+    # virtual: guest time from the icount alone; wall (the live pair's): idle waits take
+    # real time and TIME_ADJUST records keep the guest clock near the host's.
+    for time_mode in ("virtual", "wall"):
+        record_once(img, tmp, time_mode)
+
+
+def record_once(img, tmp, time_mode):
+    disk = fresh_disk(tmp, f"rec-{time_mode}.img")
+    copy = os.path.join(tmp, f"rec-{time_mode}-copy.img")
     shutil.copyfile(disk, copy)
-    log = os.path.join(tmp, "kv.log")
-    cmd = [img.tandem, "record", "--log", log, "--time", "virtual", "--state-hash",
+    log = os.path.join(tmp, f"kv-{time_mode}.log")
+    cmd = [img.tandem, "record", "--log", log, "--time", time_mode, "--state-hash",
            *img.tandem_boot_args(disk)]
     session = FIRST_BOOT[:8] + [("SYNC", "OK")]
-    console = Console(cmd, "record")
+    console = Console(cmd, f"record --time {time_mode}")
     try:
         console.wait_banner(img.timeout)
         console.session(session)
@@ -499,7 +509,7 @@ def scenario_record(img, tmp):
     with open(disk, "rb") as a, open(copy, "rb") as b:
         if a.read() != b.read():
             raise Failure("the replayed disk differs from the recorded one")
-    print(f"record: replay matches bit for bit (state-hash {rec.group(1)} at "
+    print(f"record --time {time_mode}: replay matches bit for bit (state-hash {rec.group(1)} at "
           f"icount {rec.group(2)}, disk identical)")
 
 
