@@ -362,7 +362,7 @@ struct EtcdArbiter::Impl {
                                                    " (HTTP 404): etcd >= 3.4 with its v3 JSON gateway is needed"};
       if (status != 200)
         throw Failure{Grant::Outcome::Unreachable,
-                      where() + " POST " + path + ": HTTP " + std::to_string(status) + " " + std::string(reason)};
+                      where() + " POST " + path + ": HTTP " + std::to_string(status) + " " + snippet(std::string(reason))};
       malformed(path + " answered with no JSON object: \"" + snippet(body) + "\"");
     }
     // A gateway error: {"error": "...", "code": N, "message": "..."}, or in a stream
