@@ -70,6 +70,7 @@ void GatedConsole::write_output(std::span<const uint8_t> bytes) {
     return;
   }
   held_.push_back(std::move(h));
+  drain_locked();  // held output may be releasable again (the lease was renewed late)
 }
 
 void OutputTail::write_output(std::span<const uint8_t> bytes) {

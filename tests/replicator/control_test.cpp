@@ -398,4 +398,36 @@ TEST(StatusJson, WrongTypesAndUnknownNamesAreRefused) {
   EXPECT_EQ(sparse.epoch, 0u);
 }
 
+TEST(StatusJson, FencingObjectPidAndFencedStateRoundTrip) {
+  NodeStatus s = example_status();
+  s.state = PairState::Fenced;
+  s.pid = 4242;
+  s.fencing = {"witness 10.0.0.3:7400", -1, true, "down", "up", true, "renew: refused (holder b, epoch 4)",
+               ""};
+  const json j = status_to_json(s);
+  EXPECT_EQ(j["state"], "FENCED");
+  EXPECT_EQ(j["pid"], 4242);
+  // The keys the drills and the contract rely on.
+  for (const char* key : {"arbiter", "lease_ms_left", "fenced", "link", "heartbeat_path", "degraded"})
+    EXPECT_TRUE(j["fencing"].contains(key)) << key;
+  const NodeStatus back = status_from_json(j);
+  EXPECT_EQ(back.state, PairState::Fenced);
+  EXPECT_EQ(back.pid, 4242);
+  EXPECT_EQ(back.fencing.arbiter, "witness 10.0.0.3:7400");
+  EXPECT_EQ(back.fencing.lease_ms_left, -1);
+  EXPECT_TRUE(back.fencing.fenced);
+  EXPECT_EQ(back.fencing.link, "down");
+  EXPECT_EQ(back.fencing.heartbeat_path, "up");
+  EXPECT_TRUE(back.fencing.degraded);
+  EXPECT_EQ(back.fencing.lease, "renew: refused (holder b, epoch 4)");
+  const std::string text = format_status(back);
+  EXPECT_NE(text.find("state FENCED"), std::string::npos) << text;
+  EXPECT_NE(text.find("fencing: witness 10.0.0.3:7400  no lease  FENCED (no output)  link down  heartbeat path up  DEGRADED"),
+            std::string::npos)
+      << text;
+  json bad = j;
+  bad["fencing"]["fenced"] = "yes";
+  EXPECT_THROW(status_from_json(bad), std::runtime_error);
+}
+
 }  // namespace
