@@ -392,15 +392,17 @@ struct Node::Impl {
     if (detector) detector->link_down();
     if (role == Role::Primary && state == PairState::Fenced) {
       // Nothing to decide: a fenced primary releases nothing either way.
-    } else if (role == Role::Primary && arbitrated) {
-      // Output stays held until the second path tells a lost link from a lost peer.
+    } else if (role == Role::Primary && arbitrated && sync.done) {
+      // The secondary may hold a complete replica (the last sync chunk went out): output
+      // stays held until the second path tells a lost link from a lost peer.
       if (state != PairState::Standalone) {
         spdlog::warn("secondary lost on the link ({}): output held until the second path decides", reason);
         link_lost_at = Clock::now();
       }
       wake = 1;  // the VM thread stops recording
     } else if (role == Role::Primary) {
-      // No secondary to wait for: output flows again (the VM thread stops recording).
+      // No secondary to wait for (or none that could take over: it never got the whole
+      // machine): output flows again (the VM thread stops recording).
       if (state != PairState::Standalone) spdlog::warn("secondary lost ({}): STANDALONE", reason);
       state = PairState::Standalone;
       if (gate) gate->set_gated(false);

@@ -6,8 +6,8 @@ sockets on 127.0.0.1, the kv guest driven through its console by a checking clie
 
 Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_failover,
 bad_peers, and with a witness and tandem-netsim between the nodes: fence_link_partition,
-fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover, fence_freeze_primary
-(see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
+fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover, fence_freeze_primary,
+fence_kill_secondary, fence_kill_primary (see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
 """
 import argparse
 import contextlib
@@ -630,7 +630,58 @@ def case_fence_freeze_primary(build, args):
         log(f"b live {took:.2f} s after the freeze at epoch {sb['epoch']}; thawed a FENCED and silent; {count} keys on b")
 
 
+def case_fence_kill_secondary(build, args):
+    """kill -9 of the secondary with an arbiter: its connections end with EOF/RST, so the
+    primary knows the process is gone (not cut off), goes STANDALONE at once keeping its
+    lease, and answers on."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+        cluster.wait_protected(a, b)
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("ks_")
+        work.set_acked(client, 20)
+        b.kill9()
+        killed_at = time.monotonic()
+        sa = a.wait_state("primary", "STANDALONE", timeout=20)
+        took = time.monotonic() - killed_at
+        check(not sa["fencing"]["fenced"] and sa["fencing"]["lease_ms_left"] > 0, f"a after the kill: {sa['fencing']}")
+        work.set_acked(client, 20)
+        verify_data(client, [work])
+        check("process is gone" in a.log_text(), "a's log should say the secondary's process is gone")
+        log(f"a STANDALONE {took:.2f} s after kill -9 of b, kept its lease and answered")
+
+
+def case_fence_kill_primary(build, args):
+    """kill -9 of the primary with an arbiter: the secondary suspects at once (EOF on both
+    paths) but is granted the lease only when the dead primary's lease ran out; no
+    acknowledged SET is lost."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+        cluster.wait_protected(a, b)
+        old_epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("kp_")
+        work.set_acked(client, 30)
+        killed_at = time.monotonic()
+        a.kill9()
+        drain_old_connection(client, work, timeout=1)
+        previous = client.recent_lines(2, client.connection)
+        first_byte, repeated = resume_after_failover(client, b.console_address(), previous, start=killed_at)
+        sb = b.wait_state("primary", "STANDALONE", timeout=10)
+        check(sb["epoch"] > old_epoch, f"b live at epoch {sb['epoch']}, not above {old_epoch}")
+        check(first_byte * 1000 < 3 * LEASE_MS, f"failover took {first_byte:.2f} s with a {LEASE_MS} ms lease")
+        count = verify_data(client, [work])
+        log(f"kill -9: b answered {first_byte * 1000:.0f} ms after the kill (lease {LEASE_MS} ms) at epoch "
+            f"{sb['epoch']}; {count} keys; repeated {repeated}")
+
+
 CASES.update({
+    "fence_kill_primary": case_fence_kill_primary,
+    "fence_kill_secondary": case_fence_kill_secondary,
     "fence_freeze_primary": case_fence_freeze_primary,
     "fence_link_partition": case_fence_link_partition,
     "fence_partition_all": case_fence_partition_all,
