@@ -5,10 +5,13 @@
 #   guest/linux/build.sh OUT_DIR
 #
 # Outputs in OUT_DIR: Image, vmlinux (symbols), initramfs.cpio, init (the ELF), kernel.config.
-# Work is skipped when its inputs are unchanged: the kernel is keyed on the tarball's package
-# version, tandem.config and the kernel recipe version below; the initramfs on init/*, initramfs.list and the
-# kernel source. The build is reproducible (fixed build user/host/timestamp, cpio mtimes 0),
-# so the same inputs give the same bytes and the same boot console on every machine.
+# Work is skipped when its inputs are unchanged (hash stamps, not mtimes): the kernel is keyed
+# on the source package version, tandem.config and `kernel_recipe` below; the initramfs on
+# init/*, guest/kv/store.c + kv.h, initramfs.list and this script. The build is reproducible
+# (fixed build user/host/timestamp, stripped /init, cpio mtimes 0): the same inputs give the
+# same bytes and the same boot console on every machine.
+# Exit status: 0 built or up to date, 2 a missing tool or a fragment that does not apply,
+# else the failing step's (make, gcc).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
