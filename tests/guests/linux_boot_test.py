@@ -423,7 +423,7 @@ def scenario_tandem(img, tmp):
 STATE_HASH = re.compile(r"state-hash=([0-9a-f]+) icount=(\d+)")
 
 
-def run_to(img, extra, label, disk):
+def run_to(img, extra, label):
     proc = subprocess.run([img.tandem, "run", *extra, "--state-hash"],
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=img.timeout)
     m = STATE_HASH.search(proc.stderr.decode(errors="replace"))
@@ -433,14 +433,14 @@ def run_to(img, extra, label, disk):
     return proc.returncode, m.group(1), int(m.group(2)), proc.stdout
 
 
-def scenario_determinism(img, tmp, limit):
+def scenario_determinism(img, tmp, limit, save_at):
     img.require(tandem=True)
     results = []
     for i in (1, 2):
         disk = fresh_disk(tmp, f"det{i}.img")
         status, digest, icount, out = run_to(
             img, [*img.tandem_boot_args(disk), "--max-instructions", str(limit)],
-            f"boot {i}", disk)
+            f"boot {i}")
         if status != 3 or icount != limit:
             raise Failure(f"boot {i}: exit {status} at icount {icount}, want 3 at {limit}")
         results.append((digest, out))
@@ -448,23 +448,28 @@ def scenario_determinism(img, tmp, limit):
         raise Failure(f"two boots differ at icount {limit}: {results[0][0]} vs {results[1][0]}")
     if BANNER.encode() not in results[0][1]:
         raise Failure(f"no kv banner within {limit} instructions: raise --det-instructions")
-    # Snapshot mid-boot (kernel init), restore in a fresh process, run to the same limit.
+    # Snapshot mid-boot, restore in a fresh process, run to the same limit. The restored
+    # process must itself print the kernel log and the banner: the snapshot was taken inside
+    # the kernel's boot, before its console came up.
     snap = os.path.join(tmp, "mid.snap")
     disk = fresh_disk(tmp, "det3.img")
     status, digest_a, _, out_a = run_to(
-        img, [*img.tandem_boot_args(disk), "--save", snap, "--save-at", str(limit // 2),
-              "--max-instructions", str(limit)], "saving run", disk)
+        img, [*img.tandem_boot_args(disk), "--save", snap, "--save-at", str(save_at),
+              "--max-instructions", str(limit)], "saving run")
     if digest_a != results[0][0]:
         raise Failure("a run that saved a snapshot ended differently from a plain run")
     status, digest_b, icount, out_b = run_to(
         img, ["--restore", snap, "--disk", disk, "--max-instructions", str(limit)],
-        "restored run", disk)
+        "restored run")
     if digest_b != digest_a or icount != limit:
         raise Failure(f"restored run: {digest_b} at {icount}, want {digest_a} at {limit}")
     if not out_a.endswith(out_b):
         raise Failure("restored run's console is not the tail of the saving run's")
+    if b"Linux version" not in out_b or BANNER.encode() not in out_b:
+        raise Failure(f"the snapshot at icount {save_at} was not mid-boot: the restored run "
+                      f"did not print the kernel log and the banner (adjust --det-save-at)")
     print(f"determinism: state-hash {digest_a} at icount {limit} in every run "
-          f"(snapshot at {limit // 2} restored in another process)")
+          f"(snapshot at {save_at}, mid-boot, restored in another process)")
 
 
 def scenario_record(img, tmp):
@@ -496,8 +501,8 @@ def record_once(img, tmp, time_mode):
     rec = STATE_HASH.search(console.stderr.decode(errors="replace"))
     if not rec:
         raise Failure(f"record: no state-hash\n{console.dump()}")
-    replay = subprocess.run([img.tandem, "replay", "--log", log, "--state-hash", *[
-        a for a in img.tandem_boot_args(copy)]], stdin=subprocess.DEVNULL, capture_output=True,
+    replay = subprocess.run([img.tandem, "replay", "--log", log, "--state-hash", 
+        *img.tandem_boot_args(copy)], stdin=subprocess.DEVNULL, capture_output=True,
         timeout=img.timeout)
     rep = STATE_HASH.search(replay.stderr.decode(errors="replace"))
     recorded = console.text
@@ -563,7 +568,10 @@ def main():
     ap.add_argument("--kv-elf", help="persist: the bare-metal kv guest, to cross-check the "
                                      "on-disk format both ways")
     ap.add_argument("--det-instructions", type=int, default=60_000_000,
-                    help="determinism: icount to stop at (past the kv banner)")
+                    help="determinism: icount to stop at (past the kv banner, ~26M)")
+    ap.add_argument("--det-save-at", type=int, default=23_000_000,
+                    help="determinism: snapshot icount, inside the kernel's boot (OpenSBI "
+                         "is done by ~21M; the console comes up at ~25M)")
     args = ap.parse_args()
     img = Images(args)
     try:
@@ -575,7 +583,7 @@ def main():
             elif args.scenario == "tandem":
                 scenario_tandem(img, tmp)
             elif args.scenario == "determinism":
-                scenario_determinism(img, tmp, args.det_instructions)
+                scenario_determinism(img, tmp, args.det_instructions, args.det_save_at)
             elif args.scenario == "record":
                 scenario_record(img, tmp)
             else:
