@@ -569,9 +569,9 @@ def main():
                                      "on-disk format both ways")
     ap.add_argument("--det-instructions", type=int, default=60_000_000,
                     help="determinism: icount to stop at (past the kv banner, ~26M)")
-    ap.add_argument("--det-save-at", type=int, default=23_000_000,
+    ap.add_argument("--det-save-at", type=int, default=18_000_000,
                     help="determinism: snapshot icount, inside the kernel's boot (OpenSBI "
-                         "is done by ~21M; the console comes up at ~25M)")
+                         "is done by ~10M; the console comes up at ~25M)")
     args = ap.parse_args()
     img = Images(args)
     try:
