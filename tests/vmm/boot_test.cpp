@@ -9,6 +9,7 @@ extern "C" {
 
 #include <elf.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -80,9 +81,11 @@ class BootTest : public ::testing::Test {
   static uint64_t chosen_u64(const uint8_t* fdt, const char* prop) {
     const int chosen = fdt_path_offset(fdt, "/chosen");
     int len = 0;
-    const auto* v = static_cast<const fdt64_t*>(fdt_getprop(fdt, chosen, prop, &len));
+    const void* v = fdt_getprop(fdt, chosen, prop, &len);
     if (!v || len != 8) return 0;
-    return fdt64_to_cpu(*v);
+    fdt64_t cell;  // properties are only 4-byte aligned
+    std::memcpy(&cell, v, sizeof cell);
+    return fdt64_to_cpu(cell);
   }
 
   QuietWorld world;

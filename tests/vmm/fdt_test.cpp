@@ -5,6 +5,7 @@ extern "C" {
 }
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -113,14 +114,17 @@ TEST(FdtChosen, InitrdRangeIsTwo64BitCells) {
   FdtConfig config{uint64_t{128} << 20, "", false, 0x87000000, 0x87654321};
   const std::vector<uint8_t> blob = build_fdt(config);
   const int chosen = fdt_path_offset(blob.data(), "/chosen");
-  int len = 0;
-  const auto* start = static_cast<const fdt64_t*>(fdt_getprop(blob.data(), chosen, "linux,initrd-start", &len));
-  ASSERT_NE(start, nullptr);
-  EXPECT_EQ(len, 8);
-  EXPECT_EQ(fdt64_to_cpu(*start), 0x87000000u);
-  const auto* end = static_cast<const fdt64_t*>(fdt_getprop(blob.data(), chosen, "linux,initrd-end", &len));
-  ASSERT_NE(end, nullptr);
-  EXPECT_EQ(fdt64_to_cpu(*end), 0x87654321u);
+  // Properties are only 4-byte aligned: read the cells with memcpy.
+  auto u64 = [&](const char* name) -> uint64_t {
+    int len = 0;
+    const void* v = fdt_getprop(blob.data(), chosen, name, &len);
+    if (!v || len != 8) return 0;
+    fdt64_t cell;
+    std::memcpy(&cell, v, sizeof cell);
+    return fdt64_to_cpu(cell);
+  };
+  EXPECT_EQ(u64("linux,initrd-start"), 0x87000000u);
+  EXPECT_EQ(u64("linux,initrd-end"), 0x87654321u);
   EXPECT_EQ(fdt_getprop(blob.data(), chosen, "bootargs", nullptr), nullptr) << "empty bootargs are left out";
 }
 
