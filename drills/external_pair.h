@@ -5,6 +5,7 @@
 // netsim links are found by the names of netsim/examples/links.toml: repl, hb2, witness-p.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <string>
 

@@ -204,6 +204,11 @@ void Lab::start_node(int slot, bool primary) {
   Slot& s = slots_[slot];
   const Slot& peer = slots_[1 - slot];
   ++s.generation;
+  if (s.generation > 1 && !options_.keep) {
+    // The node it replaces is stopped: its files matter only for a post-mortem (--keep).
+    std::error_code ignored;
+    fs::remove_all(fs::path(dir_) / fmt::format("{}.{}", s.name, s.generation - 1), ignored);
+  }
   const fs::path node_dir = fs::path(dir_) / fmt::format("{}.{}", s.name, s.generation);
   fs::create_directories(node_dir);
   const auto disk = node_dir / "disk.img";

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # drills suite: long failover drills on a throwaway lab (tandemctl drill --lab), sized to
-# finish in a few minutes: DRILL_KILL_ITERATIONS of kill-primary (default 100) and
-# DRILL_PARTITION_ITERATIONS of partition-all (default 50; skipped without a witness).
+# finish in a few minutes: DRILL_KILL_ITERATIONS of kill-primary (default 60) and
+# DRILL_PARTITION_ITERATIONS of partition-all (default 30; skipped without a witness): ~5 min.
 # Prints each run's totals: failover p50/p99/max, unavailable, acked_lost, dual primaries.
 set -euo pipefail
 build=$(realpath "${1:-build}")
-kill_iterations=${DRILL_KILL_ITERATIONS:-100}
-partition_iterations=${DRILL_PARTITION_ITERATIONS:-50}
+kill_iterations=${DRILL_KILL_ITERATIONS:-60}
+partition_iterations=${DRILL_PARTITION_ITERATIONS:-30}
 seed=${DRILL_SEED:-$(date +%s)}
 if [ ! -x "$build/tools/tandemctl" ] || [ ! -x "$build/tools/tandemd" ] || [ ! -x "$build/tools/tandem-netsim" ] ||
    [ ! -e "$build/guest/kv.elf" ]; then

@@ -4,6 +4,7 @@
   drill_test.py --build BUILD --case usage
   drill_test.py --build BUILD --case lab --drill kill-primary --iterations 2
   drill_test.py --build BUILD --case interrupt
+  drill_test.py --build BUILD --case external      (an existing pair: --control/--peer-control)
 
 Stdlib only. A lab case checks the exit status, the text lines, the JSON report's fields
 and values, and that no process the lab started is left running afterwards.
@@ -163,17 +164,41 @@ def case_interrupt(tandemctl, args):
     check(not os.path.exists(lab_dir), f"the lab dir {lab_dir} was not removed")
 
 
+def case_external(tandemctl, args):
+    """An existing pair (started by the pair tests' harness, arbiter none): kill-primary by
+    the pid in its status, then a second iteration that must wait for a re-protect nobody
+    does, and give up with a clear message."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pair"))
+    from pair_harness import Cluster
+    with Cluster(args.build) as cluster:
+        a, b = cluster.pair(heartbeat_ms=50, heartbeat_misses=6)
+        cluster.wait_protected(a, b)
+        code, out, err = run(tandemctl, "kill-primary", "--control", a.socket, "--peer-control", b.socket,
+                             "--iterations", "2", "--reprotect-timeout", "3", timeout=args.timeout)
+        print(out + err, flush=True)
+        check(not a.alive(), "the drill killed the primary it found in the status")
+        check(b.status()["role"] == "primary", "the secondary took over")
+        check(re.search(r"^kill-primary 1/2: PASS ", out, re.M), "iteration 1 passed")
+        check("not PROTECTED again after 3 s" in out, "iteration 2 waited for a re-protect and said so")
+        check(code == 1, f"a run that stopped early exits 1, got {code}")
+        # Signals need the daemon's pid: a socket that is not a tandemd is refused up front.
+        code, out, err = run(tandemctl, "kill-primary", "--control", b.socket, "--peer-control",
+                             "/nonexistent/x.sock")
+        check(code == 2 and "/nonexistent/x.sock: no tandemd answers" in err, f"unreachable peer: {code} {err}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", required=True)
-    parser.add_argument("--case", required=True, choices=["usage", "lab", "interrupt"])
+    parser.add_argument("--case", required=True, choices=["usage", "lab", "interrupt", "external"])
     parser.add_argument("--drill", default="kill-primary")
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--seed", type=int, default=int(os.environ.get("TANDEM_DRILL_SEED", "7")))
     parser.add_argument("--timeout", type=float, default=240)
     args = parser.parse_args()
     tandemctl = os.path.join(os.path.abspath(args.build), "tools", "tandemctl")
-    {"usage": case_usage, "lab": case_lab, "interrupt": case_interrupt}[args.case](tandemctl, args)
+    cases = {"usage": case_usage, "lab": case_lab, "interrupt": case_interrupt, "external": case_external}
+    cases[args.case](tandemctl, args)
     print("PASS", flush=True)
 
 
