@@ -5,6 +5,7 @@
   drill_test.py --build BUILD --case lab --drill kill-primary --iterations 2
   drill_test.py --build BUILD --case interrupt
   drill_test.py --build BUILD --case external      (an existing pair: --control/--peer-control)
+  drill_test.py --build BUILD --case catches_split_brain   (no arbiter: the drill must FAIL)
 
 Stdlib only. A lab case checks the exit status, the text lines, the JSON report's fields
 and values, and that no process the lab started is left running afterwards.
@@ -164,6 +165,28 @@ def case_interrupt(tandemctl, args):
     check(not os.path.exists(lab_dir), f"the lab dir {lab_dir} was not removed")
 
 
+def case_catches_split_brain(tandemctl, args):
+    """The checks can fail: without an arbiter nothing fences a frozen primary, so after
+    SIGCONT it serves again next to the promoted secondary. The drill must say FAIL, count
+    a dual-primary epoch and exit 1."""
+    report_path = os.path.join(tempfile.mkdtemp(prefix="drill-report-"), "report.json")
+    code, out, err = run(tandemctl, "freeze-primary", "--lab", "--arbiter", "none", "--report", report_path,
+                         timeout=args.timeout)
+    print(out + err, flush=True)
+    lab_dir = lab_dir_of(out)
+    check(not processes_mentioning(lab_dir), "no process left behind")
+    check(code == 1, f"a failed drill exits 1, got {code}")
+    check("freeze-primary 1/1: FAIL" in out, "the iteration line says FAIL")
+    check("dual primary" in out or "from the old primary after the new one went live" in out, "the reason is given")
+    with open(report_path) as f:
+        report = json.load(f)
+    it = report["iterations"][0]
+    check(it["passed"] is False and it["dual_primary_epochs"] >= 1 and it["promoted"], f"iteration: {it}")
+    check(report["totals"]["dual_primary_epochs"] >= 1 and report["totals"]["passed"] is False, "totals")
+    os.remove(report_path)
+    os.rmdir(os.path.dirname(report_path))
+
+
 def case_external(tandemctl, args):
     """An existing pair (started by the pair tests' harness, arbiter none): kill-primary by
     the pid in its status, then a second iteration that must wait for a re-protect nobody
@@ -190,14 +213,15 @@ def case_external(tandemctl, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", required=True)
-    parser.add_argument("--case", required=True, choices=["usage", "lab", "interrupt", "external"])
+    parser.add_argument("--case", required=True, choices=["usage", "lab", "interrupt", "external", "catches_split_brain"])
     parser.add_argument("--drill", default="kill-primary")
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--seed", type=int, default=int(os.environ.get("TANDEM_DRILL_SEED", "7")))
     parser.add_argument("--timeout", type=float, default=240)
     args = parser.parse_args()
     tandemctl = os.path.join(os.path.abspath(args.build), "tools", "tandemctl")
-    cases = {"usage": case_usage, "lab": case_lab, "interrupt": case_interrupt, "external": case_external}
+    cases = {"usage": case_usage, "lab": case_lab, "interrupt": case_interrupt, "external": case_external,
+             "catches_split_brain": case_catches_split_brain}
     cases[args.case](tandemctl, args)
     print("PASS", flush=True)
 
