@@ -1,9 +1,14 @@
 // tandemctl: the operator's CLI for a running tandemd, over its control socket.
 // Exit status: 0 done, 1 the daemon refused the command, 2 usage error or the daemon
 // cannot be reached.
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 
@@ -33,6 +38,35 @@ int fail(int status, const std::string& message) {
   return status;
 }
 
+// `tandemctl keygen`: a fresh pair PSK, hex, from OpenSSL's CSPRNG. With --out the file is
+// created 0600 and never overwritten (O_EXCL): replacing one host's key by mistake would
+// break the pair, so an operator removes the old file on purpose.
+int keygen(const std::string& out_path, int bytes) {
+  std::string raw(static_cast<size_t>(bytes), '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), bytes) != 1)
+    return fail(kExitRefused, "keygen: OpenSSL RAND_bytes failed (no entropy?)");
+  std::string hex;
+  for (unsigned char c : raw) hex += fmt::format("{:02x}", c);
+  hex += "\n";
+  if (out_path.empty() || out_path == "-") {
+    std::cout << hex;
+    return 0;
+  }
+  const int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(kExitRefused, fmt::format("keygen: cannot create {}: {}", out_path, std::strerror(errno)));
+  ::fchmod(fd, 0600);  // the umask may only have narrowed it; make it exactly 0600
+  const bool written = ::write(fd, hex.data(), hex.size()) == static_cast<ssize_t>(hex.size());
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || !synced) {
+    ::unlink(out_path.c_str());
+    return fail(kExitRefused, fmt::format("keygen: writing {} failed", out_path));
+  }
+  std::cerr << fmt::format("tandemctl: wrote a {}-byte key to {} (mode 0600); copy it to the other host and the "
+                           "witness over a secure channel\n", bytes, out_path);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,6 +92,14 @@ int main(int argc, char** argv) {
   protect_cmd->add_option("PEER", peer, "The secondary's replication address, HOST:PORT (numeric host)")->required();
   app.add_subcommand("unprotect", "Stop replicating; the primary continues STANDALONE");
   app.add_subcommand("failover", "Planned switchover: hand the VM over to the secondary");
+  std::string keygen_out;
+  int keygen_bytes = 32;
+  auto* keygen_cmd = app.add_subcommand(
+      "keygen", "Generate a pair PSK (hex, OpenSSL RAND_bytes); needs no daemon. Same key on both hosts and the witness");
+  keygen_cmd->add_option("-o,--out", keygen_out, "Create FILE (mode 0600, refused if it exists) instead of printing");
+  keygen_cmd->add_option("--bytes", keygen_bytes, "Random bytes in the key (hex doubles it)")
+      ->check(CLI::Range(16, 1024))
+      ->capture_default_str();
   tandem::drills::DrillCliOptions drill_options;
   auto* drill_cmd = tandem::drills::add_drill_subcommand(app, drill_options);
 
@@ -68,6 +110,7 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kExitUsage;
   }
 
+  if (*keygen_cmd) return keygen(keygen_out, keygen_bytes);
   if (*drill_cmd) return tandem::drills::run_drill_command(drill_options, std::cout, std::cerr);
 
   json request;
