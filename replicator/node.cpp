@@ -1239,7 +1239,14 @@ NodeStatus Node::status() const {
   s.last_audit_ok = n.last_audit_ok.load();
   s.sync = n.sync;
   s.peer = n.link ? n.peer_address : n.cfg.peer;
-  s.console = n.console ? fmt::format("127.0.0.1:{}", n.console->port()) : n.cfg.console_listen;
+  // The address a client dials: the configured host (on a real host or a lab namespace the
+  // console is not on 127.0.0.1) with the real port (listen port 0 picks one).
+  std::string console_host = "127.0.0.1";
+  if (!n.cfg.console_listen.empty()) {
+    const std::string host = split_address(n.cfg.console_listen).first;
+    if (host != "0.0.0.0" && host != "[::]") console_host = host;
+  }
+  s.console = n.console ? fmt::format("{}:{}", console_host, n.console->port()) : n.cfg.console_listen;
   s.last_error = n.last_error;
   s.pid = ::getpid();
   if (n.lease && n.detector) {
