@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build linux-guest demo test test-asan bench clean
+.PHONY: all deps configure build linux-guest demo test test-asan bench clean install lab lab-down
 
 all: build
 
@@ -36,6 +36,20 @@ test-asan: deps
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+
+# Installs the binaries, example configs, systemd units and the OCF agent (CMake install
+# rules) under PREFIX (DESTDIR honoured); then, as root, the tandem user and state dirs.
+PREFIX ?= /usr/local
+install: build
+	@bash deploy/install.sh --build-dir $(BUILD) --prefix $(PREFIX)
+
+# A two-host deployment in network namespaces (root): `make lab`, then `make lab-down`.
+LAB_STATE ?= /tmp/tandem-lab
+lab: build
+	@bash deploy/lab/lab.sh up --build-dir $(BUILD) --state-dir $(LAB_STATE)
+
+lab-down:
+	@bash deploy/lab/lab.sh down --state-dir $(LAB_STATE)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
