@@ -6,6 +6,8 @@
 #   lab.sh down   [--state-dir DIR]                      remove everything `up` created
 #   lab.sh status [--state-dir DIR]                      both nodes' tandemctl status
 #   lab.sh partition link|all  /  lab.sh heal            nftables drop rules on host A
+#   lab.sh reprotect                                     after a failover: the lost node comes
+#                                                        back as a fresh secondary, protected
 #   lab.sh exec NS CMD...                                run CMD in a lab namespace
 #
 # Topology (addresses exist only inside the namespaces; nothing is added to the host's
@@ -31,7 +33,7 @@ prefix=tlab
 namespaces=(host-a host-b witness client)
 
 die() { echo "lab: $*" >&2; exit 1; }
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-}
 [ -n "$cmd" ] || { usage >&2; exit 2; }
@@ -131,24 +133,44 @@ wait_until() {  # wait_until SECONDS WHAT CMD...
 }
 
 node_state() { "$bin/tandemctl" --control "$state_dir/$1.sock" --timeout 2 status --json 2>/dev/null \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin).get("state",""))'; }
+  | python3 -c 'import json,sys; print(json.load(sys.stdin).get("state",""))' 2>/dev/null; }
+node_role() { "$bin/tandemctl" --control "$state_dir/$1.sock" --timeout 2 status --json 2>/dev/null \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin).get("role",""))' 2>/dev/null; }
 is_protected() { [ "$(node_state "$1")" = PROTECTED ]; }
 
-write_node_config() {  # NAME ROLE REPL_LISTEN PEER CONSOLE HB_LISTEN HB_PEER WITNESS [GUEST]
-  local name=$1 role=$2 guest=${9:-}
+# The lab runs the shipped examples (deploy/examples/host-a.toml, host-b.toml: the same
+# addresses), with only the paths moved into the state dir and host A's outgoing paths
+# pointed at its netsim: what works here is what an operator installs.
+write_node_config() {  # write_node_config HOST (host-a | host-b) [GUEST]
+  local name=$1 guest=${2:-}
+  local example="$repo/deploy/examples/$name.toml" out="$state_dir/$name.toml"
+  [ -f "$example" ] || die "$example missing"
   mkdir -p "$state_dir/$name"
   truncate -s 1M "$state_dir/$name/disk.img"
-  {
-    printf '# written by deploy/lab/lab.sh; compare deploy/examples/host-a.toml\n'
-    printf '[node]\nname = "%s"\nstate_dir = "%s"\nlog_level = "info"\n' "$name" "$state_dir/$name/state"
-    printf '[vm]\nid = "kv"\nmem_mib = 64\ndisk = "%s"\n' "$state_dir/$name/disk.img"
-    [ -n "$guest" ] && printf 'guest = "%s"\n' "$guest"
-    printf '[pair]\nrole = "%s"\nlisten = "%s"\npeer = "%s"\npsk_file = "%s"\n' "$role" "$3" "$4" "$state_dir/pair.psk"
-    printf 'heartbeat_ms = 50\nheartbeat_misses = 6\nmax_lag_ms = 100\n'
-    printf '[console]\nlisten = "%s"\n[control]\nsocket = "%s"\n' "$5" "$state_dir/$name.sock"
-    printf '[fencing]\narbiter = "witness"\nwitness = "%s"\nlease_ms = 1000\narbiter_timeout_ms = 150\n' "$8"
-    printf 'heartbeat_listen = "%s"\nheartbeat_peer = "%s"\nheartbeat_ms = 50\nheartbeat_misses = 6\n' "$6" "$7"
-  } > "$state_dir/$name.toml"
+  local subst=(
+    -e "s|\"/etc/tandem/pair.psk\"|\"$state_dir/pair.psk\"|"
+    -e "s|\"/var/lib/tandem/kv.elf\"|\"$guest\"|"
+    -e "${guest:+#}/^guest = /d"                            # a secondary needs no guest
+    -e "s|\"/var/lib/tandem/kv.disk\"|\"$state_dir/$name/disk.img\"|"
+    -e "s|\"/var/lib/tandem/kv\"|\"$state_dir/$name/state\"|"
+    -e "s|\"/run/tandem/kv.sock\"|\"$state_dir/$name.sock\"|"
+    -e "s|^mem_mib = .*|mem_mib = 64|"
+  )
+  if [ "$name" = host-a ]; then
+    subst+=(
+      -e "s|^peer = \"10.77.1.2:7100\"|peer = \"10.77.1.1:7199\"|"
+      -e "s|^heartbeat_peer = \"10.77.2.2:7110\"|heartbeat_peer = \"10.77.2.1:7119\"|"
+      -e "s|^witness = \"10.77.2.3:7400\"|witness = \"10.77.2.1:7409\"|"
+    )
+  fi
+  { echo "# deploy/examples/$name.toml as run by deploy/lab/lab.sh"; sed "${subst[@]}" "$example"; } > "$out"
+  # An example that drifted from what the lab rewrites must not run with host paths.
+  if grep -nE '^[^#]*"(/etc/tandem|/var/lib/tandem|/run/tandem)' "$out" >&2; then
+    die "$example: a path above was not moved into the lab (lab.sh write_node_config)"
+  fi
+  if [ "$name" = host-a ] && [ "$(grep -cE '10\.77\.1\.1:7199|10\.77\.2\.1:7119|10\.77\.2\.1:7409' "$out")" != 3 ]; then
+    die "$example: host A's peer, heartbeat_peer and witness were not all routed through netsim"
+  fi
 }
 
 lab_up() {
@@ -228,11 +250,10 @@ TOML
   wait_until 20 "the witness" in_ns host-b bash -c 'exec 3<>/dev/tcp/10.77.2.3/7400'
   wait_until 20 "netsim" test -S "$state_dir/netsim.sock"
 
-  write_node_config host-b secondary 10.77.1.2:7100 10.77.1.1:7100 10.77.3.2:7300 10.77.2.2:7110 10.77.2.1:7110 10.77.2.3:7400
+  write_node_config host-b
   start host-b host-b "$bin/tandemd" --config "$state_dir/host-b.toml"
   wait_until 30 "host-b's control socket" node_state host-b
-  write_node_config host-a primary 10.77.1.1:7100 10.77.1.1:7199 10.77.3.1:7300 10.77.2.1:7110 10.77.2.1:7119 \
-    10.77.2.1:7409 "$guest"
+  write_node_config host-a "$guest"
   start host-a host-a "$bin/tandemd" --config "$state_dir/host-a.toml"
   # A first sync can fail (a slow machine misses a heartbeat): the primary then runs
   # STANDALONE and is asked again, as an operator would (`tandemctl protect`).
@@ -257,6 +278,39 @@ lab: up: host-a PROTECTED by host-b, witness at 10.77.2.3:7400 (state: $state_di
   partition:  $0 partition link|all ; $0 heal
   tear down:  make lab-down   (or $0 down)
 TXT
+}
+
+# --- after a failover ---------------------------------------------------------------------
+# The node that is gone comes back as a fresh secondary (an empty disk: a host that was
+# replaced), and the live primary protects it: what an operator does after a failover.
+reprotect() {
+  need_root
+  [ -f "$state_dir/created" ] || die "no lab is up (state: $state_dir)"
+  local live="" dead="" n
+  for n in host-a host-b; do
+    if [ "$(node_role "$n")" = primary ] && [ "$(node_state "$n")" = STANDALONE ]; then live=$n; fi
+  done
+  [ -n "$live" ] || die "reprotect: no STANDALONE primary (status: $0 status)"
+  dead=$([ "$live" = host-a ] && echo host-b || echo host-a)
+  if [ -n "$(node_state "$dead")" ]; then
+    kill -TERM "$(cat "$state_dir/$dead.pid")" 2>/dev/null || true
+    wait_until 30 "$dead to stop" bash -c "! kill -0 $(cat "$state_dir/$dead.pid") 2>/dev/null"
+  fi
+  rm -rf "$state_dir/$dead" "$state_dir/$dead.sock"
+  write_node_config "$dead"
+  start "$dead" "$dead" "$bin/tandemd" --config "$state_dir/$dead.toml" --role secondary
+  wait_until 30 "$dead's control socket" node_state "$dead"
+  local target
+  target=$([ "$dead" = host-b ] && echo 10.77.1.1:7199 || echo 10.77.1.1:7100)
+  local end=$((SECONDS + 90))
+  until is_protected "$live"; do
+    [ $SECONDS -lt $end ] || die "timed out waiting for $live to protect $dead"
+    if [ "$(node_state "$live")" = STANDALONE ]; then
+      "$bin/tandemctl" --control "$state_dir/$live.sock" protect "$target" >/dev/null 2>&1 || true
+    fi
+    sleep 0.5
+  done
+  echo "lab: $live PROTECTED by a fresh $dead"
 }
 
 # --- faults ------------------------------------------------------------------------------
@@ -288,6 +342,7 @@ case "$cmd" in
     for n in host-a host-b; do echo "== $n"; "$bin/tandemctl" --control "$state_dir/$n.sock" status || true; done ;;
   partition) partition "${args[0]:-}" ;;
   heal) heal ;;
+  reprotect) reprotect ;;
   exec) need_root; [ ${#args[@]} -ge 2 ] || die "exec NS CMD..."; n=${args[0]}; in_ns "$n" "${args[@]:1}" ;;
   *) usage >&2; exit 2 ;;
 esac

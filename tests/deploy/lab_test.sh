@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The namespace lab end to end: `lab.sh up` reaches PROTECTED across namespaces, a
 # kill-primary drill run from the client namespace against the lab's control sockets loses
-# no acknowledged write, a hard partition (nftables) of host A is applied and
+# no acknowledged write, `lab.sh reprotect` brings host A back as B's secondary, a hard partition (nftables) of host A is applied and
 # healed, and `lab.sh down` leaves no namespace, interface, process or state behind.
 # Skips (exit 77, ctest SKIP_RETURN_CODE) when not root or `ip netns` is unusable.
 # Usage: lab_test.sh BUILD_DIR
@@ -30,6 +30,13 @@ rm -f "/tmp/lab-up.$$"
 pids=$(awk '$1 == "pid" {print $2}' "$state/created")
 [ "$(echo "$pids" | wc -w)" = 4 ] || fail "expected 4 recorded processes (witness, netsim, two tandemd), got: $pids"
 
+# The nodes run the shipped examples (paths moved, host A's paths through netsim).
+for n in host-a host-b; do
+  head -1 "$state/$n.toml" | grep -q "deploy/examples/$n.toml as run by" || fail "$n does not run deploy/examples/$n.toml"
+  diff <(grep -vE '^#|psk_file|guest|disk|state_dir|socket|mem_mib|^peer|heartbeat_peer|^witness' "$repo/deploy/examples/$n.toml") \
+       <(grep -vE '^#|psk_file|guest|disk|state_dir|socket|mem_mib|^peer|heartbeat_peer|^witness' "$state/$n.toml") \
+    || fail "$n's config differs from the example beyond the moved paths"
+done
 status_json() { "$ctl" --control "$state/$1.sock" status --json; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
 [ "$(status_json host-a | field '["state"]')" = PROTECTED ] || fail "host-a not PROTECTED"
@@ -60,6 +67,11 @@ PY
 [ "$(status_json host-b | field '["role"]')" = primary ] || fail "host-b did not take over"
 ip netns exec tlab-client timeout 10 bash -c 'exec 3<>/dev/tcp/10.77.3.2/7300; echo "GET labkey" >&3; while read -r l <&3; do [[ $l == *42* ]] && exit 0; done; exit 1' \
   || fail "the write acknowledged before the failover is not on host-b"
+
+# The operator's step after a failover: host A back as a fresh secondary, protected by B.
+"$lab" reprotect --build-dir "$build" --state-dir "$state" || fail "lab reprotect"
+[ "$(status_json host-b | field '["state"]')" = PROTECTED ] || fail "host-b not PROTECTED after reprotect"
+[ "$(status_json host-a | field '["role"]')" = secondary ] || fail "host-a did not come back as the secondary"
 
 # A hard partition of host A (nftables) and its heal.
 "$lab" partition all --state-dir "$state" >/dev/null || fail "partition all"
