@@ -79,6 +79,7 @@ struct Setting {
 struct RawConfig {
   Setting<std::string> name, state_dir, log_level;
   Setting<std::string> guest, disk, vm_id;
+  Setting<std::string> bios, kernel, initrd, append;
   Setting<uint64_t> mem_mib;
   Setting<Role> role;
   Setting<std::string> listen, peer, psk_file;
@@ -153,10 +154,14 @@ class FileReader {
     }
     if (section == "vm") {
       if (key == "guest") return path(raw.guest);
+      if (key == "bios") return path(raw.bios);
+      if (key == "kernel") return path(raw.kernel);
+      if (key == "initrd") return path(raw.initrd);
+      if (key == "append") return text(raw.append);
       if (key == "disk") return path(raw.disk);
       if (key == "id") return text(raw.vm_id);
       if (key == "mem_mib") return positive(raw.mem_mib, kMaxMemMib);
-      fail(origin, "unknown key (known: guest, mem_mib, disk, id)");
+      fail(origin, "unknown key (known: guest, bios, kernel, initrd, append, mem_mib, disk, id)");
     }
     if (section == "pair") {
       if (key == "role") {
@@ -229,6 +234,10 @@ void apply_overrides(const ConfigOverrides& o, RawConfig& raw) {
   text(raw.console_listen, o.console_listen, "--console");
   path(raw.control_socket, o.control_socket, "--control");
   path(raw.guest, o.guest, "--guest");
+  path(raw.bios, o.bios, "--bios");
+  path(raw.kernel, o.kernel, "--kernel");
+  path(raw.initrd, o.initrd, "--initrd");
+  text(raw.append, o.append, "--append");
   path(raw.disk, o.disk, "--disk");
   if (o.mem_mib) {
     if (*o.mem_mib == 0 || *o.mem_mib > kMaxMemMib)
@@ -423,12 +432,26 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
 
   // [vm]: a primary boots the guest; a secondary receives the machine from its primary and
   // only needs to know which VM it protects.
-  if (c.role == Role::Primary) required(raw.guest, "vm", "guest", "--guest", "on a primary");
-  if (raw.guest.set) {
-    if (!fs::is_regular_file(raw.guest.value))
-      fail(raw.guest.origin, fmt::format("no such file {}", quote(raw.guest.value)));
-    c.guest = raw.guest.value;
-  }
+  // The guest is either a bare image (guest) or a firmware boot (bios [+ kernel [+ initrd]]).
+  if (raw.guest.set && raw.bios.set)
+    fail(raw.bios.origin, fmt::format("exclusive with [vm] guest ({}): a bare image or a firmware boot, not both",
+                                      raw.guest.origin.where));
+  if (raw.kernel.set && !raw.bios.set)
+    fail(raw.kernel.origin, "needs [vm] bios (or --bios): the kernel is entered through the firmware");
+  if (raw.initrd.set && !raw.kernel.set) fail(raw.initrd.origin, "needs [vm] kernel (or --kernel)");
+  if (raw.append.set && !raw.kernel.set) fail(raw.append.origin, "needs [vm] kernel (or --kernel)");
+  if (c.role == Role::Primary && !raw.bios.set)
+    required(raw.guest, "vm", "guest", "--guest or --bios", "on a primary (or bios for a firmware boot)");
+  auto image = [](const Setting<std::string>& s, std::string& out) {
+    if (!s.set) return;
+    if (!fs::is_regular_file(s.value)) fail(s.origin, fmt::format("no such file {}", quote(s.value)));
+    out = s.value;
+  };
+  image(raw.guest, c.guest);
+  image(raw.bios, c.bios);
+  image(raw.kernel, c.kernel);
+  image(raw.initrd, c.initrd);
+  if (raw.append.set) c.bootargs = raw.append.value;
   if (raw.mem_mib.set) c.mem_mib = raw.mem_mib.value;
   if (raw.disk.set) {
     const fs::path disk(raw.disk.value);
@@ -443,10 +466,12 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
     if (raw.vm_id.value.empty() || raw.vm_id.value.size() > 128)
       fail(raw.vm_id.origin, fmt::format("expected 1-128 characters, got {}", quote(raw.vm_id.value)));
     c.vm_id = raw.vm_id.value;
-  } else if (!c.guest.empty()) {
-    c.vm_id = fs::path(c.guest).filename().string();
+  } else if (!c.guest.empty() || !c.bios.empty()) {
+    // The image that makes this VM what it is: the kernel of a firmware boot, not OpenSBI.
+    const std::string& named = !c.guest.empty() ? c.guest : !c.kernel.empty() ? c.kernel : c.bios;
+    c.vm_id = fs::path(named).filename().string();
   } else {
-    required(raw.vm_id, "vm", "id", nullptr, "when [vm] guest is not given");
+    required(raw.vm_id, "vm", "id", nullptr, "when neither [vm] guest nor bios is given");
   }
 
   required(raw.psk_file, "pair", "psk_file", nullptr);

@@ -4,7 +4,7 @@
 //   host.toml:7: [pair] heartbeat_ms: expected a positive integer, got "fast"
 // Unknown sections and keys are errors too, so a typo is never silently ignored.
 //
-// Paths in the file (guest, disk, psk_file, state_dir, socket) are relative to the file's
+// Paths in the file (guest, bios, kernel, initrd, disk, psk_file, state_dir, socket) are relative to the file's
 // directory; paths given as flags are relative to the working directory.
 #pragma once
 
@@ -36,6 +36,10 @@ struct ConfigOverrides {
   std::optional<std::string> console_listen;  // --console HOST:PORT
   std::optional<std::string> control_socket;  // --control PATH
   std::optional<std::string> guest;           // --guest FILE
+  std::optional<std::string> bios;            // --bios FILE
+  std::optional<std::string> kernel;          // --kernel FILE
+  std::optional<std::string> initrd;          // --initrd FILE
+  std::optional<std::string> append;          // --append TEXT
   std::optional<std::string> disk;            // --disk FILE
   std::optional<uint64_t> mem_mib;            // --mem MiB
   std::optional<std::string> state_dir;       // --state-dir DIR

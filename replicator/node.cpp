@@ -681,14 +681,25 @@ struct Node::Impl {
                  console->port());
   }
 
+  // The image the recorder header and the log name: the guest, or a firmware boot's kernel.
+  const std::string& header_image() const {
+    if (!cfg.guest.empty()) return cfg.guest;
+    return cfg.kernel.empty() ? cfg.bios : cfg.kernel;
+  }
+
   void boot_primary() {
     vmm::MachineConfig mc;
     mc.mem_bytes = cfg.mem_mib << 20;
     mc.disk_path = cfg.disk;
+    mc.bootargs = cfg.bootargs;
     open_console();
     machine.emplace(mc, world);
-    machine->load(cfg.guest);
-    spdlog::info("booted {} ({} MiB) as primary, epoch {}", cfg.guest, cfg.mem_mib, epoch_now());
+    if (cfg.bios.empty()) {
+      machine->load(cfg.guest);
+    } else {
+      machine->boot(vmm::BootImages{cfg.bios, cfg.kernel, cfg.initrd});
+    }
+    spdlog::info("booted {} ({} MiB) as primary, epoch {}", header_image(), cfg.mem_mib, epoch_now());
   }
 
   void primary_loop() {
@@ -826,7 +837,7 @@ struct Node::Impl {
     last.set_checkpoint(checkpoint::write_incremental(*machine));  // with the core state
     last.set_icount(machine->icount());
     last.set_state_hash(machine->state_hash());
-    *last.mutable_log_header() = recorder->make_header(*machine, cfg.guest);
+    *last.mutable_log_header() = recorder->make_header(*machine, header_image());
     send_chunk(std::move(last));
     gate->reset_count();
     gate->set_gated(true);
@@ -1164,7 +1175,8 @@ Node::~Node() {
 void Node::start() {
   Impl& n = *impl_;
   n.load_epoch();
-  if (n.cfg.role == Role::Primary && n.cfg.guest.empty()) throw std::runtime_error("a primary needs [vm] guest");
+  if (n.cfg.role == Role::Primary && n.cfg.guest.empty() && n.cfg.bios.empty())
+    throw std::runtime_error("a primary needs [vm] guest or bios");
   try {
     n.lease = std::make_unique<fencing::LeaseKeeper>(n.cfg.fencing, n.cfg.node_name);
     fencing::DetectorConfig dc;

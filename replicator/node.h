@@ -62,10 +62,14 @@ struct NodeStatus {
 
 struct NodeConfig {                // filled from TOML + flags by config.cpp
   std::string node_name;           // [node] name (default: hostname)
-  std::string guest;               // [vm] guest
+  std::string guest;               // [vm] guest (a bare image), or:
+  std::string bios;                // [vm] bios   (firmware boot: OpenSBI, then kernel/initrd)
+  std::string kernel;              // [vm] kernel (needs bios)
+  std::string initrd;              // [vm] initrd (needs kernel)
+  std::string bootargs;            // [vm] append (kernel command line, /chosen/bootargs)
   uint64_t mem_mib = 128;          // [vm] mem_mib
   std::string disk;                // [vm] disk
-  std::string vm_id;               // [vm] id (default: guest file name)
+  std::string vm_id;               // [vm] id (default: guest or kernel file name)
   Role role = Role::Primary;       // [pair] role = "primary" | "secondary"
   std::string listen;              // [pair] listen = "127.0.0.1:7100" (replication link, incoming)
   std::string peer;                // [pair] peer = "127.0.0.1:7200" (primary: protect this at start; optional)

@@ -118,6 +118,11 @@ int main(int argc, char** argv) {
   add_override(app, "--console", overrides.console_listen, "Guest console address HOST:PORT: [console] listen");
   add_override(app, "--control", overrides.control_socket, "Control socket path: [control] socket");
   add_override(app, "--guest", overrides.guest, "Guest image (RISC-V ELF64 or raw binary): [vm] guest");
+  add_override(app, "--bios", overrides.bios,
+               "Firmware (OpenSBI fw_jump) for a Linux boot, instead of --guest: [vm] bios");
+  add_override(app, "--kernel", overrides.kernel, "Kernel Image entered through the firmware (needs --bios): [vm] kernel");
+  add_override(app, "--initrd", overrides.initrd, "Initramfs for the kernel (needs --kernel): [vm] initrd");
+  add_override(app, "--append", overrides.append, "Kernel command line (needs --kernel): [vm] append");
   add_override(app, "--disk", overrides.disk, "Disk image for virtio-blk: [vm] disk");
   app.add_option_function<uint64_t>(
       "--mem", [&overrides](const uint64_t& mib) { overrides.mem_mib = mib; }, "Guest RAM in MiB: [vm] mem_mib");

@@ -124,6 +124,57 @@ TEST_F(ConfigTest, SecondaryNeedsNoGuestButAnIdAndAListenAddress) {
                {"host.toml:3:", "[vm] id"});
 }
 
+// A firmware boot (Linux): bios + kernel + initrd + append instead of a bare guest image.
+TEST_F(ConfigTest, FirmwareBootIsReadWithPathsAnchoredAndTheKernelAsVmId) {
+  write("fw.bin", "firmware");
+  write("Image", "kernel");
+  write("initramfs.cpio", "initrd");
+  const std::string firmware = "[node]\nname = \"a\"\n[vm]\nbios = \"fw.bin\"\nkernel = \"Image\"\n"
+                               "initrd = \"initramfs.cpio\"\nappend = \"console=ttyS0 quiet\"\n"
+                               "[pair]\nrole = \"primary\"\npsk_file = \"psk\"\n";
+  const NodeConfig c = load(firmware);
+  EXPECT_EQ(c.guest, "");
+  EXPECT_EQ(c.bios, path("fw.bin"));
+  EXPECT_EQ(c.kernel, path("Image"));
+  EXPECT_EQ(c.initrd, path("initramfs.cpio"));
+  EXPECT_EQ(c.bootargs, "console=ttyS0 quiet");
+  EXPECT_EQ(c.vm_id, "Image");
+  // bios alone is a valid primary (the firmware is the whole guest).
+  const NodeConfig bios_only = load("[node]\nname = \"a\"\n[vm]\nbios = \"fw.bin\"\n[pair]\npsk_file = \"psk\"\n");
+  EXPECT_EQ(bios_only.vm_id, "fw.bin");
+  EXPECT_EQ(bios_only.kernel, "");
+  // Flags: a bare-guest file switched to a firmware boot is refused (guest and bios exclusive);
+  // flags on a file without guest work and are relative to the working directory.
+  ConfigOverrides o;
+  o.bios = path("fw.bin");
+  o.kernel = path("Image");
+  o.append = "console=hvc0";
+  expect_error(primary(), {"--bios", "exclusive", "host.toml:4: [vm] guest"}, o);
+  const NodeConfig flagged = load("[node]\nname = \"a\"\n[pair]\npsk_file = \"psk\"\n", o);
+  EXPECT_EQ(flagged.bios, path("fw.bin"));
+  EXPECT_EQ(flagged.kernel, path("Image"));
+  EXPECT_EQ(flagged.bootargs, "console=hvc0");
+}
+
+TEST_F(ConfigTest, FirmwareBootDependenciesAndMissingFilesNameFileLineAndKey) {
+  write("fw.bin", "firmware");
+  write("Image", "kernel");
+  const std::string head = "[node]\nname = \"a\"\n[pair]\npsk_file = \"psk\"\n[vm]\n";  // [vm] on line 5
+  expect_error(head + "guest = \"guest.bin\"\nbios = \"fw.bin\"\n", {"host.toml:7: [vm] bios", "exclusive"});
+  expect_error(head + "kernel = \"Image\"\n", {"host.toml:6: [vm] kernel", "needs [vm] bios"});
+  expect_error(head + "bios = \"fw.bin\"\ninitrd = \"Image\"\n", {"host.toml:7: [vm] initrd", "needs [vm] kernel"});
+  expect_error(head + "bios = \"fw.bin\"\nappend = \"console=ttyS0\"\n",
+               {"host.toml:7: [vm] append", "needs [vm] kernel"});
+  expect_error(head + "bios = \"nope.bin\"\n", {"host.toml:6: [vm] bios", "no such file", "nope.bin"});
+  expect_error(head + "bios = \"fw.bin\"\nkernel = \"Nope\"\n", {"host.toml:7: [vm] kernel", "no such file"});
+  expect_error(head + "bios = \"fw.bin\"\nkernel = \"Image\"\ninitrd = \"none.cpio\"\n",
+               {"host.toml:8: [vm] initrd", "no such file"});
+  expect_error(head + "bios = 7\n", {"host.toml:6: [vm] bios", "expected a string"});
+  expect_error(head + "bios = \"\"\n", {"host.toml:6: [vm] bios", "empty"});
+  // Neither guest nor bios on a primary: the hint names both.
+  expect_error(head, {"host.toml:5: [vm] guest", "--bios"});
+}
+
 TEST_F(ConfigTest, FlagsOverrideTheFileAndAreValidatedByName) {
   ConfigOverrides o;
   o.node_name = "c";
