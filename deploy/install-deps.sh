@@ -13,8 +13,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
   # the etcd arbiter's tests run a real etcd (3.4 serves the v3 JSON gateway)
   etcd-server etcd-client
-  # deploy: the namespace lab's hard partitions, unit verification (systemd-analyze), ocf-tester
-  nftables iproute2 systemd resource-agents
+  # deploy: the namespace lab's hard partitions, unit verification (systemd-analyze, strace), ocf-tester
+  nftables iproute2 systemd resource-agents strace
   # guests and the reference machine
   gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc
   # the Linux guest (guest/linux): kernel source, Linux cross compiler, firmware, kernel build tools

@@ -4,7 +4,7 @@
 # rewritten for the prefix, file modes, that a staged install touched nothing outside
 # DESTDIR, and the usage errors. Usage: install_test.sh BUILD_DIR
 set -euo pipefail
-build=${1:?usage: install_test.sh BUILD_DIR}
+build=$(cd "${1:?usage: install_test.sh BUILD_DIR}" && pwd)
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d /tmp/tandem-install-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -15,6 +15,7 @@ expected_tree() {  # paths relative to the prefix
   printf '%s\n' \
     "$p/bin/tandem" "$p/bin/tandem-netsim" "$p/bin/tandem-witness" "$p/bin/tandemctl" "$p/bin/tandemd" \
     "$p/lib/systemd/system/tandem-witness.service" "$p/lib/systemd/system/tandemd@.service" \
+    "$p/share/doc/tandem/README.md" "$p/share/doc/tandem/deploy.md" "$p/share/doc/tandem/fencing.md" \
     $(cd "$repo/deploy/examples" && ls *.toml *.md 2>/dev/null | sed "s|^|$p/share/tandem/examples/|")
   [ -x "$repo/deploy/ocf/tandem" ] && echo "$p/lib/ocf/resource.d/tandem/tandem"
   [ -f "$build/guest/kv.elf" ] && echo "$p/share/tandem/guests/kv.elf"
@@ -38,7 +39,11 @@ check_units() {  # $1 = stage root, $2 = prefix: binaries run, units name the pr
   for u in tandemd@.service tandem-witness.service; do
     local f="$root$p/lib/systemd/system/$u"
     grep -q "^ExecStart=$p/bin/" "$f" || fail "$u: ExecStart not rewritten to $p/bin"
-    ! grep -q "/usr/local/bin" "$f" || [ "$p" = /usr/local ] || fail "$u still names /usr/local/bin"
+    ! grep -q "/usr/local/" "$f" || [ "$p" = /usr/local ] || fail "$u still names /usr/local/"
+    if grep -q '^Documentation=file://' "$f"; then
+      doc=$(sed -n 's|^Documentation=file://||p' "$f")
+      [ -f "$root$doc" ] || fail "$u: Documentation $doc not installed"
+    fi
   done
 }
 
@@ -82,6 +87,32 @@ if command -v systemd-analyze >/dev/null; then
     fi
     echo "ok: $(grep -o 'Overall exposure level.*' <<<"$score")"
   done
+  # SystemCallFilter kills the daemon on a syscall outside the set: trace a real primary
+  # (boot, console, control socket, SIGTERM) and check every syscall it made is allowed.
+  if command -v strace >/dev/null && [ -f "$build/guest/kv.elf" ]; then
+    sc="$tmp/sc"; mkdir -p "$sc"; truncate -s 1M "$sc/disk"
+    "$tmp/prefix/bin/tandemctl" keygen --out "$sc/psk" 2>/dev/null
+    printf '[node]\nname = "a"\nstate_dir = "%s"\n[vm]\nid = "kv"\nguest = "%s"\nmem_mib = 64\ndisk = "%s"\n[pair]\nrole = "primary"\nlisten = "127.0.0.1:0"\npsk_file = "%s"\n[console]\nlisten = "127.0.0.1:0"\n[control]\nsocket = "%s"\n' \
+      "$sc/state" "$build/guest/kv.elf" "$sc/disk" "$sc/psk" "$sc/ctl.sock" > "$sc/a.toml"
+    strace -f -qq -o "$sc/trace" "$tmp/prefix/bin/tandemd" --config "$sc/a.toml" >"$sc/log" 2>&1 &
+    tracer=$!
+    for _ in $(seq 100); do "$tmp/prefix/bin/tandemctl" -c "$sc/ctl.sock" status >/dev/null 2>&1 && break; sleep 0.1; done
+    "$tmp/prefix/bin/tandemctl" -c "$sc/ctl.sock" status >/dev/null 2>&1 || { kill $tracer 2>/dev/null || true; cat "$sc/log"; fail "traced tandemd did not start"; }
+    daemon=$("$tmp/prefix/bin/tandemctl" -c "$sc/ctl.sock" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+    kill -TERM "$daemon" || { cat "$sc/log"; tail -5 "$sc/trace"; fail "tandemd (pid $daemon) gone before SIGTERM"; }
+    wait $tracer
+    awk '$1 ~ /^[0-9]+$/ { s = $2; sub(/\(.*/, "", s); if (s ~ /^[a-z_0-9]+$/) print s }' "$sc/trace" | sort -u > "$sc/used"
+    expand() { for g in "$@"; do systemd-analyze syscall-filter "$g" | grep -oE '^ +[a-z_0-9@-]+' | tr -d ' '; done; }
+    groups=$(expand @system-service | grep '^@' | sort -u)
+    { expand @system-service; expand $groups; } | grep -v '^@' | sort -u > "$sc/allowed"
+    { expand @privileged @resources; } | grep -v '^@' | sort -u > "$sc/denied"
+    [ "$(wc -l < "$sc/used")" -gt 20 ] || fail "the trace shows too few syscalls to judge: $(wc -l < "$sc/used")"
+    bad=$( (comm -23 "$sc/used" "$sc/allowed"; comm -12 "$sc/used" "$sc/denied") | sort -u | tr '\n' ' ')
+    [ -z "$bad" ] || fail "tandemd makes syscalls tandemd@.service's SystemCallFilter forbids: $bad"
+    echo "ok: SystemCallFilter allows all $(wc -l < "$sc/used") syscalls a traced tandemd made"
+  else
+    echo "skip: strace or the kv guest missing: SystemCallFilter not checked against a trace"
+  fi
 else
   echo "skip: systemd-analyze not installed (apt-get install systemd)"
 fi
