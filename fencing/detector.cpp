@@ -104,7 +104,10 @@ const char* to_string(PeerVerdict verdict) {
   return "?";
 }
 
-struct FailureDetector::Impl : std::enable_shared_from_this<Impl> {
+// The coroutines hold no reference to Impl: stop() joins the I/O thread before Impl goes,
+// and destroying the io_context then destroys the suspended coroutine frames (a
+// shared_from_this() in them would be a cycle through the io_context, never freed).
+struct FailureDetector::Impl {
   DetectorConfig cfg;
   tcp::endpoint listen_at, peer_at;
   asio::io_context io;
@@ -157,7 +160,6 @@ struct FailureDetector::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- receiving: our listener ---------------------------------------------------------
   asio::awaitable<void> accept_loop() {
-    auto self = shared_from_this();
     for (;;) {
       error_code ec;
       tcp::socket socket = co_await acceptor->async_accept(use_ec(ec));
@@ -170,7 +172,6 @@ struct FailureDetector::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<void> receive(std::shared_ptr<tcp::socket> socket) {
-    auto self = shared_from_this();
     track(socket);
     const uint64_t id = ++next_connection_id;
     error_code ec;
@@ -233,7 +234,6 @@ struct FailureDetector::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- sending: our connection to the peer's listener ----------------------------------
   asio::awaitable<void> send_loop() {
-    auto self = shared_from_this();
     const auto interval = cfg.second.timing.interval;
     const auto op_bound = std::max(cfg.second.timing.silence(), std::chrono::milliseconds(200));
     asio::steady_timer pause(io);
