@@ -296,7 +296,7 @@ reprotect() {
     kill -TERM "$(cat "$state_dir/$dead.pid")" 2>/dev/null || true
     wait_until 30 "$dead to stop" bash -c "! kill -0 $(cat "$state_dir/$dead.pid") 2>/dev/null"
   fi
-  rm -rf "$state_dir/$dead" "$state_dir/$dead.sock"
+  rm -rf "${state_dir:?}/$dead" "$state_dir/$dead.sock"
   write_node_config "$dead"
   start "$dead" "$dead" "$bin/tandemd" --config "$state_dir/$dead.toml" --role secondary
   wait_until 30 "$dead's control socket" node_state "$dead"

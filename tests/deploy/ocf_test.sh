@@ -24,10 +24,10 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; tail -20 "$HA_RSCTMP"/*.log 2>/dev/null; exit 1; }
 "$build/tools/tandemctl" keygen --out "$tmp/psk" 2>/dev/null
-ports=($(python3 -c 'import socket
+read -r -a ports <<<"$(python3 -c 'import socket
 s=[socket.socket() for _ in range(4)]
 [x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])'))
+print(*[x.getsockname()[1] for x in s])')"
 
 config() {  # NAME REPL_PORT PEER_PORT CONSOLE_PORT
   truncate -s 1M "$tmp/$1.disk"
@@ -83,7 +83,7 @@ grep -q "passed all tests" <<<"$out" || { echo "$out"; fail "ocf-tester did not 
 echo "ok: ocf-tester"
 
 # 2. Bad parameters: OCF_ERR_CONFIGURED (6) / OCF_ERR_INSTALLED (5); probes say not running.
-OCF_RESKEY_config= "$agent" validate-all >/dev/null 2>&1; [ $? -eq 6 ] || fail "no config: want 6"
+OCF_RESKEY_config='' "$agent" validate-all >/dev/null 2>&1; [ $? -eq 6 ] || fail "no config: want 6"
 OCF_RESKEY_config="$tmp/missing.toml" "$agent" validate-all >/dev/null 2>&1; [ $? -eq 5 ] || fail "missing config: want 5"
 OCF_RESKEY_config="$tmp/missing.toml" "$agent" monitor >/dev/null 2>&1; [ $? -eq 7 ] || fail "probe without config: want 7"
 printf '[node]\nname = "x"\n' > "$tmp/nocontrol.toml"
@@ -93,10 +93,10 @@ echo "ok: bad parameters"
 
 # 3. A pair as a promotable clone: A (peer = B) and B (peer = A), ports 2,3 = replication.
 rm -rf "$tmp"/solo.*
-p=($(python3 -c 'import socket
+read -r -a p <<<"$(python3 -c 'import socket
 s=[socket.socket() for _ in range(4)]
 [x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])'))
+print(*[x.getsockname()[1] for x in s])')"
 config a "${p[0]}" "${p[1]}" "${p[2]}"
 config b "${p[1]}" "${p[0]}" "${p[3]}"
 expect 7 a monitor; expect 7 b monitor
