@@ -103,9 +103,12 @@ class Node:
             f.truncate(1 << 20)
         lines = [
             "[node]", f'name = "{name}"', f'state_dir = "{self.state_dir}"', 'log_level = "info"',
-            "[vm]", f'disk = "{self.disk}"', 'id = "kv"', "mem_mib = 64",
+            "[vm]", f'disk = "{self.disk}"', 'id = "kv"', f"mem_mib = {cluster.mem_mib}",
         ]
-        if role == "primary":
+        if role == "primary" and cluster.linux:
+            lines += [f'bios = "{cluster.linux.bios}"', f'kernel = "{cluster.linux.kernel}"',
+                      f'initrd = "{cluster.linux.initrd}"', f'append = "{cluster.linux.append}"']
+        elif role == "primary":
             lines.append(f'guest = "{cluster.guest}"')
         lines += [
             "[pair]", f'role = "{role}"', f'listen = "127.0.0.1:{listen_port}"',
@@ -180,16 +183,37 @@ class Node:
         return ("127.0.0.1", self.console_port)
 
 
-class Cluster:
-    """A temp dir, a PSK and the tandemd processes of one test; `with` guarantees cleanup."""
+class LinuxImages:
+    """The Linux kv guest (guest/linux: OpenSBI fw_jump + Image + initramfs.cpio) for a pair
+    that boots it instead of guest/kv.elf. `missing` names what is absent (the test skips)."""
 
-    def __init__(self, build, keep=False):
+    FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
+    APPEND = "console=ttyS0 printk.time=0"
+    MEM_MIB = 128
+
+    def __init__(self, build):
+        # TANDEM_LINUX_IMAGES: another build's guest/linux (saves a kernel build while developing).
+        images = os.environ.get("TANDEM_LINUX_IMAGES") or os.path.join(os.path.abspath(build), "guest", "linux")
+        self.bios = os.environ.get("TANDEM_OPENSBI", self.FIRMWARE)
+        self.kernel = os.path.join(images, "Image")
+        self.initrd = os.path.join(images, "initramfs.cpio")
+        self.append = self.APPEND
+        self.missing = [p for p in (self.bios, self.kernel, self.initrd) if not os.path.exists(p)]
+
+
+class Cluster:
+    """A temp dir, a PSK and the tandemd processes of one test; `with` guarantees cleanup.
+    With `linux` (LinuxImages) primaries boot the Linux kv guest instead of guest/kv.elf."""
+
+    def __init__(self, build, keep=False, linux=None):
         build = os.path.abspath(build)
         self.tandemd = os.path.join(build, "tools", "tandemd")
         self.tandemctl = os.path.join(build, "tools", "tandemctl")
         self.netsim_bin = os.path.join(build, "tools", "tandem-netsim")
         self.witness_bin = os.path.join(build, "tools", "tandem-witness")
         self.guest = os.path.join(build, "guest", "kv.elf")
+        self.linux = linux
+        self.mem_mib = linux.MEM_MIB if linux else 64
         for path in (self.tandemd, self.tandemctl, self.guest):
             if not os.path.exists(path):
                 raise FileNotFoundError(path)
@@ -420,11 +444,30 @@ class KvClient:
         self.lines.append((self.connection, text))
         return text
 
-    def read_banner(self):
-        line = self.read_line()
-        if not line.startswith(KV_BANNER_PREFIX):
-            raise HarnessError(f"expected the kv banner, got {line!r}")
-        return line
+    def read_banner(self, skip_boot_log=False, timeout=None):
+        """The kv banner. A bare-metal guest prints it first, so anything else is an error.
+        With `skip_boot_log` (the Linux guest: OpenSBI's banner and the kernel log come first)
+        lines before it are skipped, until `timeout` (default: the client's) runs out."""
+        if not skip_boot_log:
+            line = self.read_line()
+            if not line.startswith(KV_BANNER_PREFIX):
+                raise HarnessError(f"expected the kv banner, got {line!r}")
+            return line
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        skipped = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HarnessError(f"no kv banner after {skipped} boot log lines")
+            try:
+                line = self.read_line(remaining)
+            except socket.timeout:
+                raise HarnessError(f"no kv banner after {skipped} boot log lines "
+                                   f"(last: {self.lines[-1][1] if self.lines else None!r})") from None
+            # The kernel's console may end lines in \r\n; the banner is at the start of a line.
+            if line.rstrip("\r").startswith(KV_BANNER_PREFIX):
+                return line.rstrip("\r")
+            skipped += 1
 
     def command(self, line, timeout=None):
         self.send(line)

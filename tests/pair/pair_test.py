@@ -7,7 +7,9 @@ sockets on 127.0.0.1, the kv guest driven through its console by a checking clie
 Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_failover,
 bad_peers, and with a witness and tandem-netsim between the nodes: fence_link_partition,
 fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover, fence_freeze_primary,
-fence_kill_secondary, fence_kill_primary (see each function). Exit status 0 = pass, 1 = a check failed. Stdlib only.
+fence_kill_secondary, fence_kill_primary, and with the Linux guest (guest/linux):
+linux_failover (see each function). Exit status 0 = pass, 1 = a check failed, 77 = skipped
+(what the case needs is not built). Stdlib only.
 """
 import argparse
 import contextlib
@@ -21,8 +23,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pair_harness import (  # noqa: E402
-    Cluster, HarnessError, KvClient, Node, fenced_pair, log, log_time, make_rng, random_seed_from_env,
+    Cluster, HarnessError, KvClient, LinuxImages, Node, fenced_pair, log, log_time, make_rng, random_seed_from_env,
     resume_after_failover, wait_until)
+
+
+SKIP = 77  # CTest SKIP_RETURN_CODE
+
+
+class Skip(Exception):
+    """The case cannot run here (e.g. the Linux images are not built); not a failure."""
 
 
 def check(condition, message):
@@ -679,7 +688,74 @@ def case_fence_kill_primary(build, args):
             f"{sb['epoch']}; {count} keys; repeated {repeated}")
 
 
+def case_linux_failover(build, args):
+    """The pair protecting the Linux kv guest (OpenSBI + kernel + initramfs, a disk): the
+    primary boots it under [vm] bios/kernel/initrd/append and serves SETs unprotected; then
+    `tandemctl protect` copies the running machine to the secondary (precopy); more SETs are
+    checked, the primary is killed -9, and the promoted secondary answers with every
+    acknowledged key, both from before and after protection. (Protection starts after the
+    banner: protecting from the first instruction diverges, see docs/linux-guest.md.)"""
+    linux = LinuxImages(build)
+    if linux.missing:
+        raise Skip(f"the Linux guest is not built or OpenSBI is not installed: missing {', '.join(linux.missing)} "
+                   f"(configure with -DTANDEM_LINUX_GUEST=ON and build the linux guest; apt-get install opensbi)")
+    with Cluster(build, keep=args.keep, linux=linux) as cluster:
+        b = cluster.node("b", "secondary")
+        b.start()
+        a = cluster.node("a", "primary")
+        a.start()
+        started = time.monotonic()
+        client = KvClient()
+        client.connect(a.console_address())
+        banner = client.read_banner(skip_boot_log=True, timeout=60)
+        boot_s = time.monotonic() - started
+        boot_log = [text for conn, text in client.lines if conn == client.connection][:-1]
+        check(any("Linux version" in line for line in boot_log), f"no kernel log before the banner: {boot_log[-5:]}")
+        check(banner.endswith("(fresh disk)"), f"banner {banner!r}: the disk should be fresh")
+        check(f"booted {linux.kernel} " in a.log_text(), "the primary's log does not name the kernel it booted")
+        unprotected = Workload("lu_")
+        unprotected.set_acked(client, 30)
+        expect_reply(client, "SYNC", "OK")  # on the disk too, which precopy carries as well
+
+        protect_at = time.monotonic()
+        code, out, err = a.ctl("protect", f"127.0.0.1:{b.listen_port}")
+        check(code == 0, f"tandemctl protect: status {code}: {out}{err}")
+        def protected_or_diverged():
+            if "DIVERGENCE" in a.log_text():  # fail at once, with the cause, not after 60 s
+                raise HarnessError("the replica diverged from the Linux primary:\n"
+                                   + "\n".join(l for l in a.log_text().splitlines() if "DIVERGENCE" in l))
+            return (a.status()["state"], b.status()["state"]) == ("PROTECTED", "PROTECTED")
+        wait_until(protected_or_diverged, 60, "a and b to be PROTECTED")
+        protected_s = time.monotonic() - protect_at
+        sa = a.status()
+        check(sa["vm_id"] == "kv" and sa["last_error"] == "", f"primary status {sa}")
+        check(sa["sync"]["done"] and sa["sync"]["bytes"] > 0, f"sync progress {sa['sync']}")
+        log(f"banner {boot_s:.2f} s after start; PROTECTED {protected_s:.2f} s after protect: "
+            f"{sa['sync']['rounds']} rounds, {sa['sync']['bytes']} bytes, {sa['sync']['rate_mb_s']:.1f} MB/s")
+
+        epoch = sa["epoch"]
+        work = Workload("lx_")
+        work.set_acked(client, 60)
+        key, value = work.next_pair()
+        client.send(f"SET {key} {value}")  # one in flight when the primary dies
+        work.in_flight = (key, value)
+        killed_at = time.monotonic()
+        a.kill9()
+        drain_old_connection(client, work, timeout=2)
+        previous = client.recent_lines(2, client.connection)
+        client.close()
+        first_byte_s, repeated = resume_after_failover(client, b.console_address(), previous, start=killed_at)
+        count = verify_data(client, [unprotected, work])
+        s = b.status()
+        check((s["role"], s["state"]) == ("primary", "STANDALONE"), f"promoted node is {s['role']} {s['state']}")
+        check(s["epoch"] == epoch + 1, f"promoted epoch {s['epoch']}, expected {epoch + 1}")
+        check(s["last_audit_ok"] is True, f"audit on the promoted node: {s}")
+        log(f"Linux failover {first_byte_s * 1000:.0f} ms (kill -9 to first byte), keys now {count}, "
+            f"repeated {repeated}")
+
+
 CASES.update({
+    "linux_failover": case_linux_failover,
     "fence_kill_primary": case_fence_kill_primary,
     "fence_kill_secondary": case_fence_kill_secondary,
     "fence_freeze_primary": case_fence_freeze_primary,
@@ -702,6 +778,9 @@ def main():
     start = time.monotonic()
     try:
         CASES[args.case](os.path.abspath(args.build), args)
+    except Skip as e:
+        log(f"SKIP {args.case}: {e}")
+        return SKIP
     except HarnessError as e:
         log(f"FAIL {args.case}: {e}")
         return 1
