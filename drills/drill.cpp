@@ -277,8 +277,13 @@ static IterationResult run_iteration(PairEnv& env, const DrillInfo& drill, int i
   if (const auto r = first_reply(replies, secondary, fault_at); r && result.promoted && (!new_live || *r < *new_live))
     new_live = r;
   if (new_live) {
+    // A reply on a connection the client had already given up on answers a request sent
+    // before that: the old primary may have released it (acknowledged, so it is in the new
+    // primary's history too) just before it froze or was cut off, and it arrives late.
+    // Output released after the promotion cannot be acknowledged any more, so the evidence
+    // of two primaries is an answer on a live connection, or to the fresh probe.
     for (const auto& r : replies)
-      if (r.slot == primary && r.at > *new_live) ++result.stale_replies;
+      if (r.slot == primary && r.at > *new_live && !r.abandoned) ++result.stale_replies;
     result.stale_replies += probe_answers;
     if (result.stale_replies > 0) {
       dual_epochs.insert(result.epoch_before);
