@@ -16,6 +16,7 @@ extern "C" {
 #include <vector>
 
 #include "tests/vmm/rv_asm.h"
+#include "tests/vmm/scratch_dir.h"
 #include "vmm/cpu/hart.h"
 #include "vmm/machine.h"
 
@@ -36,17 +37,7 @@ constexpr uint64_t kMib = 1 << 20;
 
 class BootTest : public ::testing::Test {
  protected:
-  BootTest() {
-    dir = std::filesystem::temp_directory_path() / ("tandem_boot_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-  }
-  ~BootTest() override { std::filesystem::remove_all(dir); }
-
-  std::string file(const std::string& name, const std::vector<uint8_t>& bytes) {
-    const auto path = (dir / name).string();
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    return path;
-  }
+  std::string file(const std::string& name, const std::vector<uint8_t>& bytes) { return scratch.write(name, bytes); }
   // `size` bytes of a recognisable pattern.
   static std::vector<uint8_t> pattern(size_t size, uint8_t seed) {
     std::vector<uint8_t> out(size);
@@ -89,7 +80,8 @@ class BootTest : public ::testing::Test {
   }
 
   QuietWorld world;
-  std::filesystem::path dir;
+  tandem::test::ScratchDir scratch{"tandem_boot_test_"};
+  const std::filesystem::path& dir = scratch.path();
 };
 
 TEST_F(BootTest, PlacesFirmwareKernelInitrdAndDeviceTree) {

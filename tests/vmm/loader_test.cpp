@@ -9,6 +9,7 @@
 #include <fstream>
 #include <vector>
 
+#include "tests/vmm/scratch_dir.h"
 #include "vmm/loader.h"
 
 namespace tandem::vmm {
@@ -19,17 +20,9 @@ constexpr uint64_t kRamBytes = 1 << 20;
 
 class LoaderTest : public ::testing::Test {
  protected:
-  LoaderTest() : mem(kRam, kRamBytes) {
-    dir = std::filesystem::temp_directory_path() / ("tandem_loader_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-  }
-  ~LoaderTest() override { std::filesystem::remove_all(dir); }
+  LoaderTest() : mem(kRam, kRamBytes) {}
 
-  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) {
-    const auto path = (dir / name).string();
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    return path;
-  }
+  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) { return scratch.write(name, bytes); }
 
   // A minimal ELF64 RISC-V executable: one PT_LOAD of `code` at `paddr` with `bss` extra bytes.
   static std::vector<uint8_t> elf(uint64_t paddr, const std::vector<uint8_t>& code, uint64_t bss = 0) {
@@ -80,7 +73,8 @@ class LoaderTest : public ::testing::Test {
   }
 
   GuestMemory mem;
-  std::filesystem::path dir;
+  tandem::test::ScratchDir scratch{"tandem_loader_test_"};
+  const std::filesystem::path& dir = scratch.path();
 };
 
 TEST_F(LoaderTest, ElfSegmentsLoadAndBssIsZeroed) {
