@@ -77,6 +77,21 @@ using ChunkSink = std::function<void(std::string_view chunk)>;
 Stats write_full(vmm::Machine& machine, const ChunkSink& sink, const Options& options = {});
 Stats write_incremental(vmm::Machine& machine, const ChunkSink& sink, const Options& options = {});
 
+// The same content cut into bounded, self-contained parts, for a pre-copy over a link whose
+// messages are limited and whose receiver should not hold a whole round: each part is a
+// complete incremental stream (own header, trailer and hash) of about `part_bytes` or less
+// (a part ends at the first record boundary past it), and applying the parts in order with
+// apply() has the effect of the one stream. Parts never carry the core state (it must be
+// applied after the last disk block): it comes in its own write_incremental() after the
+// last round. The full form covers every page and disk block (non-zero ones as data, the
+// rest as zero runs), so its parts define all of RAM and disk on any receiver of the right
+// size. There is always at least one part (an empty round is one empty stream). Parts are handed to the sink as
+// they fill; a sink that throws marks the bitmaps all-dirty as above.
+using PartSink = std::function<void(std::string&& part)>;
+Stats write_full_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink, const Options& options = {});
+Stats write_incremental_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink,
+                              const Options& options = {});
+
 // Verifies the whole stream (header, trailer hash, record structure and bounds, every
 // record decompressed and its hash checked, the core state's header) before touching the
 // machine, then applies it: a full stream replaces RAM and disk contents (anything not in

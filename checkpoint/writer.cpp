@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <new>
+#include <optional>
 #include <cstring>
 #include <span>
 #include <vector>
@@ -124,6 +125,8 @@ class StreamWriter {
   }
 
   Stats& stats() { return stats_; }
+  // Bytes of the stream so far (without the trailer).
+  uint64_t bytes() const { return flushed_ + buf_.size(); }
 
  private:
   static constexpr size_t kChunkBytes = size_t{1} << 20;
@@ -145,10 +148,65 @@ class StreamWriter {
   Stats stats_;
 };
 
+// Records cut into parts: self-contained incremental streams (no core) that end at the
+// first record boundary past `part_bytes`, each handed whole to the sink.
+class PartWriter {
+ public:
+  PartWriter(vmm::Machine& machine, const Options& options, size_t part_bytes, const PartSink& sink)
+      : machine_(machine), options_(options), part_bytes_(part_bytes), sink_(sink) {}
+  PartWriter(const PartWriter&) = delete;
+  PartWriter& operator=(const PartWriter&) = delete;
+
+  void data_record(RecordType type, uint64_t index, std::span<const uint8_t> raw) {
+    open().data_record(type, index, raw);
+    maybe_close();
+  }
+  void zero_run(RecordType type, uint64_t first, uint64_t count) {
+    open().zero_run(type, first, count);
+    maybe_close();
+  }
+  Stats& stats() { return stats_; }
+  Stats finish() {
+    open();  // an empty round is still one (empty) part
+    close();
+    return stats_;
+  }
+
+ private:
+  StreamWriter& open() {
+    if (!writer_) {
+      part_.clear();
+      writer_.emplace(machine_, Kind::Incremental, options_, /*has_core=*/false, append_);
+    }
+    return *writer_;
+  }
+  void maybe_close() {
+    if (writer_->bytes() >= part_bytes_) close();
+  }
+  void close() {
+    const Stats part = writer_->finish();
+    writer_.reset();
+    stats_.raw_bytes += part.raw_bytes;
+    stats_.stream_bytes += part.stream_bytes;
+    sink_(std::move(part_));
+    part_ = std::string();
+  }
+
+  vmm::Machine& machine_;
+  const Options options_;
+  const size_t part_bytes_;
+  const PartSink& sink_;
+  std::string part_;
+  const ChunkSink append_ = [this](std::string_view chunk) { part_.append(chunk); };
+  std::optional<StreamWriter> writer_;
+  Stats stats_;
+};
+
 // Zero runs collect consecutive changed-and-now-zero pages or blocks into one record.
+template <typename Writer>
 class ZeroRuns {
  public:
-  ZeroRuns(StreamWriter& w, RecordType type) : w_(w), type_(type) {}
+  ZeroRuns(Writer& w, RecordType type) : w_(w), type_(type) {}
   void add(uint64_t index) {
     if (count_ > 0 && first_ + count_ == index) {
       ++count_;
@@ -164,7 +222,7 @@ class ZeroRuns {
   }
 
  private:
-  StreamWriter& w_;
+  Writer& w_;
   RecordType type_;
   uint64_t first_ = 0;
   uint64_t count_ = 0;
@@ -222,50 +280,55 @@ const char* to_string(Kind kind) {
 
 namespace {
 
-Stats write_full_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
+// Every non-zero page and disk block as data. With zero_runs the others travel as zero
+// runs (parts of a full round must define them); a full stream leaves them out.
+template <typename Writer>
+void full_body(vmm::Machine& machine, Writer& w, bool zero_runs) {
   vmm::GuestMemory& memory = machine.memory();
   DiskImage* disk = machine.board().disk();
-  // This checkpoint is the new base: what changes from now on goes in the next incremental.
-  (void)machine.take_dirty_bitmap();
-  if (disk) (void)disk->take_written_blocks();
-
-  StreamWriter w(machine, Kind::Full, options, /*has_core=*/true, sink);
-  write_core(machine, w);
   Stats& s = w.stats();
+  ZeroRuns zero_pages(w, RecordType::Page);
   for (uint64_t p = 0; p < memory.page_count(); ++p) {
     // Untouched pages are zero without looking (and looking would fault them in).
     const uint8_t* page = memory.host(memory.base() + (p << kPageShift));
     if (!memory.page_touched(p) || all_zero({page, kPageSize})) {
       ++s.zero_pages_skipped;
+      if (zero_runs) zero_pages.add(p);
       continue;
     }
+    zero_pages.flush();  // records stay in index order
     w.data_record(RecordType::Page, p, {page, kPageSize});
     ++s.pages;
   }
+  zero_pages.flush();
   if (disk) {
+    ZeroRuns zero_blocks(w, RecordType::DiskBlock);
     std::vector<uint8_t> chunk(kDiskChunkBytes);
     for (uint64_t offset = 0; offset < disk->size_bytes(); offset += kDiskChunkBytes) {
       const size_t n = static_cast<size_t>(std::min(kDiskChunkBytes, disk->size_bytes() - offset));
       if (!disk->read(offset, {chunk.data(), n})) disk_read_failed(*disk, offset);
       for (size_t at = 0; at < n; at += kBlockBytes) {
         const std::span<const uint8_t> block(chunk.data() + at, std::min<size_t>(kBlockBytes, n - at));
-        if (all_zero(block)) continue;
-        w.data_record(RecordType::DiskBlock, (offset + at) / kBlockBytes, block);
+        const uint64_t index = (offset + at) / kBlockBytes;
+        if (all_zero(block)) {
+          if (zero_runs) zero_blocks.add(index);
+          continue;
+        }
+        zero_blocks.flush();
+        w.data_record(RecordType::DiskBlock, index, block);
         ++s.disk_blocks;
       }
     }
+    zero_blocks.flush();
   }
-  return w.finish();
 }
 
-Stats write_incremental_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
+// The pages and blocks the bitmaps mark: data, or a zero run when they are zero now.
+template <typename Writer>
+void incremental_body(vmm::Machine& machine, Writer& w, const std::vector<uint64_t>& dirty,
+                      const std::vector<uint64_t>& written) {
   vmm::GuestMemory& memory = machine.memory();
   DiskImage* disk = machine.board().disk();
-  const std::vector<uint64_t> dirty = machine.take_dirty_bitmap();
-  const std::vector<uint64_t> written = disk ? disk->take_written_blocks() : std::vector<uint64_t>{};
-
-  StreamWriter w(machine, Kind::Incremental, options, options.include_core, sink);
-  if (options.include_core) write_core(machine, w);
   Stats& s = w.stats();
   ZeroRuns zero_pages(w, RecordType::Page);
   for (uint64_t p = 0; p < memory.page_count(); ++p) {
@@ -308,6 +371,28 @@ Stats write_incremental_unsafe(vmm::Machine& machine, const ChunkSink& sink, con
     }
     zero_blocks.flush();
   }
+}
+
+Stats write_full_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
+  DiskImage* disk = machine.board().disk();
+  // This checkpoint is the new base: what changes from now on goes in the next incremental.
+  (void)machine.take_dirty_bitmap();
+  if (disk) (void)disk->take_written_blocks();
+
+  StreamWriter w(machine, Kind::Full, options, /*has_core=*/true, sink);
+  write_core(machine, w);
+  full_body(machine, w, /*zero_runs=*/false);
+  return w.finish();
+}
+
+Stats write_incremental_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
+  DiskImage* disk = machine.board().disk();
+  const std::vector<uint64_t> dirty = machine.take_dirty_bitmap();
+  const std::vector<uint64_t> written = disk ? disk->take_written_blocks() : std::vector<uint64_t>{};
+
+  StreamWriter w(machine, Kind::Incremental, options, options.include_core, sink);
+  if (options.include_core) write_core(machine, w);
+  incremental_body(machine, w, dirty, written);
   return w.finish();
 }
 
@@ -319,6 +404,29 @@ Stats write_full(vmm::Machine& machine, const ChunkSink& sink, const Options& op
 
 Stats write_incremental(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
   return keeping_bitmaps_safe(machine, [&] { return write_incremental_unsafe(machine, sink, options); });
+}
+
+Stats write_full_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink, const Options& options) {
+  return keeping_bitmaps_safe(machine, [&] {
+    // This round is the new base, as for write_full.
+    (void)machine.take_dirty_bitmap();
+    if (DiskImage* disk = machine.board().disk()) (void)disk->take_written_blocks();
+    PartWriter w(machine, options, part_bytes, sink);
+    full_body(machine, w, /*zero_runs=*/true);
+    return w.finish();
+  });
+}
+
+Stats write_incremental_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink,
+                              const Options& options) {
+  return keeping_bitmaps_safe(machine, [&] {
+    DiskImage* disk = machine.board().disk();
+    const std::vector<uint64_t> dirty = machine.take_dirty_bitmap();
+    const std::vector<uint64_t> written = disk ? disk->take_written_blocks() : std::vector<uint64_t>{};
+    PartWriter w(machine, options, part_bytes, sink);
+    incremental_body(machine, w, dirty, written);
+    return w.finish();
+  });
 }
 
 std::string write_full(vmm::Machine& machine, const Options& options, Stats* stats) {

@@ -209,6 +209,83 @@ TEST_P(CheckpointTest, ChunkedStreamIsTheSameBytesAndAFailingSinkLosesNothing) {
   EXPECT_EQ(dst.state_hash(), src.state_hash());
 }
 
+// Pre-copy in bounded parts (the live pair's initial sync): every part is a complete
+// incremental stream no bigger than the bound plus one record, and the parts of a full
+// round define all of RAM even on a destination that holds stale memory.
+TEST_P(CheckpointTest, PartedRoundsAreBoundedSelfContainedAndReachTheSourceState) {
+  constexpr size_t kPartBytes = 256 << 10;
+  ScriptWorld wa, wb;
+  Machine src(config(32), wa);
+  src.load(walker(4u << 20));
+  ASSERT_EQ(src.run_until(200'000).exit, Exit::Running);
+  scribble(src, 10u << 20, 3u << 20, 21);  // incompressible: several parts even with lz4/zstd
+  Machine dst(config(32), wb);
+  scribble(dst, 20u << 20, 1u << 20, 22);  // stale memory the source never had
+
+  auto collect = [&](auto write) {
+    std::vector<std::string> parts;
+    const Stats s = write([&](std::string&& part) { parts.push_back(std::move(part)); });
+    uint64_t total = 0;
+    for (const std::string& part : parts) {
+      total += part.size();
+      EXPECT_LE(part.size(), kPartBytes + 2 * vmm::kPageSize);
+      const StreamInfo info = inspect(part);
+      EXPECT_EQ(info.kind, Kind::Incremental);
+      EXPECT_FALSE(info.has_core);
+      checkpoint::apply(dst, part);
+    }
+    EXPECT_EQ(total, s.stream_bytes);
+    return std::make_pair(parts.size(), s);
+  };
+  const auto [full_parts, full] =
+      collect([&](const PartSink& sink) { return write_full_parts(src, kPartBytes, sink, options()); });
+  EXPECT_GE(full_parts, 12u);  // 3 MiB of random pages in 256 KiB parts
+  EXPECT_EQ(full.pages + full.zero_pages_skipped, src.memory().page_count());
+  EXPECT_EQ(dst.icount(), 0u);  // parts carry no core state
+
+  uint64_t icount = 200'000;
+  for (int round = 0; round < 3; ++round) {
+    icount += 50'000;
+    ASSERT_EQ(src.run_until(icount).exit, Exit::Running);
+    const auto [n, s] =
+        collect([&](const PartSink& sink) { return write_incremental_parts(src, kPartBytes, sink, options()); });
+    EXPECT_GE(n, 1u);
+    EXPECT_GT(s.pages, 0u);
+    EXPECT_LT(s.pages, full.pages);
+  }
+  // The stop-and-copy: the last dirty pages in parts, then the core state on its own.
+  ASSERT_EQ(src.run_until(icount + 777).exit, Exit::Running);
+  collect([&](const PartSink& sink) { return write_incremental_parts(src, kPartBytes, sink, options()); });
+  const std::string core = write_incremental(src, options());
+  EXPECT_EQ(inspect(core).records, 1u);  // nothing changed since: only the core state
+  checkpoint::apply(dst, core);
+  // Nothing dirty now: still one (empty) part, so a round always has a message.
+  std::vector<std::string> empty;
+  write_incremental_parts(src, kPartBytes, [&](std::string&& p) { empty.push_back(std::move(p)); }, options());
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(inspect(empty[0]).records, 0u);
+  EXPECT_EQ(dst.icount(), src.icount());
+  EXPECT_EQ(dst.state_hash(), src.state_hash());
+  ASSERT_EQ(src.run_until(icount + 400'000).exit, Exit::Running);
+  ASSERT_EQ(dst.run_until(icount + 400'000).exit, Exit::Running);
+  EXPECT_EQ(dst.state_hash(), src.state_hash());
+
+  // A sink that fails midway (the link dropped) leaves the next round complete.
+  struct LinkDown {};
+  scribble(src, 4u << 20, 1u << 20, 23);
+  int handed = 0;
+  EXPECT_THROW(write_incremental_parts(src, kPartBytes,
+                                       [&](std::string&& p) {
+                                         if (++handed == 2) throw LinkDown{};
+                                         checkpoint::apply(dst, p);
+                                       },
+                                       options()),
+               LinkDown);
+  collect([&](const PartSink& sink) { return write_incremental_parts(src, kPartBytes, sink, options()); });
+  checkpoint::apply(dst, write_incremental(src, options()));
+  EXPECT_EQ(dst.state_hash(), src.state_hash());
+}
+
 #ifdef TANDEM_GUEST_DIR
 // The kv guest keeps its store on virtio-blk: SYNC writes disk blocks. The destination
 // starts from a zeroed (or stale) image of the same size and must end byte-identical.
@@ -269,6 +346,29 @@ TEST_P(DiskCheckpointTest, KvStoreAndDiskSurviveFullIncrementalsAndFinal) {
   converse(dst, wb, "GET key3\nGET key42\nGET late\nCOUNT\nSYNC\n");
   EXPECT_EQ(wb.output, wa.output);
   EXPECT_NE(wa.output.find("value-" + std::to_string(42 * 7919)), std::string::npos) << wa.output;
+  EXPECT_EQ(dst.state_hash(), src.state_hash());
+  EXPECT_EQ(testing::read_file(dst_disk), testing::read_file(src_disk));
+}
+
+// Parts of a full round zero the blocks they do not carry as data: a stale destination
+// disk ends byte-identical.
+TEST_P(DiskCheckpointTest, PartedFullRoundDefinesTheWholeDisk) {
+  const std::string src_disk = path("src.img"), dst_disk = path("dst.img");
+  testing::write_file(src_disk, std::vector<uint8_t>(kDiskBytes, 0));
+  std::vector<uint8_t> stale(kDiskBytes);
+  for (size_t i = 0; i < stale.size(); ++i) stale[i] = static_cast<uint8_t>(i * 31 + 7);
+  testing::write_file(dst_disk, stale);
+  ScriptWorld wa, wb;
+  Machine src(config(32, src_disk), wa);
+  src.load(kv());
+  converse(src, wa, sets(0, 40) + "SYNC\n");
+  Machine dst(config(32, dst_disk), wb);
+  size_t parts = 0;
+  const Stats s = write_full_parts(src, 8 << 10, [&](std::string&& p) { checkpoint::apply(dst, p), ++parts; },
+                                   options());
+  EXPECT_GT(s.disk_blocks, 0u);
+  EXPECT_GT(parts, 1u);
+  checkpoint::apply(dst, write_incremental(src, options()));
   EXPECT_EQ(dst.state_hash(), src.state_hash());
   EXPECT_EQ(testing::read_file(dst_disk), testing::read_file(src_disk));
 }
