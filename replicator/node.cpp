@@ -43,6 +43,7 @@
 #include "fencing/detector.h"
 #include "fencing/lease.h"
 #include "replicator/pair_io.h"
+#include "replicator/precopy.h"
 #include "replicator/transport/link.h"
 #include "vmm-hooks/recorder.h"
 #include "vmm-hooks/replayer.h"
@@ -58,6 +59,11 @@ constexpr uint64_t kSlice = 2'000'000;          // instructions between command 
 constexpr uint64_t kAuditInterval = 10'000'000;  // state-hash audits in the stream
 constexpr uint32_t kMaxPrecopyRounds = 4;
 constexpr uint64_t kPrecopyDoneBytes = 256 << 10;  // a round this small ends the pre-copy
+// While a pre-copy waits for the secondary, the guest runs in slices this long.
+constexpr uint64_t kPrecopySlice = 250'000;
+
+// The link closed during a pre-copy: the rounds stop where they are.
+struct SyncAborted {};
 
 std::pair<std::string, uint16_t> split_address(const std::string& address) {
   const auto colon = address.rfind(':');
@@ -130,7 +136,10 @@ struct Node::Impl {
   bool handover_requested = false;
   std::optional<fencing::Verdict> promotion;  // secondary: go live with this
   uint64_t handover_released = 0;             // planned handover: output the old primary released
-  std::deque<wire::SyncChunk> sync_chunks;    // secondary: pre-copy rounds to apply
+  std::deque<wire::SyncChunk> sync_chunks;    // secondary: pre-copy parts to apply, in order
+  SyncSequence sync_sequence;                 // secondary: the order they came in
+  Clock::time_point sync_started{};           // either side: the first part, for the rate
+  std::atomic<uint64_t> sync_acked{0};        // primary: parts the secondary applied (SyncAck)
   volatile std::sig_atomic_t wake = 0;        // makes an idle primary return to its loop
 
   // Fencing state (arbitrated only), under `mutex`.
@@ -277,6 +286,8 @@ struct Node::Impl {
     peer_address = l->peer().address;
     state = PairState::Syncing;
     sync = {};
+    sync_sequence = {};
+    sync_chunks.clear();  // parts of an earlier, broken sync
     lock.unlock();
     store_epoch(l->peer().epoch);
     spdlog::info("primary {} ({}) connected at epoch {}: syncing", l->peer().node_name, l->peer().address,
@@ -323,10 +334,34 @@ struct Node::Impl {
         return;
       }
       case wire::Envelope::kSyncChunk: {
-        std::lock_guard lock(mutex);
+        std::unique_lock lock(mutex);
+        if (role != Role::Secondary) {
+          spdlog::warn("ignored a sync message from {}: this node is the primary", l->peer().address);
+          return;
+        }
+        if (std::string error = sync_sequence.accept(e.sync_chunk()); !error.empty()) {
+          last_error = "sync refused: " + error;
+          spdlog::error("{}", last_error);
+          lock.unlock();
+          wire::Envelope fail;
+          fail.mutable_sync_result()->set_ok(false);
+          fail.mutable_sync_result()->set_error(error);
+          send(l, std::move(fail));
+          l->close("sync refused");  // outside the lock: close() can run on_link_closed inline
+          return;
+        }
+        const auto now = Clock::now();
+        if (e.sync_chunk().sequence() == 0) sync_started = now;
         sync.rounds = e.sync_chunk().round() + 1;
         sync.bytes += e.sync_chunk().checkpoint().size();
+        const double seconds = std::chrono::duration<double>(now - sync_started).count();
+        sync.rate_mb_s = seconds > 0 ? sync.bytes / seconds / 1e6 : 0;
         sync_chunks.push_back(std::move(*e.mutable_sync_chunk()));
+        cv.notify_all();
+        return;
+      }
+      case wire::Envelope::kSyncAck: {
+        sync_acked = e.sync_ack().sequence() + 1;
         cv.notify_all();
         return;
       }
@@ -787,7 +822,12 @@ struct Node::Impl {
     spdlog::warn("STANDBY: this node (epoch {}) waits to be re-synced by the live primary", epoch_now());
   }
 
-  // Iterative pre-copy to a new secondary, then streaming.
+  // Iterative pre-copy to a new secondary, then streaming. Each round goes out in parts
+  // of kSyncPartBytes (checkpoint::write_*_parts), at most kSyncWindowParts ahead of the
+  // secondary's acknowledgements; while the primary waits for those the guest runs on, so
+  // its writes land in the next round's dirty pages (as in live migration). The closing
+  // message is taken with the machine paused: the core state, icount, state hash and the
+  // header of the log the secondary will replay.
   void precopy(const std::shared_ptr<Link>& l) {
     {
       std::lock_guard lock(mutex);
@@ -795,67 +835,121 @@ struct Node::Impl {
       sync = {};
       link = l;
       peer_address = l->peer().address;
+      sync_started = Clock::now();
     }
+    sync_acked = 0;
     const auto start = Clock::now();
-    auto send_chunk = [&](wire::SyncChunk chunk) {
-      const uint64_t n = chunk.checkpoint().size();
+    const uint64_t icount_before = machine->icount();
+    uint64_t sequence = 0;
+    uint32_t round = 0, part = 0;
+    bool guest_runs = true;  // false in the stop-and-copy
+    auto send_part = [&](std::string&& stream, wire::SyncChunk chunk = {}) {
+      wait_for_sync_acks(l, sequence, kSyncWindowParts, guest_runs);
+      const uint64_t n = stream.size();
+      chunk.set_round(round);
+      chunk.set_part(part++);
+      chunk.set_sequence(sequence++);
+      chunk.set_checkpoint(std::move(stream));
       wire::Envelope e;
       *e.mutable_sync_chunk() = std::move(chunk);
       send(l, std::move(e));
       std::lock_guard lock(mutex);
-      sync.rounds += 1;
+      sync.rounds = round + 1;
       sync.bytes += n;
       const double s = std::chrono::duration<double>(Clock::now() - start).count();
       sync.rate_mb_s = s > 0 ? sync.bytes / s / 1e6 : 0;
     };
+    const checkpoint::PartSink part_sink = [&](std::string&& stream) { send_part(std::move(stream)); };
+    auto log_round = [&](const checkpoint::Stats& s, uint64_t sent_before) {
+      std::lock_guard lock(mutex);
+      spdlog::info("pre-copy round {}: {} parts, {} pages, {} bytes; {} bytes in {:.2f} s so far ({:.1f} MB/s)", round,
+                   part, s.pages, sync.bytes - sent_before, sync.bytes,
+                   std::chrono::duration<double>(Clock::now() - start).count(), sync.rate_mb_s);
+    };
     recorder->flush_output();  // output from before protection is not the secondary's
-    {
-      wire::SyncChunk c;
-      c.set_round(0);
-      c.set_checkpoint(checkpoint::write_full(*machine));
-      send_chunk(std::move(c));
+    try {
+      uint64_t sent_before = 0;
+      checkpoint::Stats stats = checkpoint::write_full_parts(*machine, kSyncPartBytes, part_sink);
+      log_round(stats, sent_before);
+      for (round = 1; round < kMaxPrecopyRounds; ++round) {
+        part = 0;
+        sent_before = sync_bytes();
+        // The guest runs until the secondary has applied the last round; then copy what it dirtied.
+        wait_for_sync_acks(l, sequence, 1, true);
+        stats = checkpoint::write_incremental_parts(*machine, kSyncPartBytes, part_sink);
+        log_round(stats, sent_before);
+        if (stats.stream_bytes < kPrecopyDoneBytes) break;
+      }
+      // Stop-and-copy: the machine is paused here (this thread owns it). What the guest
+      // dirtied during the last round, then the core state in the closing message.
+      round = std::min(round, kMaxPrecopyRounds - 1);
+      guest_runs = false;
+      recorder->flush_output();
+      part = 0;
+      ++round;
+      sent_before = sync_bytes();
+      stats = checkpoint::write_incremental_parts(*machine, kSyncPartBytes, part_sink);
+      wire::SyncChunk last;
+      last.set_last(true);
+      last.set_icount(machine->icount());
+      last.set_state_hash(machine->state_hash());
+      *last.mutable_log_header() = recorder->make_header(*machine, header_image());
+      send_part(checkpoint::write_incremental(*machine), std::move(last));  // nothing dirty: the core state
+      log_round(stats, sent_before);
+    } catch (const SyncAborted&) {
+      spdlog::warn("pre-copy stopped after {} bytes: the link to {} closed", sync_bytes(), l->peer().address);
+      return;
     }
-    checkpoint::Options incremental;
-    incremental.include_core = false;
-    for (uint32_t round = 1; round < kMaxPrecopyRounds; ++round) {
-      // Let the guest run (unrecorded) while the last round travels; then copy what it dirtied.
-      wait_for_link_drain(l);
-      wake = 1;  // an idle guest ends the slice at once: there is nothing to wait for
-      machine->run_until(machine->icount() + kSlice);
-      wire::SyncChunk c;
-      c.set_round(round);
-      c.set_checkpoint(checkpoint::write_incremental(*machine, incremental));
-      const bool small = c.checkpoint().size() < kPrecopyDoneBytes;
-      send_chunk(std::move(c));
-      if (small) break;
-    }
-    // Stop-and-copy: the machine is paused here (this thread owns it).
-    recorder->flush_output();
-    wire::SyncChunk last;
-    last.set_round(sync.rounds);
-    last.set_last(true);
-    last.set_checkpoint(checkpoint::write_incremental(*machine));  // with the core state
-    last.set_icount(machine->icount());
-    last.set_state_hash(machine->state_hash());
-    *last.mutable_log_header() = recorder->make_header(*machine, header_image());
-    send_chunk(std::move(last));
     gate->reset_count();
     gate->set_gated(true);
     sink = std::make_unique<LinkBatchSink>(l);
     recorder->set_sink(*machine, sink.get());
     recorder->logged_released_ = 0;
-    {
-      std::lock_guard lock(mutex);
-      sync.done = true;
-    }
-    spdlog::info("pre-copy sent: {} rounds, {} bytes in {:.3f} s; streaming the log", sync.rounds, sync.bytes,
-                 std::chrono::duration<double>(Clock::now() - start).count());
+    std::lock_guard lock(mutex);
+    sync.done = true;
+    spdlog::info("pre-copy sent: {} rounds, {} messages, {} bytes in {:.3f} s ({:.1f} MB/s); the guest ran {} "
+                 "instructions meanwhile; streaming the log",
+                 sync.rounds, sequence, sync.bytes, std::chrono::duration<double>(Clock::now() - start).count(),
+                 sync.rate_mb_s, machine->icount() - icount_before);
   }
 
-  void wait_for_link_drain(const std::shared_ptr<Link>& l) {
-    const auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (l->is_open() && l->queued_bytes() > (4u << 20) && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  uint64_t sync_bytes() const {
+    std::lock_guard lock(mutex);
+    return sync.bytes;
+  }
+
+  // Flow control of the pre-copy: returns when fewer than `window` of the messages sent
+  // before `sequence` await the secondary's SyncAck. Meanwhile the guest runs in short
+  // slices (unrecorded: the secondary gets what it writes in the next round). Throws
+  // SyncAborted when the link closes or the secondary stops answering.
+  void wait_for_sync_acks(const std::shared_ptr<Link>& l, uint64_t sequence, uint64_t window, bool guest_runs) {
+    const auto patience = std::chrono::seconds(30);
+    auto deadline = Clock::now() + patience;
+    uint64_t acked = sync_acked.load();
+    while (sequence >= acked + window) {
+      {
+        std::lock_guard lock(mutex);
+        if (stopping || link != l || !l->is_open()) throw SyncAborted{};
+      }
+      if (Clock::now() > deadline) {
+        l->close("the secondary acknowledged no sync message for 30 s");
+        throw SyncAborted{};
+      }
+      vmm::Exit exit = vmm::Exit::Idle;
+      if (guest_runs) {
+        wake = 1;  // an idle guest ends the slice at once: there is nothing to wait for
+        const vmm::RunResult r = machine->run_until(machine->icount() + kPrecopySlice);
+        icount = r.icount;
+        exit = r.exit;
+      }
+      if (exit != vmm::Exit::Running) {
+        std::unique_lock lock(mutex);
+        cv.wait_for(lock, std::chrono::milliseconds(1));
+      }
+      if (const uint64_t now_acked = sync_acked.load(); now_acked != acked) {
+        acked = now_acked;
+        deadline = Clock::now() + patience;
+      }
     }
   }
 
@@ -950,10 +1044,20 @@ struct Node::Impl {
     }
   }
 
+  // One pre-copy message, already in its place (SyncSequence, on the I/O thread): message
+  // 0 builds a fresh machine of the size its part names; every part is applied as it
+  // comes and acknowledged; the closing message carries the core state and must leave the
+  // machine at the primary's icount and state hash.
   void apply_sync_chunk(const wire::SyncChunk& chunk, const std::shared_ptr<Link>& l) {
     try {
-      if (chunk.round() == 0) {
-        const checkpoint::StreamInfo info = checkpoint::inspect(chunk.checkpoint());
+      const checkpoint::StreamInfo info = checkpoint::inspect(chunk.checkpoint());
+      if (info.kind != checkpoint::Kind::Incremental || info.has_core != chunk.last()) {
+        throw std::runtime_error(fmt::format("sync message {} holds a {} checkpoint {} core state; expected a part{}",
+                                             chunk.sequence(), checkpoint::to_string(info.kind),
+                                             info.has_core ? "with" : "without",
+                                             chunk.last() ? " with the core state" : " without core state"));
+      }
+      if (chunk.sequence() == 0) {
         vmm::MachineConfig mc;
         mc.mem_bytes = info.mem_bytes;
         if (info.disk_bytes > 0) {
@@ -968,9 +1072,15 @@ struct Node::Impl {
         world.current = nullptr;
         machine.emplace(mc, world);
       }
-      if (!machine) throw std::runtime_error("sync chunk before the full checkpoint");
+      if (!machine) throw std::runtime_error("sync message " + std::to_string(chunk.sequence()) + " without a machine");
       checkpoint::apply(*machine, chunk.checkpoint());
-      if (!chunk.last()) return;
+      if (!chunk.last()) {
+        wire::Envelope ack;
+        ack.mutable_sync_ack()->set_sequence(chunk.sequence());
+        ack.mutable_sync_ack()->set_bytes_applied(chunk.checkpoint().size());
+        send(l, std::move(ack));
+        return;
+      }
       const uint64_t hash = machine->state_hash();
       if (hash != chunk.state_hash() || machine->icount() != chunk.icount()) {
         throw std::runtime_error(fmt::format("state hash after sync {:016x} differs from the primary's {:016x}",
@@ -1003,6 +1113,7 @@ struct Node::Impl {
       send(l, std::move(fail));
       machine.reset();
       std::lock_guard lock(mutex);
+      sync_chunks.clear();  // the rest of this sync has nothing to apply to
       last_error = std::string("sync failed: ") + e.what();
       state = PairState::Standby;
       if (l) l->close("sync failed");

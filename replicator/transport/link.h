@@ -19,7 +19,9 @@
 
 namespace tandem::replicator {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: the initial sync is chunked (SyncChunk.sequence/part, SyncAck); a version-1 peer
+// would misread the parts, so it is refused at the handshake.
+inline constexpr uint32_t kProtocolVersion = 2;
 // A PSK shorter than this is refused by make_tcp_transport(): the handshake hands an
 // unauthenticated peer an HMAC it could brute-force offline if the key were guessable.
 inline constexpr size_t kMinPskBytes = 16;

@@ -62,6 +62,7 @@ const char* body_name(const wire::Envelope& envelope) {
     case wire::Envelope::kRefused: return "Refused";
     case wire::Envelope::kSyncChunk: return "SyncChunk";
     case wire::Envelope::kSyncResult: return "SyncResult";
+    case wire::Envelope::kSyncAck: return "SyncAck";
     case wire::Envelope::kBatch: return "LogBatch";
     case wire::Envelope::kAck: return "Ack";
     case wire::Envelope::kHeartbeat: return "Heartbeat";

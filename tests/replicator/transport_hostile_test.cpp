@@ -134,15 +134,16 @@ TEST(HostilePeer, WrongProtocolVersionIsRefused) {
   ASSERT_TRUE(peer.connect(server.port()));
   wire::Envelope envelope;
   auto* hello = envelope.mutable_hello();
-  hello->set_protocol_version(2);
+  hello->set_protocol_version(kProtocolVersion + 1);
   hello->set_vm_id(kVmId);
   hello->set_challenge(make_challenge());
   peer.send(envelope);
   auto answer = peer.receive();
   ASSERT_TRUE(answer && answer->has_refused());
-  EXPECT_EQ(answer->refused().reason().rfind("protocol version 2 not supported", 0), 0u) << answer->refused().reason();
+  const std::string expected = "protocol version " + std::to_string(kProtocolVersion + 1) + " not supported";
+  EXPECT_EQ(answer->refused().reason().rfind(expected, 0), 0u) << answer->refused().reason();
   EXPECT_TRUE(peer.wait_closed());
-  EXPECT_TRUE(log.eventually_contains("protocol version 2 not supported"));
+  EXPECT_TRUE(log.eventually_contains(expected));
   expect_listener_serves_good_peer(server);
 }
 
