@@ -140,6 +140,7 @@ struct Node::Impl {
   SyncSequence sync_sequence;                 // secondary: the order they came in
   Clock::time_point sync_started{};           // either side: the first part, for the rate
   std::atomic<uint64_t> sync_acked{0};        // primary: parts the secondary applied (SyncAck)
+  std::deque<log::LogBatch> early_batches;    // secondary: the log that came before the sync was applied
   volatile std::sig_atomic_t wake = 0;        // makes an idle primary return to its loop
 
   // Fencing state (arbitrated only), under `mutex`.
@@ -282,12 +283,14 @@ struct Node::Impl {
       return;
     }
     epoch = l->peer().epoch;
+    last_heard_ns = Clock::now().time_since_epoch().count();  // before the monitor sees the link
     link = l;
     peer_address = l->peer().address;
     state = PairState::Syncing;
     sync = {};
     sync_sequence = {};
     sync_chunks.clear();  // parts of an earlier, broken sync
+    early_batches.clear();
     lock.unlock();
     store_epoch(l->peer().epoch);
     spdlog::info("primary {} ({}) connected at epoch {}: syncing", l->peer().node_name, l->peer().address,
@@ -316,8 +319,14 @@ struct Node::Impl {
         {
           std::lock_guard lock(mutex);
           s = stream;
+          if (!s) {
+            // The primary streams its log right after the closing sync message, while the
+            // VM thread may still be applying it: keep the batches for the replay (dropping
+            // them stalled or diverged a replica whose guest ran on at once).
+            if (role == Role::Secondary && sync_sequence.complete()) early_batches.push_back(std::move(*e.mutable_batch()));
+            return;
+          }
         }
-        if (!s) return;  // not synced yet: a batch can only follow the last sync chunk
         s->push(std::move(*e.mutable_batch()));
         wire::Envelope ack;
         ack.mutable_ack()->set_received_icount(s->complete_to());
@@ -620,11 +629,26 @@ struct Node::Impl {
   void monitor_loop() {
     const auto interval = std::chrono::milliseconds(cfg.heartbeat_ms);
     const int64_t limit_ns = int64_t{cfg.heartbeat_ms} * cfg.heartbeat_misses * 1'000'000;
+    std::shared_ptr<Link> counted_link;  // the link whose received bytes were last counted
+    uint64_t counted_bytes = 0;
     std::unique_lock lock(mutex);
     while (!stopping) {
       cv.wait_for(lock, interval);
       if (stopping) break;
       std::shared_ptr<Link> l = link;
+      if (l) {
+        // A pre-copy part (MiBs) can take longer than the heartbeat limit to arrive on a
+        // slow or loaded link, and heartbeats queue behind it: bytes arriving are the peer.
+        const uint64_t received = l->stats().bytes_received;
+        if (l == counted_link && received != counted_bytes) {
+          last_heard_ns = Clock::now().time_since_epoch().count();
+          if (detector) detector->link_heard();
+        }
+        counted_link = l;
+        counted_bytes = received;
+      } else {
+        counted_link.reset();
+      }
       // Log rate for status.
       const auto now = Clock::now();
       const double dt = std::chrono::duration<double>(now - rate_mark).count();
@@ -898,6 +922,11 @@ struct Node::Impl {
       log_round(stats, sent_before);
     } catch (const SyncAborted&) {
       spdlog::warn("pre-copy stopped after {} bytes: the link to {} closed", sync_bytes(), l->peer().address);
+      std::lock_guard lock(mutex);
+      if (link == l) {  // it closed before this pre-copy took it: on_link_closed did not see it
+        link.reset();
+        if (state == PairState::Syncing) state = PairState::Standalone;
+      }
       return;
     }
     gate->reset_count();
@@ -1094,8 +1123,12 @@ struct Node::Impl {
       }
       world.current = replayer.get();
       icount = machine->icount();
+      bool had_early_batches;
       {
         std::lock_guard lock(mutex);
+        had_early_batches = !early_batches.empty();
+        for (log::LogBatch& batch : early_batches) s->push(std::move(batch));
+        early_batches.clear();
         stream = s;
         state = PairState::Protected;
         sync.done = true;
@@ -1104,6 +1137,15 @@ struct Node::Impl {
       ok.mutable_sync_result()->set_ok(true);
       ok.mutable_sync_result()->set_state_hash(hash);
       send(l, std::move(ok));
+      if (had_early_batches) {
+        // Batches that came early were not acknowledged on arrival: the primary's output
+        // waits for this (the replay may idle at the frontier before its next ack).
+        wire::Envelope ack;
+        ack.mutable_ack()->set_received_icount(s->complete_to());
+        ack.mutable_ack()->set_executed_icount(machine->icount());
+        ack.mutable_ack()->set_batch_sequence(s->last_sequence());
+        send(l, std::move(ack));
+      }
       spdlog::info("synced at icount {} (state hash {:016x}): PROTECTED", machine->icount(), hash);
     } catch (const std::exception& e) {
       spdlog::error("sync failed: {}", e.what());
@@ -1114,6 +1156,7 @@ struct Node::Impl {
       machine.reset();
       std::lock_guard lock(mutex);
       sync_chunks.clear();  // the rest of this sync has nothing to apply to
+      early_batches.clear();
       last_error = std::string("sync failed: ") + e.what();
       state = PairState::Standby;
       if (l) l->close("sync failed");
