@@ -203,17 +203,18 @@ class LinuxImages:
 
 class Cluster:
     """A temp dir, a PSK and the tandemd processes of one test; `with` guarantees cleanup.
-    With `linux` (LinuxImages) primaries boot the Linux kv guest instead of guest/kv.elf."""
+    With `linux` (LinuxImages) primaries boot the Linux kv guest instead of guest/kv.elf;
+    `guest` names another guest of BUILD/guest (e.g. "memfill_small") and `mem_mib` its RAM."""
 
-    def __init__(self, build, keep=False, linux=None):
+    def __init__(self, build, keep=False, linux=None, guest="kv", mem_mib=None):
         build = os.path.abspath(build)
         self.tandemd = os.path.join(build, "tools", "tandemd")
         self.tandemctl = os.path.join(build, "tools", "tandemctl")
         self.netsim_bin = os.path.join(build, "tools", "tandem-netsim")
         self.witness_bin = os.path.join(build, "tools", "tandem-witness")
-        self.guest = os.path.join(build, "guest", "kv.elf")
+        self.guest = os.path.join(build, "guest", f"{guest}.elf")
         self.linux = linux
-        self.mem_mib = linux.MEM_MIB if linux else 64
+        self.mem_mib = mem_mib or (linux.MEM_MIB if linux else 64)
         for path in (self.tandemd, self.tandemctl, self.guest):
             if not os.path.exists(path):
                 raise FileNotFoundError(path)
