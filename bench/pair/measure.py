@@ -7,9 +7,16 @@
   - output-commit latency added: p50/p99 of request->reply, protected minus standalone;
   - log bandwidth on the link while the client works (log_bytes from status over the run);
   - failover time: kill -9 of the primary to the first console byte from the promoted
-    secondary (client retrying its connection), several runs, p50.
+    secondary (client retrying its connection), several runs, p50;
+  - CPU-bound guest (guest/bench as bench_forever): instructions/s of a standalone tandemd
+    and of a PROTECTED primary, read from `tandemctl status --json` icount over a window,
+    in alternating rounds (each side alone on the machine while measured);
+  - initial sync of a 256 MiB guest (guest/memfill: 240 MiB of incompressible data and a
+    4 MiB working set it keeps dirtying): `tandemctl protect` to PROTECTED, rounds, bytes,
+    MB/s, and the guest's instruction rate during the sync against before it.
 
-  measure.py BUILD [--seconds S] [--rounds R] [--failovers N]
+  measure.py BUILD [--seconds S] [--rounds R] [--failovers N] [--cpu-seconds S] [--cpu-rounds R]
+                   [--only kv,cpu,sync]
 Uses tests/pair/pair_harness.py (real processes on 127.0.0.1). Stdlib only.
 """
 import argparse
@@ -95,15 +102,106 @@ def measure_failover(build):
         return first_byte * 1000
 
 
+def icount_rate(node, seconds):
+    """Instructions per second of `node`'s guest over `seconds` (status icount)."""
+    t0, i0 = time.monotonic(), node.status()["icount"]
+    time.sleep(seconds)
+    t1, i1 = time.monotonic(), node.status()["icount"]
+    return (i1 - i0) / (t1 - t0)
+
+
+def measure_cpu_bound(build, seconds, rounds):
+    """Standalone vs protected instruction rate of a CPU-bound guest, alternating fresh
+    processes so that each is measured alone on the machine; medians of `rounds`."""
+    rates = {"standalone": [], "protected": []}
+    for _ in range(rounds):
+        for name in ("standalone", "protected"):
+            with Cluster(build, guest="bench_forever") as cluster:
+                if name == "standalone":
+                    node = cluster.node("solo", "primary").start()
+                    node.wait_state("primary", "STANDALONE")
+                else:
+                    node, b = cluster.pair()
+                    cluster.wait_protected(node, b)
+                time.sleep(0.5)  # past start-up
+                rates[name].append(icount_rate(node, seconds))
+                if name == "protected" and node.status()["state"] != "PROTECTED":
+                    raise AssertionError(f"the pair left PROTECTED: {node.status()}")
+    return statistics.median(rates["standalone"]), statistics.median(rates["protected"]), rates
+
+
+def read_until(client, prefix, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        line = client.read_line(max(0.1, deadline - time.monotonic()))
+        if line.startswith(prefix):
+            return line
+
+
+def measure_big_sync(build, before_seconds=3.0):
+    """`tandemctl protect` of a running primary with 256 MiB of RAM, 240 MiB of it
+    incompressible: time to PROTECTED, rounds, bytes, MB/s, and the guest's rate during
+    the sync against before it."""
+    with Cluster(build, guest="memfill", mem_mib=256) as cluster:
+        b = cluster.node("b", "secondary").start()
+        a = cluster.node("a", "primary").start()
+        a.wait_state("primary", "STANDALONE")
+        b.wait_state("secondary", "STANDBY")
+        client = KvClient(timeout=120)
+        client.connect(a.console_address())
+        client.send("s")
+        read_until(client, "memfill: passes")  # the fill is done
+        before = icount_rate(a, before_seconds)
+        t0, i0 = time.monotonic(), a.status()["icount"]
+        code, out, err = a.ctl("protect", f"127.0.0.1:{b.listen_port}")
+        if code != 0:
+            raise AssertionError(f"tandemctl protect: {out}{err}")
+        while True:
+            s = a.status()
+            if s["state"] == "PROTECTED":
+                break
+            if s["state"] not in ("SYNCING", "STANDALONE") or time.monotonic() - t0 > 300:
+                raise AssertionError(f"no PROTECTED: {s}")
+            time.sleep(0.02)
+        t1 = time.monotonic()
+        during = (s["icount"] - i0) / (t1 - t0)
+        b.wait_state("secondary", "PROTECTED")
+        after = icount_rate(a, before_seconds)
+        return {"seconds": t1 - t0, "rounds": s["sync"]["rounds"], "bytes": s["sync"]["bytes"],
+                "rate_mb_s": s["sync"]["rate_mb_s"], "before": before, "during": during, "after": after}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build")
     parser.add_argument("--seconds", type=float, default=1.5, help="per round and side")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--failovers", type=int, default=5)
+    parser.add_argument("--cpu-seconds", type=float, default=3.0, help="per round and side (CPU-bound)")
+    parser.add_argument("--cpu-rounds", type=int, default=3)
+    parser.add_argument("--only", default="kv,cpu,sync", help="which parts: kv, cpu, sync")
     args = parser.parse_args()
     build = os.path.abspath(args.build)
+    parts = set(args.only.split(","))
+    if "kv" in parts:
+        measure_kv(build, args)
+    if "cpu" in parts:
+        solo, prot, rates = measure_cpu_bound(build, args.cpu_seconds, args.cpu_rounds)
+        print(f"{'CPU-bound guest (bench)':34} {'standalone':>12} {'protected':>12} {'ratio':>12}")
+        print(f"{'instructions/s (median of rounds)':34} {solo / 1e6:11.1f}M {prot / 1e6:11.1f}M {prot / solo:12.3f}")
+        print(f"{'  rounds (M instr/s)':34} {' '.join(f'{r / 1e6:.0f}' for r in rates['standalone']):>12} "
+              f"{' '.join(f'{r / 1e6:.0f}' for r in rates['protected']):>12}")
+    if "sync" in parts:
+        r = measure_big_sync(build)
+        mib = r["bytes"] / (1 << 20)
+        print(f"{'initial sync, 256 MiB guest':34} (240 MiB incompressible, 4 MiB working set dirtied)")
+        print(f"{'protect -> PROTECTED':34} {r['seconds']:.2f} s, {r['rounds']} rounds, {mib:.0f} MiB sent, "
+              f"{r['rate_mb_s']:.0f} MB/s")
+        print(f"{'guest instructions/s':34} before {r['before'] / 1e6:.0f}M, during sync {r['during'] / 1e6:.0f}M "
+              f"({r['during'] / r['before']:.2f}), after (protected) {r['after'] / 1e6:.0f}M")
 
+
+def measure_kv(build, args):
     latencies, rates, kb_s, status_kb_s = measure_side_by_side(build, args.seconds, args.rounds)
     solo_lat, prot_lat = latencies["standalone"], latencies["protected"]
     solo_rate, prot_rate = statistics.median(rates["standalone"]), statistics.median(rates["protected"])
