@@ -102,11 +102,22 @@ def measure_failover(build):
         return first_byte * 1000
 
 
-def icount_rate(node, seconds):
-    """Instructions per second of `node`'s guest over `seconds` (status icount)."""
-    t0, i0 = time.monotonic(), node.status()["icount"]
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def icount_rate(node, seconds, per_cpu=None):
+    """Instructions per second of `node`'s guest over `seconds` (status icount). With a list
+    `per_cpu`, also appends instructions per CPU-second of its tandemd: what the node costs
+    per instruction whatever share of the machine the scheduler gives it."""
+    t0, i0, c0 = time.monotonic(), node.status()["icount"], cpu_seconds(node.proc.pid)
     time.sleep(seconds)
-    t1, i1 = time.monotonic(), node.status()["icount"]
+    t1, i1, c1 = time.monotonic(), node.status()["icount"], cpu_seconds(node.proc.pid)
+    if per_cpu is not None and c1 > c0:
+        per_cpu.append((i1 - i0) / (c1 - c0))
     return (i1 - i0) / (t1 - t0)
 
 
@@ -114,6 +125,7 @@ def measure_cpu_bound(build, seconds, rounds):
     """Standalone vs protected instruction rate of a CPU-bound guest, alternating fresh
     processes so that each is measured alone on the machine; medians of `rounds`."""
     rates = {"standalone": [], "protected": []}
+    per_cpu = {"standalone": [], "protected": []}
     for _ in range(rounds):
         for name in ("standalone", "protected"):
             with Cluster(build, guest="bench_forever") as cluster:
@@ -124,10 +136,10 @@ def measure_cpu_bound(build, seconds, rounds):
                     node, b = cluster.pair()
                     cluster.wait_protected(node, b)
                 time.sleep(0.5)  # past start-up
-                rates[name].append(icount_rate(node, seconds))
+                rates[name].append(icount_rate(node, seconds, per_cpu[name]))
                 if name == "protected" and node.status()["state"] != "PROTECTED":
                     raise AssertionError(f"the pair left PROTECTED: {node.status()}")
-    return statistics.median(rates["standalone"]), statistics.median(rates["protected"]), rates
+    return statistics.median(rates["standalone"]), statistics.median(rates["protected"]), rates, per_cpu
 
 
 def read_until(client, prefix, timeout=120):
@@ -186,11 +198,14 @@ def main():
     if "kv" in parts:
         measure_kv(build, args)
     if "cpu" in parts:
-        solo, prot, rates = measure_cpu_bound(build, args.cpu_seconds, args.cpu_rounds)
+        solo, prot, rates, per_cpu = measure_cpu_bound(build, args.cpu_seconds, args.cpu_rounds)
+        cpu_solo, cpu_prot = statistics.median(per_cpu["standalone"]), statistics.median(per_cpu["protected"])
         print(f"{'CPU-bound guest (bench)':34} {'standalone':>12} {'protected':>12} {'ratio':>12}")
         print(f"{'instructions/s (median of rounds)':34} {solo / 1e6:11.1f}M {prot / 1e6:11.1f}M {prot / solo:12.3f}")
         print(f"{'  rounds (M instr/s)':34} {' '.join(f'{r / 1e6:.0f}' for r in rates['standalone']):>12} "
               f"{' '.join(f'{r / 1e6:.0f}' for r in rates['protected']):>12}")
+        print(f"{'instr per CPU-second of the primary':34} {cpu_solo / 1e6:11.1f}M {cpu_prot / 1e6:11.1f}M "
+              f"{cpu_prot / cpu_solo:12.3f}")
     if "sync" in parts:
         r = measure_big_sync(build)
         mib = r["bytes"] / (1 << 20)
