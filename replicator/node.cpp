@@ -159,6 +159,7 @@ struct Node::Impl {
   std::atomic<uint64_t> icount{0};
   std::atomic<uint64_t> peer_executed{0};
   std::atomic<uint64_t> peer_received{0};
+  std::atomic<bool> throttled{false};  // the VM thread waits in throttle() for the secondary
   std::atomic<uint64_t> last_audit_icount{0};
   std::atomic<bool> last_audit_ok{true};
   std::atomic<uint64_t> log_bytes{0};
@@ -327,19 +328,24 @@ struct Node::Impl {
             return;
           }
         }
-        s->push(std::move(*e.mutable_batch()));
+        // Acknowledged on receipt (the primary's console waits for this), and before the
+        // replay is woken: a woken VM thread can take this core before the ack is out.
+        s->push(std::move(*e.mutable_batch()), /*wake=*/false);
         wire::Envelope ack;
         ack.mutable_ack()->set_received_icount(s->complete_to());
         ack.mutable_ack()->set_executed_icount(icount.load());
         ack.mutable_ack()->set_batch_sequence(s->last_sequence());
         send(l, std::move(ack));
+        s->wake_consumer();
         return;
       }
       case wire::Envelope::kAck: {
         peer_received = e.ack().received_icount();
         peer_executed = e.ack().executed_icount();
         if (gate) gate->acknowledge(e.ack().received_icount());
-        cv.notify_all();
+        // Only a throttled VM thread waits for acks; waking every waiter on `cv` per ack
+        // would also run the monitor loop (and a heartbeat) once per kv reply.
+        if (throttled.load()) cv.notify_all();
         return;
       }
       case wire::Envelope::kSyncChunk: {
@@ -991,8 +997,10 @@ struct Node::Impl {
     // Flow control: the secondary must not fall more than max_lag behind.
     while (link && !stopping && !handover_requested &&
            m.icount() > peer_executed.load() + max_lag_instructions()) {
+      throttled = true;
       cv.wait_for(lock, std::chrono::milliseconds(5));
     }
+    throttled = false;
   }
 
   // Planned switchover: pause, let every output out, hand the secondary the last icount.

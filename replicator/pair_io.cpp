@@ -98,7 +98,7 @@ std::string OutputTail::unconfirmed(uint64_t released) const {
   return tail_.substr(from - base_);
 }
 
-void StreamBatchSource::push(log::LogBatch batch) {
+void StreamBatchSource::push(log::LogBatch batch, bool wake) {
   {
     std::lock_guard lock(mutex_);
     if (closed_) return;
@@ -106,7 +106,7 @@ void StreamBatchSource::push(log::LogBatch batch) {
     last_sequence_ = batch.sequence();
     queue_.push_back(std::move(batch));
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
 }
 
 void StreamBatchSource::close() {

@@ -94,7 +94,9 @@ class OutputTail final : public hooks::ConsolePort {
 // Batches arriving on the link (I/O thread) for the secondary's Replayer (VM thread).
 class StreamBatchSource final : public hooks::BatchSource {
  public:
-  void push(log::LogBatch batch);
+  // Queues a batch and wakes the consumer, or leaves waking it to wake_consumer().
+  void push(log::LogBatch batch, bool wake = true);
+  void wake_consumer() { cv_.notify_all(); }
   void close();  // no more batches: the replay runs out what it has
   std::optional<log::LogBatch> next_batch() override;
   bool finished() const override;

@@ -1,6 +1,9 @@
 #include "vmm-hooks/tcp_console.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace tandem::hooks {
 
@@ -42,6 +45,13 @@ TcpConsole::~TcpConsole() {
   }
   io_.stop();
   if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  set_direct_client_locked(-1);
+}
+
+void TcpConsole::set_direct_client_locked(int fd) {
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  direct_fd_ = fd >= 0 ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
 }
 
 uint64_t TcpConsole::clients_accepted() const {
@@ -62,6 +72,8 @@ void TcpConsole::accept_next() {
     {
       std::lock_guard lock(mutex_);
       ++clients_accepted_;
+      io_writing_ = false;
+      set_direct_client_locked(socket->native_handle());
     }
     spdlog::debug("console: client connected");
     read_more(socket);
@@ -74,7 +86,11 @@ void TcpConsole::read_more(std::shared_ptr<tcp::socket> socket) {
   socket->async_read_some(asio::buffer(read_buffer_),
                           [this, socket](const boost::system::error_code& ec, size_t n) {
                             if (ec) {
-                              if (client_ == socket) client_.reset();
+                              if (client_ == socket) {
+                                client_.reset();
+                                std::lock_guard lock(mutex_);
+                                set_direct_client_locked(-1);
+                              }
                               return;
                             }
                             {
@@ -91,9 +107,13 @@ void TcpConsole::send_pending() {
   if (writing_ || !client_) return;
   {
     std::lock_guard lock(mutex_);
-    if (pending_output_.empty()) return;
+    if (pending_output_.empty()) {
+      io_writing_ = false;
+      return;
+    }
     in_flight_.swap(pending_output_);
     pending_output_.clear();
+    io_writing_ = true;
   }
   writing_ = true;
   auto socket = client_;
@@ -101,7 +121,12 @@ void TcpConsole::send_pending() {
                     [this, socket](const boost::system::error_code& ec, size_t) {
                       writing_ = false;
                       if (ec) {
-                        if (client_ == socket) client_.reset();
+                        if (client_ == socket) {
+                          client_.reset();
+                          std::lock_guard lock(mutex_);
+                          io_writing_ = false;
+                          set_direct_client_locked(-1);
+                        }
                         return;
                       }
                       in_flight_.clear();
@@ -125,6 +150,13 @@ bool TcpConsole::wait_input(std::chrono::nanoseconds timeout) {
 void TcpConsole::write_output(std::span<const uint8_t> bytes) {
   {
     std::lock_guard lock(mutex_);
+    if (direct_fd_ >= 0 && pending_output_.empty() && !io_writing_) {
+      // Nothing ahead of these bytes: write them from this thread. Whatever the socket does
+      // not take now (or all of it, on an error the I/O thread will then report) is queued.
+      const ssize_t n = ::send(direct_fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) bytes = bytes.subspan(static_cast<size_t>(n));
+      if (bytes.empty()) return;
+    }
     // A console nobody reads must not grow without bound: keep the newest bytes.
     pending_output_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     if (pending_output_.size() > max_pending_output_) {

@@ -2,6 +2,9 @@
 // A console on a TCP socket (Boost.Asio, one I/O thread). One client at a time: a new
 // client replaces the old one. Output produced while no client is connected is kept (up to
 // a bound) and sent when one connects, so a client that connects late still sees the banner.
+// Output goes straight to the client's socket from the writing thread (non-blocking) when
+// nothing is waiting to be sent; only what the socket does not take at once waits for the
+// I/O thread. A reply then costs no hand-off between threads.
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
 #include <boost/asio.hpp>
@@ -36,6 +39,9 @@ class TcpConsole : public ConsolePort {
   void accept_next();
   void read_more(std::shared_ptr<boost::asio::ip::tcp::socket> socket);
   void send_pending();  // on the I/O thread
+  // Under mutex_: the descriptor direct writes use (a dup of the client's, so its number
+  // is never reused under a writer), or -1.
+  void set_direct_client_locked(int fd);
 
   boost::asio::io_context io_;
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -50,6 +56,8 @@ class TcpConsole : public ConsolePort {
   std::condition_variable input_ready_;
   std::deque<uint8_t> input_;
   std::string pending_output_;
+  bool io_writing_ = false;  // the I/O thread has output in flight (direct writes would reorder)
+  int direct_fd_ = -1;
   uint64_t clients_accepted_ = 0;
   std::atomic<bool> send_scheduled_{false};  // coalesces posts from byte-wise output
 

@@ -22,6 +22,7 @@ inline constexpr uint32_t kMaxFramePayload = 64u << 20;  // the event log's limi
 struct OutgoingFrame {
   std::array<uint8_t, kFrameHeaderBytes> header{};
   std::string payload;
+  size_t written = 0;  // bytes already on the wire (a direct write the socket cut short)
   size_t size() const { return header.size() + payload.size(); }
 };
 

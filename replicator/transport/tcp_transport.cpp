@@ -3,7 +3,10 @@
 // Threading: every socket operation, timer and callback runs on the transport's single I/O
 // thread, which serialises them (no strand needed). Only send(), close(), start() and the
 // getters are called from other threads: send() appends to a mutex-guarded queue and posts
-// one write; the I/O thread writes everything queued in a single gather write.
+// one write; the I/O thread writes everything queued in a single gather write. The one
+// exception is the direct write: when nothing is queued or being written, send() on a
+// running link writes the frame itself with a non-blocking sendmsg(2) under the queue mutex
+// (see try_direct_write_locked), which is how log batches and acks usually leave.
 //
 // Lifetime: links share the io_context with the transport through Core, so a Link the user
 // still holds after the transport is gone stays valid (closed and inert). Handlers posted
@@ -14,6 +17,8 @@
 #include <boost/asio.hpp>
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <atomic>
 #include <deque>
@@ -153,6 +158,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     run_on_io([](TcpLink& link) {
       if (link.phase_ != Phase::kReady) return;
       link.phase_ = Phase::kRunning;
+      link.set_direct_fd(link.socket_.native_handle());
       link.process_frames();
     });
   }
@@ -199,6 +205,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     open_ = false;
     close_requested_ = true;
     timer_.cancel();
+    set_direct_fd(-1);  // before the descriptor can be closed (and its number reused)
     boost::system::error_code ignored;
     socket_.close(ignored);
     drop_queue();
@@ -511,9 +518,11 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
       std::lock_guard lock(queue_mutex_);
       if (check_backlog && queued_bytes_.load() + size > core_->options.max_queued_bytes) {
         over_backlog = true;
+      } else if (!write_scheduled_ && try_direct_write_locked(frame)) {
+        // On the wire already.
       } else {
+        queued_bytes_ += size - frame.written;
         queue_.push_back(std::move(frame));
-        queued_bytes_ += size;
         post_write = !write_scheduled_;
         write_scheduled_ = true;
       }
@@ -524,6 +533,33 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     }
     if (check_backlog) ++messages_sent_;
     if (post_write) run_on_io([](TcpLink& link) { link.write_queued(); });
+  }
+
+  // The output rule makes the primary's console wait for the secondary's ack of each log
+  // batch, so every hand-off on that path is latency a client sees: waking the I/O thread to
+  // write a small frame costs tens of µs (much more on a busy host). When nothing is queued
+  // or being written (write_scheduled_ false), the calling thread writes the frame itself,
+  // as much as the socket takes without blocking; the rest, or all of it on any error, goes
+  // the usual way through the I/O thread, which also reports the error. True when the whole
+  // frame went out. The descriptor cannot be closed meanwhile: it is withdrawn under
+  // queue_mutex_ before the I/O thread closes the socket.
+  bool try_direct_write_locked(OutgoingFrame& frame) {
+    if (direct_fd_ < 0) return false;
+    iovec parts[2] = {{frame.header.data(), frame.header.size()}, {frame.payload.data(), frame.payload.size()}};
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = frame.payload.empty() ? 1 : 2;
+    const ssize_t n = ::sendmsg(direct_fd_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    bytes_sent_ += static_cast<uint64_t>(n);
+    frame.written = static_cast<size_t>(n);
+    return frame.written == frame.size();
+  }
+
+  // -1 stops direct writes (closing: from then on only the I/O thread touches the socket).
+  void set_direct_fd(int fd) {
+    std::lock_guard lock(queue_mutex_);
+    direct_fd_ = fd;
   }
 
   void write_queued() {
@@ -540,9 +576,16 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     buffers_.clear();
     in_flight_bytes_ = 0;
     for (const auto& frame : in_flight_) {
-      buffers_.emplace_back(frame.header.data(), frame.header.size());
-      if (!frame.payload.empty()) buffers_.emplace_back(frame.payload.data(), frame.payload.size());
-      in_flight_bytes_ += frame.size();
+      // A frame a direct write began has its first `written` bytes on the wire already.
+      const size_t header_done = std::min(frame.written, frame.header.size());
+      const size_t payload_done = frame.written - header_done;
+      if (header_done < frame.header.size()) {
+        buffers_.emplace_back(frame.header.data() + header_done, frame.header.size() - header_done);
+      }
+      if (payload_done < frame.payload.size()) {
+        buffers_.emplace_back(frame.payload.data() + payload_done, frame.payload.size() - payload_done);
+      }
+      in_flight_bytes_ += frame.size() - frame.written;
     }
     writing_ = true;
     asio::async_write(socket_, buffers_, [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
@@ -561,7 +604,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
   void drop_queue() {
     std::lock_guard lock(queue_mutex_);
     uint64_t dropped = 0;
-    for (const auto& frame : queue_) dropped += frame.size();
+    for (const auto& frame : queue_) dropped += frame.size() - frame.written;
     queue_.clear();
     queued_bytes_ -= dropped;
     write_scheduled_ = false;
@@ -573,6 +616,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     if (handshaking()) return terminate(reason);
     phase_ = Phase::kClosing;
     open_ = false;
+    set_direct_fd(-1);  // the I/O thread flushes what is queued, then closes
     notify_closed(reason);
     arm_linger_timer();
     finish_close_if_flushed();
@@ -603,6 +647,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     phase_ = Phase::kClosed;
     ++timer_generation_;
     timer_.cancel();
+    set_direct_fd(-1);
     boost::system::error_code ignored;
     socket_.close(ignored);
     drop_queue();
@@ -650,7 +695,8 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
   std::atomic<bool> close_requested_{false};
   std::mutex queue_mutex_;
   std::deque<OutgoingFrame> queue_;
-  bool write_scheduled_ = false;  // guarded by queue_mutex_
+  bool write_scheduled_ = false;  // guarded by queue_mutex_: the I/O thread has writing to do
+  int direct_fd_ = -1;            // guarded by queue_mutex_: the socket, while direct writes may use it
   std::atomic<uint64_t> queued_bytes_{0};
 
   std::atomic<uint64_t> messages_sent_{0}, messages_received_{0}, bytes_sent_{0}, bytes_received_{0},

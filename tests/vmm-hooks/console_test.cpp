@@ -63,6 +63,34 @@ TEST(TcpConsole, NewClientReplacesTheOldOne) {
   EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
 }
 
+// Output is written from the producing thread while nothing waits, and queued for the I/O
+// thread when the socket is full: a stream larger than the socket buffer, written in pieces
+// of every size while the client reads slowly, arrives whole and in order.
+TEST(TcpConsole, StreamLargerThanTheSocketBufferArrivesInOrder) {
+  TcpConsole console("127.0.0.1", 0, /*max_pending_output=*/64 << 20);
+  asio::io_context io;
+  tcp::socket client(io);
+  client.connect({asio::ip::make_address("127.0.0.1"), console.port()});
+  for (int i = 0; i < 500 && console.clients_accepted() < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(console.clients_accepted(), 1u);
+  std::string expected;
+  for (size_t i = 0; expected.size() < (6u << 20); ++i) expected += std::to_string(i) + ",";
+  std::thread writer([&] {
+    size_t at = 0;
+    for (size_t piece = 1; at < expected.size(); piece = piece * 7 % 9001 + 1) {
+      const size_t n = std::min(piece, expected.size() - at);
+      console.write_output({reinterpret_cast<const uint8_t*>(expected.data() + at), n});
+      at += n;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the socket fill up
+  const std::string got = read_exactly(client, expected.size());
+  writer.join();
+  EXPECT_TRUE(got == expected);
+}
+
 TEST(TcpConsole, UnreadOutputIsBoundedKeepingTheNewest) {
   TcpConsole console("127.0.0.1", 0, /*max_pending_output=*/8);
   const std::string text = "0123456789abcdef";
