@@ -366,6 +366,7 @@ json status_to_json(const NodeStatus& s) {
        {{"arbiter", s.fencing.arbiter},
         {"lease_ms_left", s.fencing.lease_ms_left},
         {"fenced", s.fencing.fenced},
+        {"ack_ms_left", s.fencing.ack_ms_left},
         {"link", s.fencing.link},
         {"heartbeat_path", s.fencing.heartbeat_path},
         {"degraded", s.fencing.degraded},
@@ -409,6 +410,7 @@ NodeStatus status_from_json(const json& j) {
     take(*it, "arbiter", s.fencing.arbiter);
     take(*it, "lease_ms_left", s.fencing.lease_ms_left);
     take(*it, "fenced", s.fencing.fenced);
+    take(*it, "ack_ms_left", s.fencing.ack_ms_left);
     take(*it, "link", s.fencing.link);
     take(*it, "heartbeat_path", s.fencing.heartbeat_path);
     take(*it, "degraded", s.fencing.degraded);
@@ -438,7 +440,8 @@ std::string format_status(const NodeStatus& s) {
   }
   out += fmt::format("console {}  peer {}\n", or_dash(s.console), or_dash(s.peer));
   if (!s.fencing.arbiter.empty()) {
-    const std::string lease = s.fencing.lease_ms_left < 0 ? "no lease" : fmt::format("lease {} ms left", s.fencing.lease_ms_left);
+    std::string lease = s.fencing.lease_ms_left < 0 ? "no lease" : fmt::format("lease {} ms left", s.fencing.lease_ms_left);
+    if (s.fencing.ack_ms_left >= 0) lease += fmt::format(", acks {} ms", s.fencing.ack_ms_left);
     out += fmt::format("fencing: {}  {}{}  link {}  heartbeat path {}{}\n", s.fencing.arbiter, lease,
                        s.fencing.fenced ? "  FENCED (no output)" : "", s.fencing.link, s.fencing.heartbeat_path,
                        s.fencing.degraded ? "  DEGRADED" : "");

@@ -13,7 +13,9 @@
 // the arbiters: a secondary promotes when its link drops, a primary that loses its
 // secondary goes STANDALONE at once. With an arbiter:
 //  - a primary acquires the lease before it boots the guest and releases output only while
-//    LeaseKeeper::may_release_output();
+//    LeaseKeeper::may_release_output(), or while PROTECTED and the secondary's acks are fresh
+//    (fencing::AckFreshness: the secondary cannot be live yet; docs/fencing.md "Output while
+//    the arbiter is away"), so a witness restart does not stop a healthy pair;
 //  - a primary that loses the link holds its output until the second path decides: the
 //    peer still heard there (or its process gone: EOF) → STANDALONE, keeping the lease;
 //    every path silent → it yields the lease and is FENCED (the secondary takes over);
@@ -39,6 +41,7 @@
 #include <utility>
 
 #include "checkpoint/checkpoint.h"
+#include "fencing/ack_freshness.h"
 #include "fencing/decider.h"
 #include "fencing/detector.h"
 #include "fencing/lease.h"
@@ -117,6 +120,10 @@ struct Node::Impl {
   const bool arbitrated;  // [fencing] arbiter != "none"
   std::unique_ptr<fencing::LeaseKeeper> lease;
   std::unique_ptr<fencing::FailureDetector> detector;
+  // Primary: when it sent what the secondary acknowledges; lets acknowledged output out
+  // while the lease is lapsed (armed only while PROTECTED on the current link).
+  fencing::AckFreshness acks;
+  std::atomic<uint64_t> peer_heartbeat_ns{0};  // secondary: sent_ns of the primary's last heartbeat
 
   mutable std::mutex mutex;
   std::condition_variable cv;
@@ -192,6 +199,22 @@ struct Node::Impl {
   uint8_t wire_role() const { return role == Role::Primary ? wire::PRIMARY : wire::SECONDARY; }
 
   uint64_t max_lag_instructions() const { return uint64_t{cfg.max_lag_ms} * 1'000'000; }
+
+  // Secondary (with an arbiter): it goes live no sooner than this after the last message it
+  // received from the primary on the link (go_live waits for it), and says so in every Ack.
+  // The link's own silence timeout, so a link closed by silence never waits longer.
+  std::chrono::milliseconds promotion_holdoff() const {
+    return arbitrated ? std::chrono::milliseconds(int64_t{cfg.heartbeat_ms} * cfg.heartbeat_misses)
+                      : std::chrono::milliseconds(0);
+  }
+  wire::Envelope make_ack(const StreamBatchSource& s, uint64_t executed) const {
+    wire::Envelope ack;
+    ack.mutable_ack()->set_received_icount(s.complete_to());
+    ack.mutable_ack()->set_executed_icount(executed);
+    ack.mutable_ack()->set_batch_sequence(s.last_sequence());
+    ack.mutable_ack()->set_promotion_holdoff_ms(static_cast<uint32_t>(promotion_holdoff().count()));
+    return ack;
+  }
 
   // ---- epoch persistence ----------------------------------------------------------
   std::string epoch_path() const { return cfg.state_dir.empty() ? "" : cfg.state_dir + "/epoch"; }
@@ -302,8 +325,10 @@ struct Node::Impl {
   }
 
   void on_message(const std::shared_ptr<Link>& l, wire::Envelope&& e) {
+    bool current;  // the link in use (not a pending or abandoned one)
     {
       std::lock_guard lock(mutex);
+      current = l == link;
       if (e.epoch() < epoch) {
         // Every message carries its sender's epoch; one from an older epoch is refused.
         if (stale_dropped++ % 1000 == 0)
@@ -331,17 +356,17 @@ struct Node::Impl {
         // Acknowledged on receipt (the primary's console waits for this), and before the
         // replay is woken: a woken VM thread can take this core before the ack is out.
         s->push(std::move(*e.mutable_batch()), /*wake=*/false);
-        wire::Envelope ack;
-        ack.mutable_ack()->set_received_icount(s->complete_to());
-        ack.mutable_ack()->set_executed_icount(icount.load());
-        ack.mutable_ack()->set_batch_sequence(s->last_sequence());
-        send(l, std::move(ack));
+        send(l, make_ack(*s, icount.load()));
         s->wake_consumer();
         return;
       }
       case wire::Envelope::kAck: {
         peer_received = e.ack().received_icount();
         peer_executed = e.ack().executed_icount();
+        if (current) {
+          acks.batch_acknowledged(e.ack().batch_sequence(),
+                                  std::chrono::milliseconds(e.ack().promotion_holdoff_ms()));
+        }
         if (gate) gate->acknowledge(e.ack().received_icount());
         // Only a throttled VM thread waits for acks; waking every waiter on `cv` per ack
         // would also run the monitor loop (and a heartbeat) once per kv reply.
@@ -385,6 +410,7 @@ struct Node::Impl {
         if (e.sync_result().ok()) {
           state = PairState::Protected;
           sync.done = true;
+          if (arbitrated && current) acks.arm();
           spdlog::info("PROTECTED: the secondary verified state hash {:016x}", e.sync_result().state_hash());
         } else {
           last_error = "secondary refused the sync: " + e.sync_result().error();
@@ -395,7 +421,15 @@ struct Node::Impl {
         return;
       }
       case wire::Envelope::kHeartbeat:
-        if (role == Role::Primary) peer_executed = std::max(peer_executed.load(), e.heartbeat().icount());
+        if (role == Role::Primary) {
+          peer_executed = std::max(peer_executed.load(), e.heartbeat().icount());
+          if (current && e.heartbeat().echo_ns() != 0) {
+            acks.heartbeat_echoed(e.heartbeat().echo_ns());
+            if (gate) gate->pump();  // acknowledged output held for a lapsed lease may go now
+          }
+        } else {
+          peer_heartbeat_ns = e.heartbeat().sent_ns();
+        }
         return;
       case wire::Envelope::kDivergence: {
         const auto& d = e.divergence();
@@ -440,6 +474,7 @@ struct Node::Impl {
     if (link != l) return;
     link.reset();
     if (detector) detector->link_down();
+    if (role == Role::Primary) acks.disarm();  // no secondary on a link: the lease alone decides
     if (role == Role::Primary && state == PairState::Fenced) {
       // Nothing to decide: a fenced primary releases nothing either way.
     } else if (role == Role::Primary && arbitrated && sync.done) {
@@ -619,6 +654,7 @@ struct Node::Impl {
     {
       std::lock_guard lock(mutex);
       if (role != Role::Primary) return;
+      acks.disarm();
       state = PairState::Fenced;
       last_error = "fenced: " + why;
       link_lost_at.reset();
@@ -655,6 +691,7 @@ struct Node::Impl {
       } else {
         counted_link.reset();
       }
+      const bool primary = role == Role::Primary;
       // Log rate for status.
       const auto now = Clock::now();
       const double dt = std::chrono::duration<double>(now - rate_mark).count();
@@ -671,6 +708,11 @@ struct Node::Impl {
         wire::Envelope hb;
         hb.mutable_heartbeat()->set_sent_ns(now.time_since_epoch().count());
         hb.mutable_heartbeat()->set_icount(icount.load());
+        if (primary) {
+          acks.heartbeat_sent(now.time_since_epoch().count(), now);
+        } else {
+          hb.mutable_heartbeat()->set_echo_ns(peer_heartbeat_ns.load());
+        }
         send(l, std::move(hb));
         if (now.time_since_epoch().count() - last_heard_ns.load() > limit_ns) {
           l->close(fmt::format("no message from the peer for {} ms", limit_ns / 1'000'000));
@@ -734,7 +776,11 @@ struct Node::Impl {
       console = std::make_unique<hooks::TcpConsole>(host, port);
     }
     gate = std::make_unique<GatedConsole>(*console);
-    if (arbitrated) gate->set_release_check([this] { return lease->may_release_output(); });
+    if (arbitrated) {
+      gate->set_release_check([this](bool acknowledged) {
+        return fencing::may_release_output(lease->may_release_output(), acknowledged, acks);
+      });
+    }
     hooks::RecorderOptions options;
     options.audit_interval = kAuditInterval;
     options.time = hooks::GuestTime::Wall;
@@ -800,6 +846,7 @@ struct Node::Impl {
           unprotect_requested = false;
           std::shared_ptr<Link> l = std::exchange(link, nullptr);
           state = PairState::Standalone;
+          acks.disarm();
           lock.unlock();
           if (l) l->close("unprotect");
           gate->set_gated(false);
@@ -859,6 +906,7 @@ struct Node::Impl {
   // message is taken with the machine paused: the core state, icount, state hash and the
   // header of the log the secondary will replay.
   void precopy(const std::shared_ptr<Link>& l) {
+    acks.reset();  // a new link: nothing acknowledged on an earlier one counts
     {
       std::lock_guard lock(mutex);
       state = PairState::Syncing;
@@ -937,7 +985,7 @@ struct Node::Impl {
     }
     gate->reset_count();
     gate->set_gated(true);
-    sink = std::make_unique<LinkBatchSink>(l);
+    sink = std::make_unique<LinkBatchSink>(l, [this](uint64_t sequence) { acks.batch_sent(sequence); });
     recorder->set_sink(*machine, sink.get());
     recorder->logged_released_ = 0;
     std::lock_guard lock(mutex);
@@ -1029,7 +1077,9 @@ struct Node::Impl {
     recorder->flush();
     if (arbitrated) {
       // Everything is released: give the lease up so the secondary acquires it at once
-      // (its epoch comes from the arbiter, not from us).
+      // (its epoch comes from the arbiter, not from us). Acks no longer release anything
+      // either: the secondary goes live without waiting for them to age.
+      acks.disarm();
       lease->release();
       new_epoch = epoch_now();
     }
@@ -1228,11 +1278,7 @@ struct Node::Impl {
           std::lock_guard lock(mutex);
           l = link;
         }
-        wire::Envelope ack;
-        ack.mutable_ack()->set_received_icount(s->complete_to());
-        ack.mutable_ack()->set_executed_icount(machine->icount());
-        ack.mutable_ack()->set_batch_sequence(s->last_sequence());
-        send(l, std::move(ack));
+        send(l, make_ack(*s, machine->icount()));
       }
     }
   }
@@ -1259,18 +1305,42 @@ struct Node::Impl {
     machine.reset();
   }
 
+  // The promise in every Ack: not live before `promotion_holdoff` after the last message from
+  // the primary on the link. The link is closed here (a promotion that is not a handover
+  // starts from a lost link), so nothing acknowledged later can widen the primary's window.
+  // A link closed by silence has waited this out already; one closed by an error may not.
+  void wait_out_holdoff() {
+    const auto holdoff = promotion_holdoff();
+    const auto until = Clock::time_point(Clock::duration(last_heard_ns.load())) + holdoff;
+    const auto waited_from = Clock::now();
+    while (Clock::now() < until) {
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+      }
+      std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
+    }
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - waited_from);
+    if (waited.count() > 0)
+      spdlog::info("waited {} ms before going live: the primary may release acknowledged output until {} ms after "
+                   "it was last heard", waited.count(), holdoff.count());
+  }
+
   // The replica becomes the primary: same machine, now under a Recorder, with the output
   // it cannot confirm as released emitted again (at-least-once).
   void go_live() {
     fencing::Verdict v;
     uint64_t released_before;
+    bool planned;
     {
       std::lock_guard lock(mutex);
       v = *promotion;
       promotion.reset();
       released_before = std::exchange(handover_released, 0);
+      planned = planned_promotion;
     }
     const auto start = Clock::now();
+    if (arbitrated && !planned) wait_out_holdoff();
     replayer->flush_output();
     const std::string unconfirmed = tail->unconfirmed(std::max(replayer->released_output(), released_before));
     open_console();
@@ -1379,6 +1449,7 @@ void Node::stop() {
   if (n.stream) n.stream->close();
   if (l) l->close("node stopping");
   // A clean stop gives the lease back: the secondary need not wait for it to lapse.
+  n.acks.disarm();
   if (n.lease && n.lease->holding()) n.lease->release();
   {
     std::lock_guard lock(n.mutex);
@@ -1428,8 +1499,10 @@ NodeStatus Node::status() const {
     FencingStatus& f = s.fencing;
     f.arbiter = n.lease->describe();
     f.lease_ms_left = n.lease->lease_ms_left(now);
+    f.ack_ms_left = n.role == Role::Primary ? n.acks.ms_left(now) : -1;
     f.fenced = n.state == PairState::Fenced ||
-               (n.role == Role::Primary && n.arbitrated && n.lease->holding() && !n.lease->may_release_output(now));
+               (n.role == Role::Primary && n.arbitrated && n.lease->holding() && !n.lease->may_release_output(now) &&
+                f.ack_ms_left < 0);
     f.link = n.link && n.detector->link_alive(now) ? "up" : "down";
     f.heartbeat_path = !n.detector->second_path_enabled() ? "off" : n.detector->second_path_alive(now) ? "up" : "down";
     const fencing::PeerVerdict v = n.detector->verdict(now);

@@ -32,6 +32,7 @@ struct FencingStatus {
   std::string arbiter;          // Arbiter::describe()
   int64_t lease_ms_left = -1;   // -1: no lease held
   bool fenced = false;          // the output gate is closed by self-fencing
+  int64_t ack_ms_left = -1;     // primary: acknowledged output may leave this long without the lease (-1: no)
   std::string link = "down";    // "up" | "down": the replication link hears the peer
   std::string heartbeat_path = "off";  // "up" | "down" | "off": the second heartbeat path
   bool degraded = false;        // exactly one of the two paths hears the peer

@@ -9,7 +9,7 @@ void GatedConsole::set_gated(bool gated) {
   drain_locked();
 }
 
-void GatedConsole::set_release_check(std::function<bool()> may_release) {
+void GatedConsole::set_release_check(std::function<bool(bool)> may_release) {
   std::lock_guard lock(mutex_);
   may_release_ = std::move(may_release);
 }
@@ -23,7 +23,7 @@ bool GatedConsole::releasable_locked(const Held& h) const {
   // Output produced at icount X is covered once the log is complete up to X + 1: every
   // record before the instruction after the one that printed it.
   if (gated_ && h.icount >= acked_) return false;
-  return !may_release_ || may_release_();
+  return !may_release_ || may_release_(gated_);
 }
 
 void GatedConsole::drain_locked() {
@@ -155,6 +155,7 @@ void LinkBatchSink::write_batch(const log::LogBatch& batch) {
   *e.mutable_batch() = batch;
   bytes_ += batch.ByteSizeLong();
   complete_to_ = batch.complete_to_icount();
+  if (on_sent_) on_sent_(batch.sequence());  // before the send: the ack cannot come first
   link_->send(std::move(e));
 }
 

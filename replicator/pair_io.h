@@ -34,10 +34,12 @@ class GatedConsole final : public hooks::ConsolePort {
   // Bytes released to the console so far, and bytes held back now.
   uint64_t released_bytes() const { return released_.load(); }
   uint64_t held_bytes() const;
-  // Self-fencing: output leaves only while `may_release()` says so (the lease is held and
-  // its local deadline has not passed); otherwise it is held, and released later by an
-  // acknowledge() or pump() once allowed again. Unset: always allowed.
-  void set_release_check(std::function<bool()> may_release);
+  // Self-fencing: output leaves only while `may_release(acknowledged)` says so (the lease
+  // is valid, or the output was acknowledged by the secondary and the acks are fresh:
+  // fencing::may_release_output); otherwise it is held, and released later by an
+  // acknowledge() or pump() once allowed again. `acknowledged` is true when the gate is
+  // closed (PROTECTED) and the secondary has acknowledged this output. Unset: always allowed.
+  void set_release_check(std::function<bool(bool acknowledged)> may_release);
   // Releases what is releasable now (called regularly by the VM thread).
   void pump();
   // Resets the byte count (protection restarts counting where the secondary starts).
@@ -60,7 +62,7 @@ class GatedConsole final : public hooks::ConsolePort {
   void release_locked(Held& h);
   bool releasable_locked(const Held& h) const;
   void drain_locked();
-  std::function<bool()> may_release_;
+  std::function<bool(bool)> may_release_;
   hooks::ConsolePort& inner_;
   std::atomic<uint64_t> output_icount_{0};
   std::atomic<uint64_t> released_{0};
@@ -116,13 +118,17 @@ class StreamBatchSource final : public hooks::BatchSource {
 
 class LinkBatchSink final : public hooks::BatchSink {
  public:
-  explicit LinkBatchSink(std::shared_ptr<Link> link) : link_(std::move(link)) {}
+  // `on_sent(sequence)` runs for every batch handed to the link (the primary notes when it
+  // sent what the secondary will acknowledge: fencing::AckFreshness).
+  explicit LinkBatchSink(std::shared_ptr<Link> link, std::function<void(uint64_t)> on_sent = {})
+      : link_(std::move(link)), on_sent_(std::move(on_sent)) {}
   void write_batch(const log::LogBatch& batch) override;
   uint64_t bytes() const { return bytes_; }
   uint64_t complete_to() const { return complete_to_; }
 
  private:
   std::shared_ptr<Link> link_;
+  std::function<void(uint64_t)> on_sent_;
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> complete_to_{0};
 };

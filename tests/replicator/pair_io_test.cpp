@@ -3,6 +3,8 @@
 // keeps its order and leaves on the next acknowledge() or pump() once allowed.
 #include "replicator/pair_io.h"
 
+#include "fencing/ack_freshness.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -31,7 +33,7 @@ TEST(GatedConsole, UngatedOutputStillWaitsForTheLease) {
   ReceivedConsole client;
   GatedConsole gate(client);
   bool lease = false;
-  gate.set_release_check([&] { return lease; });
+  gate.set_release_check([&](bool) { return lease; });
   print(gate, 10, "a");
   print(gate, 11, "b");
   EXPECT_EQ(client.text, "");
@@ -48,7 +50,7 @@ TEST(GatedConsole, AcknowledgedOutputIsHeldWhileFencedAndPumpedWhenAllowed) {
   ReceivedConsole client;
   GatedConsole gate(client);
   bool lease = true;
-  gate.set_release_check([&] { return lease; });
+  gate.set_release_check([&](bool) { return lease; });
   gate.set_gated(true);
   print(gate, 100, "x");
   print(gate, 200, "y");
@@ -76,6 +78,57 @@ TEST(GatedConsole, WithoutAReleaseCheckTheOutputRuleAloneDecides) {
   EXPECT_EQ(client.text, "free ");
   gate.set_gated(false);  // the secondary is gone: no ack to wait for
   EXPECT_EQ(client.text, "free held");
+}
+
+// The node's release check: the lease, or fresh acks for acknowledged output. The lease is
+// lapsed throughout (the witness is away).
+TEST(GatedConsole, FreshAcksReleaseAcknowledgedOutputWhileTheLeaseIsLapsed) {
+  using namespace std::chrono_literals;
+  ReceivedConsole client;
+  GatedConsole gate(client);
+  fencing::AckFreshness acks;
+  bool lease = false;
+  gate.set_release_check([&](bool acknowledged) { return fencing::may_release_output(lease, acknowledged, acks); });
+
+  // STANDALONE (ungated): acks do not count, the lease does.
+  acks.arm();
+  acks.batch_sent(0);
+  acks.batch_acknowledged(0, 300ms);
+  ASSERT_TRUE(acks.fresh());
+  print(gate, 1, "alone ");
+  EXPECT_EQ(client.text, "");
+
+  // PROTECTED: acknowledged output leaves on a fresh ack; unacknowledged output waits.
+  lease = true;
+  gate.pump();
+  ASSERT_EQ(client.text, "alone ");
+  lease = false;
+  gate.set_gated(true);
+  print(gate, 10, "a");
+  print(gate, 20, "b");
+  acks.batch_sent(1);
+  acks.batch_acknowledged(1, 300ms);
+  gate.acknowledge(11);
+  EXPECT_EQ(client.text, "alone a");
+
+  // A stale ack (a batch sent long ago) releases nothing, even if it covers the output.
+  fencing::AckFreshness stale;
+  stale.arm();
+  stale.batch_sent(1, fencing::AckFreshness::Clock::now() - 10s);
+  stale.batch_acknowledged(1, 300ms);
+  gate.set_release_check([&](bool acknowledged) { return fencing::may_release_output(lease, acknowledged, stale); });
+  gate.acknowledge(21);
+  EXPECT_EQ(client.text, "alone a");
+  EXPECT_EQ(gate.held_bytes(), 1u);
+
+  // Disarmed (the link is lost): only the lease lets it out.
+  gate.set_release_check([&](bool acknowledged) { return fencing::may_release_output(lease, acknowledged, acks); });
+  acks.disarm();
+  gate.pump();
+  EXPECT_EQ(client.text, "alone a");
+  lease = true;
+  gate.pump();
+  EXPECT_EQ(client.text, "alone ab");
 }
 
 }  // namespace
