@@ -765,6 +765,59 @@ def case_fence_kill_primary(build, args):
             f"{sb['epoch']}; {count} keys; repeated {repeated}")
 
 
+def case_fence_witness_stopped(build, args):
+    """SIGSTOP the witness for 3 leases while a client writes: the primary cannot renew,
+    but the pair is PROTECTED and the secondary's acks are fresh, so acknowledged output
+    keeps flowing (docs/fencing.md "Output while the arbiter is away"). Replies must come
+    after the lease has certainly lapsed; no promotion; after SIGCONT the primary renews
+    and the pair is still PROTECTED under the same epoch with every acknowledged SET."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+        cluster.wait_protected(a, b)
+        epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("ws_", keyspace=1000)  # overwrites beyond 1000 keys (the table holds 3072)
+        work.set_acked(client, 20)
+
+        witness.proc.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        # The last granted renewal was sent before the stop, so the lease is lapsed from
+        # stop + lease at the latest (its deadline is sent + 0.95 lease - 2 timeouts).
+        lapsed_at = stopped_at + LEASE_MS / 1000
+        resume_at = stopped_at + 3 * LEASE_MS / 1000
+        replies_without_lease = 0
+        samples = []
+        try:
+            log("witness stopped (SIGSTOP)")
+            while time.monotonic() < resume_at:
+                work.set_acked(client, 1)
+                time.sleep(0.005)
+                if time.monotonic() > lapsed_at:
+                    replies_without_lease += 1
+                    if replies_without_lease % 25 == 1:
+                        samples.append(fencing_of(a))
+        finally:
+            witness.proc.send_signal(signal.SIGCONT)
+        log(f"witness resumed after {time.monotonic() - stopped_at:.2f} s; {replies_without_lease} replies after "
+            f"the lease had lapsed; a's fencing status then: {samples[:3]}")
+        check(replies_without_lease > 0, "no reply while the witness was stopped and the lease lapsed")
+        check(samples and all(f["lease_ms_left"] == 0 for f in samples),
+              f"a's lease should have lapsed while the witness was stopped: {samples}")
+
+        # The witness is back: the primary renews (same epoch), the pair stays PROTECTED.
+        wait_until(lambda: fencing_of(a)["lease_ms_left"] > 0, 20, "a to renew its lease")
+        sa, sb = a.status(), b.status()
+        check((sa["role"], sa["state"]) == ("primary", "PROTECTED"), f"a after the witness came back: {sa}")
+        check((sb["role"], sb["state"]) == ("secondary", "PROTECTED"), f"b after the witness came back: {sb}")
+        check(sa["epoch"] == epoch and not sa["fencing"]["fenced"], f"a: epoch {sa['epoch']} (was {epoch}), {sa['fencing']}")
+        check("LIVE as primary" not in b.log_text(), "b went live while the witness was stopped")
+        work.set_acked(client, 10)
+        count = verify_data(client, [work])
+        log(f"PROTECTED at epoch {epoch} throughout; {count} keys")
+
+
 def case_linux_failover(build, args):
     """The pair protecting the Linux kv guest (OpenSBI + kernel + initramfs, a disk): the
     primary boots it under [vm] bios/kernel/initrd/append and serves SETs unprotected; then
@@ -840,6 +893,7 @@ CASES.update({
     "fence_partition_all": case_fence_partition_all,
     "fence_stale_primary_rejoin": case_fence_stale_primary_rejoin,
     "fence_planned_failover": case_fence_planned_failover,
+    "fence_witness_stopped": case_fence_witness_stopped,
 })
 
 
