@@ -32,12 +32,12 @@ struct FencingStatus {
   std::string arbiter;          // Arbiter::describe()
   int64_t lease_ms_left = -1;   // -1: no lease held
   bool fenced = false;          // the output gate is closed by self-fencing
-  int64_t ack_ms_left = -1;     // primary: acknowledged output may leave this long without the lease (-1: no)
   std::string link = "down";    // "up" | "down": the replication link hears the peer
   std::string heartbeat_path = "off";  // "up" | "down" | "off": the second heartbeat path
   bool degraded = false;        // exactly one of the two paths hears the peer
   std::string lease;            // the last arbiter outcome, e.g. "renew: granted epoch 4 (ttl 2000 ms)"
   std::string promotion;        // secondary: "" or what a promotion waits for
+  int64_t ack_ms_left = -1;     // primary: acknowledged output may leave this long without the lease (-1: no)
 };
 
 struct NodeStatus {

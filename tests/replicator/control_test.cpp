@@ -410,6 +410,7 @@ TEST(StatusJson, FencingObjectPidAndFencedStateRoundTrip) {
   // The keys the drills and the contract rely on.
   for (const char* key : {"arbiter", "lease_ms_left", "fenced", "link", "heartbeat_path", "degraded"})
     EXPECT_TRUE(j["fencing"].contains(key)) << key;
+  EXPECT_EQ(j["fencing"]["ack_ms_left"], -1);
   const NodeStatus back = status_from_json(j);
   EXPECT_EQ(back.state, PairState::Fenced);
   EXPECT_EQ(back.pid, 4242);
@@ -420,6 +421,13 @@ TEST(StatusJson, FencingObjectPidAndFencedStateRoundTrip) {
   EXPECT_EQ(back.fencing.heartbeat_path, "up");
   EXPECT_TRUE(back.fencing.degraded);
   EXPECT_EQ(back.fencing.lease, "renew: refused (holder b, epoch 4)");
+  EXPECT_EQ(back.fencing.ack_ms_left, -1);
+  NodeStatus on_acks = example_status();
+  on_acks.fencing = {"witness 10.0.0.3:7400", 0, false, "up", "up", false, "renew: unreachable", "", 180};
+  const NodeStatus on_acks_back = status_from_json(status_to_json(on_acks));
+  EXPECT_EQ(on_acks_back.fencing.ack_ms_left, 180);
+  EXPECT_NE(format_status(on_acks_back).find("lease 0 ms left, acks 180 ms"), std::string::npos)
+      << format_status(on_acks_back);
   const std::string text = format_status(back);
   EXPECT_NE(text.find("state FENCED"), std::string::npos) << text;
   EXPECT_NE(text.find("fencing: witness 10.0.0.3:7400  no lease  FENCED (no output)  link down  heartbeat path up  DEGRADED"),
