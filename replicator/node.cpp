@@ -1198,11 +1198,7 @@ struct Node::Impl {
       if (had_early_batches) {
         // Batches that came early were not acknowledged on arrival: the primary's output
         // waits for this (the replay may idle at the frontier before its next ack).
-        wire::Envelope ack;
-        ack.mutable_ack()->set_received_icount(s->complete_to());
-        ack.mutable_ack()->set_executed_icount(machine->icount());
-        ack.mutable_ack()->set_batch_sequence(s->last_sequence());
-        send(l, std::move(ack));
+        send(l, make_ack(*s, machine->icount()));
       }
       spdlog::info("synced at icount {} (state hash {:016x}): PROTECTED", machine->icount(), hash);
     } catch (const std::exception& e) {
