@@ -1,5 +1,7 @@
 #include "replicator/pair_io.h"
 
+#include <fmt/format.h>
+
 namespace tandem::replicator {
 
 void GatedConsole::set_gated(bool gated) {
@@ -98,15 +100,27 @@ std::string OutputTail::unconfirmed(uint64_t released) const {
   return tail_.substr(from - base_);
 }
 
-void StreamBatchSource::push(log::LogBatch batch, bool wake) {
+bool StreamBatchSource::push(log::LogBatch batch, bool wake) {
   {
     std::lock_guard lock(mutex_);
-    if (closed_) return;
+    if (closed_) return true;  // the replay runs out what it has; later batches do not matter
+    if (!gap_.empty()) return false;
+    if (batch.sequence() != next_sequence_) {
+      gap_ = fmt::format("log batch {} missing: batch {} arrived", next_sequence_, batch.sequence());
+      return false;
+    }
+    ++next_sequence_;
     complete_to_ = std::max(complete_to_, batch.complete_to_icount());
     last_sequence_ = batch.sequence();
     queue_.push_back(std::move(batch));
   }
   if (wake) cv_.notify_all();
+  return true;
+}
+
+std::string StreamBatchSource::gap() const {
+  std::lock_guard lock(mutex_);
+  return gap_;
 }
 
 void StreamBatchSource::close() {

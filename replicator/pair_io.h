@@ -96,8 +96,12 @@ class OutputTail final : public hooks::ConsolePort {
 // Batches arriving on the link (I/O thread) for the secondary's Replayer (VM thread).
 class StreamBatchSource final : public hooks::BatchSource {
  public:
-  // Queues a batch and wakes the consumer, or leaves waking it to wake_consumer().
-  void push(log::LogBatch batch, bool wake = true);
+  // Queues the next batch of the log and wakes the consumer (or leaves that to
+  // wake_consumer()). Batches count from 0 (Recorder::begin) and each must follow the last:
+  // a missing one would silently drop its records and the replay would go wrong later, far
+  // from the cause. A batch out of sequence is refused (false) and breaks the stream for
+  // good; gap() then says which batch was missing.
+  bool push(log::LogBatch batch, bool wake = true);
   void wake_consumer() { cv_.notify_all(); }
   void close();  // no more batches: the replay runs out what it has
   std::optional<log::LogBatch> next_batch() override;
@@ -106,6 +110,8 @@ class StreamBatchSource final : public hooks::BatchSource {
   uint64_t complete_to() const;
   uint64_t last_sequence() const;
   size_t queued() const;
+  // Empty, or what broke the stream ("log batch 3 missing: batch 4 arrived").
+  std::string gap() const;
 
  private:
   mutable std::mutex mutex_;
@@ -114,6 +120,8 @@ class StreamBatchSource final : public hooks::BatchSource {
   bool closed_ = false;
   uint64_t complete_to_ = 0;
   uint64_t last_sequence_ = 0;
+  uint64_t next_sequence_ = 0;
+  std::string gap_;
 };
 
 class LinkBatchSink final : public hooks::BatchSink {

@@ -1,6 +1,7 @@
 // GatedConsole, the output rule with self-fencing: output leaves only when the secondary
 // has acknowledged it (gated) AND the release check (the lease) allows it; held output
 // keeps its order and leaves on the next acknowledge() or pump() once allowed.
+// StreamBatchSource: the secondary's log stream refuses a batch out of sequence.
 #include "replicator/pair_io.h"
 
 #include "fencing/ack_freshness.h"
@@ -129,6 +130,49 @@ TEST(GatedConsole, FreshAcksReleaseAcknowledgedOutputWhileTheLeaseIsLapsed) {
   lease = true;
   gate.pump();
   EXPECT_EQ(client.text, "alone ab");
+}
+
+log::LogBatch batch(uint64_t sequence, uint64_t complete_to) {
+  log::LogBatch b;
+  b.set_sequence(sequence);
+  b.set_complete_to_icount(complete_to);
+  log::Record* r = b.add_records();
+  r->set_icount(complete_to);
+  r->set_kind(log::IDLE_SKIP);
+  return b;
+}
+
+TEST(StreamBatchSource, BatchesInSequenceAreQueuedInOrder) {
+  StreamBatchSource s;
+  for (uint64_t i = 0; i < 3; ++i) EXPECT_TRUE(s.push(batch(i, 100 * (i + 1))));
+  EXPECT_EQ(s.gap(), "");
+  EXPECT_EQ(s.complete_to(), 300u);
+  EXPECT_EQ(s.last_sequence(), 2u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    const auto b = s.next_batch();
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->sequence(), i);
+  }
+  EXPECT_FALSE(s.next_batch());
+}
+
+TEST(StreamBatchSource, AMissingBatchIsRefusedAndBreaksTheStream) {
+  // Batch 1 never arrived (issue 6: batches that beat the replica were dropped): batch 2
+  // must not be replayed as if it followed batch 0, and nothing after it either.
+  StreamBatchSource s;
+  EXPECT_TRUE(s.push(batch(0, 100)));
+  EXPECT_FALSE(s.push(batch(2, 300)));
+  EXPECT_EQ(s.gap(), "log batch 1 missing: batch 2 arrived");
+  EXPECT_FALSE(s.push(batch(1, 200)));  // too late: the replica already cannot follow
+  EXPECT_EQ(s.complete_to(), 100u);
+  EXPECT_EQ(s.queued(), 1u);
+}
+
+TEST(StreamBatchSource, TheFirstBatchMustBeBatchZero) {
+  StreamBatchSource s;
+  EXPECT_FALSE(s.push(batch(1, 100)));
+  EXPECT_EQ(s.gap(), "log batch 0 missing: batch 1 arrived");
+  EXPECT_EQ(s.queued(), 0u);
 }
 
 }  // namespace
