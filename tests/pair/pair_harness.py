@@ -85,8 +85,10 @@ class Node:
     """One tandemd with its own config, state dir, disk, console and control socket."""
 
     def __init__(self, cluster, name, role, listen_port, console_port, peer_port=None,
-                 psk_file=None, heartbeat_ms=100, heartbeat_misses=10, max_lag_ms=100, extra_lines=None):
+                 psk_file=None, heartbeat_ms=100, heartbeat_misses=10, max_lag_ms=100, extra_lines=None,
+                 env=None):
         self.cluster = cluster
+        self.env = env  # extra environment for tandemd (test hooks)
         self.name = name
         self.role = role
         self.listen_port = listen_port
@@ -131,7 +133,8 @@ class Node:
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.cluster.tandemd, "--config", self.config],
                                      stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                                     env={**os.environ, **self.env} if self.env else None)
         self.cluster.processes.append(self.proc)
         return self
 
