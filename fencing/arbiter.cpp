@@ -37,6 +37,13 @@ class NoArbiter final : public Arbiter {
     return {Grant::Outcome::Granted, epoch_, std::chrono::milliseconds{0}, holder_, "no arbiter configured"};
   }
 
+  // Heartbeat-only: there is no one to refuse a stale replica; the new epoch is local.
+  Grant advance(const std::string& node, uint64_t epoch) override {
+    holder_ = node;
+    epoch_ = std::max(epoch_, epoch) + 1;
+    return {Grant::Outcome::Granted, epoch_, std::chrono::milliseconds{0}, holder_, "no arbiter configured"};
+  }
+
   Grant renew(const std::string& node, uint64_t epoch) override {
     holder_ = node;
     epoch_ = std::max(epoch_, epoch);

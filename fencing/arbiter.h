@@ -54,11 +54,23 @@ class Arbiter {
   // "witness 10.0.0.3:7400", "disk /shared/vm1.lease", ... for logs and status.
   virtual std::string describe() const = 0;
 
-  // Become the holder. `known_epoch` is the highest epoch this node has seen. If the caller
-  // already holds the lease this is a renewal. Otherwise it is granted only when nobody
-  // holds a live lease, and then under an epoch > every epoch granted before (and >
-  // known_epoch). Used by a booting primary and by a secondary that suspects its primary.
+  // Become the holder. `known_epoch` is the highest epoch this node has seen (a secondary:
+  // the epoch of its replica). If the caller already holds the lease this is a renewal.
+  // Refused when known_epoch is below an epoch the holder advanced to (advance(), below):
+  // the caller's replica is stale and may never be promoted, only re-synced. Otherwise it is
+  // granted only when nobody holds a live lease, and then under an epoch > every epoch
+  // granted before (and > known_epoch). Used by a booting primary and by a secondary that
+  // suspects its primary.
   virtual Grant acquire(const std::string& node, uint64_t known_epoch) = 0;
+
+  // Compare-and-swap of the epoch by the holder: "if `node` holds the lease under `epoch`,
+  // move it to epoch + 1" (and renew the lease under the new epoch). From then on every
+  // acquire with known_epoch <= `epoch` is Refused. A primary calls it when it drops a
+  // secondary that went silent on every path: the secondary's replica misses what the
+  // primary releases from now on, so it must never be promoted. Granted: the new epoch and
+  // ttl. Refused: the caller does not hold `epoch` (someone else was granted a later one).
+  // Unreachable: unknown, the caller must not release unacknowledged output.
+  virtual Grant advance(const std::string& node, uint64_t epoch) = 0;
 
   // The holder extends its lease under `epoch`. Refused when the arbiter has since granted
   // a later epoch to anyone (the caller has been fenced and must stop at once).

@@ -161,6 +161,13 @@ Grant CommandArbiter::acquire(const std::string& node, uint64_t known_epoch) {
   return grant;
 }
 
+Grant CommandArbiter::advance(const std::string& node, uint64_t epoch) {
+  // No epoch store to compare against: the primary drops its silent secondary only once the
+  // secondary is confirmed off, so it can never be promoted with its stale replica.
+  spdlog::warn("the secondary is silent on every path: powering it off before going on alone");
+  return acquire(node, epoch);
+}
+
 Grant CommandArbiter::renew(const std::string& node, uint64_t epoch) {
   return {Grant::Outcome::Granted, epoch, milliseconds(0), node, "fenced by command: no lease to renew"};
 }

@@ -11,6 +11,8 @@
 // command's stderr. Set arbiter_timeout_ms to what the power-off really takes (seconds):
 // with ttl 0 it does not shorten any lease.
 //
+// advance() (a primary dropping a secondary that went silent on every path) runs the same
+// command against the peer, the secondary: Granted with epoch + 1 only once it is off.
 // renew() is always granted (the peer stays off); release() does nothing.
 #include <string>
 
@@ -26,6 +28,7 @@ class CommandArbiter final : public Arbiter {
   std::string describe() const override;
   Grant acquire(const std::string& node, uint64_t known_epoch) override;
   Grant renew(const std::string& node, uint64_t epoch) override;
+  Grant advance(const std::string& node, uint64_t epoch) override;
   void release(const std::string& node, uint64_t epoch) override;
 
   static constexpr size_t kStderrTail = 512;  // bytes of stderr kept for `why`

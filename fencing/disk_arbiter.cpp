@@ -22,11 +22,13 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr std::string_view kMagic = "TNDMDISK";
-constexpr uint32_t kVersion = 1;
+// Version 1: no replica floor. Version 2 (written only once an epoch was advanced, so older
+// tandemds keep working until then and refuse a record they would misread): the floor at 304.
+constexpr uint32_t kVersion = 1, kVersionWithFloor = 2;
 // Offsets in the 512-byte block (little-endian integers).
 constexpr size_t kVersionAt = 8, kEpochAt = 16, kCounterAt = 24, kTtlAt = 32, kVmLenAt = 40, kHolderLenAt = 42,
                  kVmAt = 48, kHolderAt = kVmAt + DiskArbiter::kMaxNameBytes,
-                 kChecksumAt = DiskArbiter::kRecordBytes - 8;
+                 kFloorAt = kHolderAt + DiskArbiter::kMaxNameBytes, kChecksumAt = DiskArbiter::kRecordBytes - 8;
 
 struct Record {
   uint64_t epoch = 0;
@@ -34,6 +36,7 @@ struct Record {
   uint64_t ttl_ms = 0;
   std::string vm_id;
   std::string holder;  // "" = free (released, or never taken)
+  uint64_t replica_floor = 0;  // set by advance(): acquires with a known epoch below it are refused
 };
 using Block = std::array<uint8_t, DiskArbiter::kRecordBytes>;
 
@@ -49,7 +52,7 @@ uint64_t get(const Block& b, size_t at, int bytes) {
 Block encode(const Record& r) {
   Block b{};
   std::memcpy(b.data(), kMagic.data(), kMagic.size());
-  put(b, kVersionAt, kVersion, 4);
+  put(b, kVersionAt, r.replica_floor > 0 ? kVersionWithFloor : kVersion, 4);
   put(b, kEpochAt, r.epoch, 8);
   put(b, kCounterAt, r.counter, 8);
   put(b, kTtlAt, r.ttl_ms, 8);
@@ -57,6 +60,7 @@ Block encode(const Record& r) {
   put(b, kHolderLenAt, r.holder.size(), 2);
   std::memcpy(b.data() + kVmAt, r.vm_id.data(), r.vm_id.size());
   std::memcpy(b.data() + kHolderAt, r.holder.data(), r.holder.size());
+  put(b, kFloorAt, r.replica_floor, 8);
   put(b, kChecksumAt, XXH3_64bits(b.data(), kChecksumAt), 8);
   return b;
 }
@@ -65,7 +69,8 @@ Block encode(const Record& r) {
 std::variant<Record, std::string> decode(const Block& b) {
   if (std::memcmp(b.data(), kMagic.data(), kMagic.size()) != 0) return std::string("bad magic (not a Tandem lease record)");
   if (get(b, kChecksumAt, 8) != XXH3_64bits(b.data(), kChecksumAt)) return std::string("checksum mismatch");
-  if (get(b, kVersionAt, 4) != kVersion) return fmt::format("unknown version {}", get(b, kVersionAt, 4));
+  const uint64_t version = get(b, kVersionAt, 4);
+  if (version != kVersion && version != kVersionWithFloor) return fmt::format("unknown version {}", version);
   const size_t vm_len = get(b, kVmLenAt, 2), holder_len = get(b, kHolderLenAt, 2);
   if (vm_len > DiskArbiter::kMaxNameBytes || holder_len > DiskArbiter::kMaxNameBytes) {
     return std::string("name length out of range");
@@ -76,6 +81,8 @@ std::variant<Record, std::string> decode(const Block& b) {
   r.ttl_ms = get(b, kTtlAt, 8);
   r.vm_id.assign(reinterpret_cast<const char*>(b.data() + kVmAt), vm_len);
   r.holder.assign(reinterpret_cast<const char*>(b.data() + kHolderAt), holder_len);
+  if (version == kVersionWithFloor) r.replica_floor = get(b, kFloorAt, 8);
+  if (r.replica_floor > r.epoch) return fmt::format("replica floor {} above the epoch {}", r.replica_floor, r.epoch);
   return r;
 }
 
@@ -203,6 +210,12 @@ Grant DiskArbiter::acquire(const std::string& node, uint64_t known_epoch) {
       watch_ = {};
       return make(Grant::Outcome::Granted, record, "renewed", lease);
     }
+    if (known_epoch < record.replica_floor) {
+      return make(Grant::Outcome::Refused, record,
+                  fmt::format("stale replica: epoch {} < {} (advanced by the primary without this node): resync as "
+                              "a secondary",
+                              known_epoch, record.replica_floor));
+    }
     if (record.holder.empty()) return take(record.epoch == 0 ? "first holder" : "the lease was released");
 
     // Another holder: wait for one full ttl (ours, counted on our clock) without a renewal.
@@ -245,6 +258,29 @@ Grant DiskArbiter::renew(const std::string& node, uint64_t epoch) {
     record.ttl_ms = static_cast<uint64_t>(config_.lease.count());
     file.write(record);
     return make(Grant::Outcome::Granted, record, "renewed", config_.lease);
+  });
+}
+
+Grant DiskArbiter::advance(const std::string& node, uint64_t epoch) {
+  return with_record(config_, node, [&](LockedFile& file, Record record) {
+    const bool repeated = record.holder == node && record.epoch == epoch + 1 && record.replica_floor == epoch + 1;
+    // The compare of the compare-and-swap, under the lock: this node holds exactly `epoch`
+    // (or already advanced from it: a retry after a lost answer is granted again).
+    if (!repeated && (record.epoch != epoch || record.holder != node)) {
+      return make(Grant::Outcome::Refused, record,
+                  record.epoch > epoch ? fmt::format("fenced: epoch {} granted to {}", record.epoch,
+                                                     record.holder.empty() ? std::string("(released)") : record.holder)
+                                       : fmt::format("cannot advance: {} does not hold epoch {}", node, epoch));
+    }
+    record.epoch = epoch + 1;
+    record.replica_floor = record.epoch;
+    record.counter += 1;
+    record.ttl_ms = static_cast<uint64_t>(config_.lease.count());
+    file.write(record);
+    if (!repeated)
+      spdlog::info("disk lease {}: {} advanced epoch {} -> {}: older replicas are refused", config_.disk_path, node,
+                   epoch, record.epoch);
+    return make(Grant::Outcome::Granted, record, fmt::format("epoch advanced to {}", record.epoch), config_.lease);
   });
 }
 

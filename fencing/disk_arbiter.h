@@ -4,7 +4,8 @@
 // test-and-set.
 //
 // The record is one 512-byte block (see docs/fencing.md, ## Arbiters):
-//   magic "TNDMDISK" | version | epoch | renew counter | ttl_ms | vm_id | holder | XXH3-64
+//   magic "TNDMDISK" | version | epoch | renew counter | ttl_ms | vm_id | holder |
+//   replica floor (version 2) | XXH3-64
 // Every read-modify-write happens under an exclusive open-file-description lock
 // (fcntl F_OFD_SETLK, waited for at most ArbiterConfig.timeout), and writes go through an
 // O_DSYNC descriptor, so the record is a compare-and-swap register on the shared file.
@@ -36,6 +37,7 @@ class DiskArbiter final : public Arbiter {
   std::string describe() const override;
   Grant acquire(const std::string& node, uint64_t known_epoch) override;
   Grant renew(const std::string& node, uint64_t epoch) override;
+  Grant advance(const std::string& node, uint64_t epoch) override;
   void release(const std::string& node, uint64_t epoch) override;
 
   static constexpr size_t kRecordBytes = 512;

@@ -191,6 +191,8 @@ struct EtcdArbiter::Impl {
   size_t current = 0;  // the endpoint in use; moves on after a failure
   std::string key;
   std::string key64;
+  std::string floor_key;    // /tandem/<vm_id>/floor: written by advance(); its mod_revision is the
+  std::string floor_key64;  // replica floor (an acquire with a known epoch below it is refused)
 
   asio::io_context io;
   tcp::resolver resolver{io};
@@ -202,7 +204,8 @@ struct EtcdArbiter::Impl {
   std::string lease_node;
 
   explicit Impl(const ArbiterConfig& c)
-      : config(c), endpoints(parse_etcd_endpoints(c.etcd)), key(etcd_leader_key(c.vm_id)), key64(base64_encode(key)) {}
+      : config(c), endpoints(parse_etcd_endpoints(c.etcd)), key(etcd_leader_key(c.vm_id)), key64(base64_encode(key)),
+        floor_key(fmt::format("/tandem/{}/floor", c.vm_id)), floor_key64(base64_encode(floor_key)) {}
 
   const EtcdEndpoint& endpoint() const { return endpoints[current]; }
   std::string where() const { return "etcd " + endpoint().url(); }
@@ -418,6 +421,40 @@ struct EtcdArbiter::Impl {
     return record;
   }
 
+  // The replica floor: the floor key's mod_revision (0: never advanced) and who advanced from
+  // which epoch (the value; informative, and lets an interrupted advance() finish).
+  struct Floor {
+    uint64_t revision = 0;
+    std::string node;
+    uint64_t from = 0;
+  };
+  Floor floor_from_kvs(const json& range) {
+    Floor floor;
+    const auto it = range.find("kvs");
+    if (it == range.end() || it->is_null() || (it->is_array() && it->empty())) return floor;
+    if (!it->is_array() || !(*it)[0].is_object()) malformed("\"kvs\" of the floor key is not an array of objects");
+    const json& kv = (*it)[0];
+    floor.revision = uint64_t(int_field(kv, "mod_revision"));
+    if (floor.revision == 0) malformed("the floor key has no mod_revision");
+    const std::string value64 = kv.contains("value") && kv["value"].is_string() ? kv["value"].get<std::string>() : "";
+    if (const auto value = base64_decode(value64)) {
+      const json parsed = json::parse(*value, nullptr, false);
+      if (parsed.is_object() && parsed.contains("node") && parsed["node"].is_string()) floor.node = parsed["node"];
+      if (parsed.is_object() && parsed.contains("from") && parsed["from"].is_number_unsigned()) floor.from = parsed["from"].get<uint64_t>();
+    }
+    return floor;
+  }
+  Floor read_floor(Clock::time_point deadline) {
+    const json reply = post("/v3/kv/range", {{"key", floor_key64}}, deadline);
+    header_revision(reply);
+    return floor_from_kvs(reply);
+  }
+  Grant stale_replica(uint64_t known_epoch, const Floor& floor) const {
+    return {Grant::Outcome::Refused, floor.revision, std::chrono::milliseconds{0}, floor.node,
+            "stale replica: epoch " + std::to_string(known_epoch) + " < " + std::to_string(floor.revision) +
+                " (advanced by the primary without this node): resync as a secondary"};
+  }
+
   // Keeps lease `id` alive; the TTL etcd restarted it with, 0 when the lease is gone.
   int64_t keepalive(int64_t id, Clock::time_point deadline) {
     const json result = post("/v3/lease/keepalive", {{"ID", std::to_string(id)}}, deadline, /*stream=*/true);
@@ -445,6 +482,10 @@ struct EtcdArbiter::Impl {
   json create_revision_is(int64_t revision) const {
     return json{{"key", key64}, {"target", "CREATE"}, {"result", "EQUAL"}, {"create_revision", std::to_string(revision)}};
   }
+  // "the floor key was last written before `revision`" (an absent key has mod_revision 0).
+  json floor_below(uint64_t revision) const {
+    return json{{"key", floor_key64}, {"target", "MOD"}, {"result", "LESS"}, {"mod_revision", std::to_string(revision)}};
+  }
   json put_leader(const json& record, int64_t lease) const {
     return json{{"request_put", json{{"key", key64}, {"value", base64_encode(record.dump())}, {"lease", std::to_string(lease)}}}};
   }
@@ -461,7 +502,13 @@ struct EtcdArbiter::Impl {
     const auto deadline = Clock::now() + config.timeout;
     // Two rounds: our own lease may lapse between reading the key and renewing it.
     for (int round = 0; round < 2; ++round) {
-      if (const auto leader = read_leader(deadline)) {
+      const auto leader = read_leader(deadline);
+      if (!leader) {
+        // Free: a replica older than an advanced epoch is refused (the win transaction below
+        // compares the floor again). While another node holds the key the answer is Held.
+        if (const Floor floor = read_floor(deadline); known_epoch < floor.revision) return stale_replica(known_epoch, floor);
+      }
+      if (leader) {
         const auto epoch = uint64_t(leader->create_revision);
         if (leader->node != node || leader->lease == 0)
           return {Grant::Outcome::Held, epoch, std::chrono::milliseconds{0}, leader->node, held_why(*leader)};
@@ -485,9 +532,10 @@ struct EtcdArbiter::Impl {
       // Compare-and-swap: put the key only if it does not exist. The txn's revision is the
       // epoch (etcd revisions are global and never reused).
       json txn;
-      txn["compare"] = json::array({create_revision_is(0)});
+      txn["compare"] = json::array({create_revision_is(0), floor_below(known_epoch + 1)});
       txn["success"] = json::array({put_leader({{"node", node}}, lease)});
-      txn["failure"] = json::array({json{{"request_range", json{{"key", key64}}}}});
+      txn["failure"] = json::array({json{{"request_range", json{{"key", key64}}}},
+                                    json{{"request_range", json{{"key", floor_key64}}}}});
       const json reply = post("/v3/kv/txn", txn, deadline);
       const auto revision = uint64_t(header_revision(reply));
       const bool won = reply.contains("succeeded") && reply["succeeded"].is_boolean() && reply["succeeded"].get<bool>();
@@ -499,7 +547,13 @@ struct EtcdArbiter::Impl {
           holder = leader_from_kvs(object_field((*it)[0], "response_range"));
         else
           malformed("failed txn without the range of the leader key");
-        if (!holder) continue;  // it vanished again in between
+        if (!holder) {
+          if (const auto& r = reply.at("responses"); r.size() > 1 && r[1].is_object() && r[1].contains("response_range")) {
+            if (const Floor floor = floor_from_kvs(object_field(r[1], "response_range")); known_epoch < floor.revision)
+              return stale_replica(known_epoch, floor);  // advanced meanwhile
+          }
+          continue;  // it vanished again in between
+        }
         if (holder->node == node) continue;  // our own earlier attempt: renew it next round
         return {Grant::Outcome::Held, uint64_t(holder->create_revision), std::chrono::milliseconds{0}, holder->node,
                 held_why(*holder)};
@@ -584,6 +638,72 @@ struct EtcdArbiter::Impl {
     return {Grant::Outcome::Granted, epoch, std::chrono::seconds{ttl}, node, "renewed etcd lease " + std::to_string(lease)};
   }
 
+  // The epoch as a compare-and-swap (see Arbiter::advance). etcd cannot put a key it deletes
+  // in the same txn, so two steps, each a txn on the holder's own lease:
+  //  1. if the leader key's create_revision == epoch (this node's creation stands): write the
+  //     floor key and delete the leader key. The txn's revision R is the floor: from now on
+  //     every acquire with a known epoch below R is refused (its win txn compares the floor);
+  //  2. if the leader key is absent and the floor is still R: re-create the leader key on the
+  //     same lease. Its create_revision (> R) is the new epoch.
+  // An advance interrupted between the steps is finished by the next call (the floor names
+  // this node and `epoch`); a node that won the key in between holds it (Refused here).
+  Grant advance(const std::string& node, uint64_t epoch) {
+    const auto deadline = Clock::now() + config.timeout;
+    int64_t lease = lease_node == node && lease_epoch == epoch ? lease_id : 0;
+    auto leader = read_leader(deadline);
+    Floor floor;
+    if (names(leader, node, epoch)) {
+      if (lease == 0) lease = leader->lease;
+    } else {
+      floor = read_floor(deadline);
+      const bool ours = floor.node == node && floor.from == epoch;
+      if (ours && leader && leader->node == node && leader->lease != 0 &&
+          uint64_t(leader->create_revision) > floor.revision) {
+        // Both steps were done (the answer was lost): this node holds the advanced epoch.
+        const int64_t ttl = keepalive(leader->lease, deadline);
+        if (ttl <= 0) return fenced(epoch, read_leader_quietly(deadline), "etcd lease expired");
+        lease_id = leader->lease;
+        lease_epoch = uint64_t(leader->create_revision);
+        lease_node = node;
+        return {Grant::Outcome::Granted, lease_epoch, std::chrono::seconds{ttl}, node,
+                "epoch advanced to " + std::to_string(lease_epoch) + " (repeated)"};
+      }
+      if (leader || !ours || lease == 0)
+        return fenced(epoch, leader, node + " does not hold epoch " + std::to_string(epoch));
+    }
+    const int64_t ttl = keepalive(lease, deadline);
+    if (ttl <= 0) return fenced(epoch, read_leader_quietly(deadline), "etcd lease " + std::to_string(lease) + " expired");
+    if (leader) {
+      json txn;
+      txn["compare"] = json::array({create_revision_is(int64_t(epoch))});
+      txn["success"] = json::array({json{{"request_put", json{{"key", floor_key64},
+                                                              {"value", base64_encode(json{{"node", node}, {"from", epoch}}.dump())}}}},
+                                    json{{"request_delete_range", json{{"key", key64}}}}});
+      const json reply = post("/v3/kv/txn", txn, deadline);
+      const auto revision = uint64_t(header_revision(reply));
+      if (!(reply.contains("succeeded") && reply["succeeded"].is_boolean() && reply["succeeded"].get<bool>()))
+        return fenced(epoch, read_leader_quietly(deadline), "the leader key changed before the epoch could advance");
+      floor = Floor{revision, node, epoch};
+    }
+    json txn;
+    txn["compare"] = json::array({create_revision_is(0),
+                                  json{{"key", floor_key64}, {"target", "MOD"}, {"result", "EQUAL"},
+                                       {"mod_revision", std::to_string(floor.revision)}}});
+    txn["success"] = json::array({put_leader({{"node", node}}, lease)});
+    const json reply = post("/v3/kv/txn", txn, deadline);
+    const auto revision = uint64_t(header_revision(reply));
+    if (!(reply.contains("succeeded") && reply["succeeded"].is_boolean() && reply["succeeded"].get<bool>()))
+      return fenced(epoch, read_leader_quietly(deadline), "another node took the leader key while the epoch advanced");
+    lease_id = lease;
+    lease_epoch = revision;
+    lease_node = node;
+    record_epoch(node, revision, lease, deadline);
+    spdlog::info("etcd arbiter: {} advanced epoch {} -> {} (replicas below {} are refused)", node, epoch, revision,
+                 floor.revision);
+    return {Grant::Outcome::Granted, revision, std::chrono::seconds{ttl}, node,
+            "epoch advanced to " + std::to_string(revision) + " (floor " + std::to_string(floor.revision) + ")"};
+  }
+
   std::optional<LeaderRecord> read_leader_quietly(Clock::time_point deadline) {
     try {
       return read_leader(deadline);
@@ -619,7 +739,10 @@ EtcdArbiter::~EtcdArbiter() = default;
 
 std::string EtcdArbiter::describe() const {
   std::string urls;
-  for (const auto& endpoint : impl_->endpoints) urls += (urls.empty() ? "" : ",") + endpoint.url();
+  for (const auto& endpoint : impl_->endpoints) {
+    if (!urls.empty()) urls += ',';  // (not "," + url: GCC 12 warns a -Wrestrict false positive)
+    urls += endpoint.url();
+  }
   return "etcd " + urls + " key " + impl_->key;
 }
 
@@ -634,6 +757,14 @@ Grant EtcdArbiter::acquire(const std::string& node, uint64_t known_epoch) {
 Grant EtcdArbiter::renew(const std::string& node, uint64_t epoch) {
   try {
     return impl_->renew(node, epoch);
+  } catch (const Failure& failure) {
+    return {failure.outcome, 0, std::chrono::milliseconds{0}, "", failure.why};
+  }
+}
+
+Grant EtcdArbiter::advance(const std::string& node, uint64_t epoch) {
+  try {
+    return impl_->advance(node, epoch);
   } catch (const Failure& failure) {
     return {failure.outcome, 0, std::chrono::milliseconds{0}, "", failure.why};
   }

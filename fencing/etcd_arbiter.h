@@ -57,6 +57,7 @@ class EtcdArbiter final : public Arbiter {
   std::string describe() const override;
   Grant acquire(const std::string& node, uint64_t known_epoch) override;
   Grant renew(const std::string& node, uint64_t epoch) override;
+  Grant advance(const std::string& node, uint64_t epoch) override;
   void release(const std::string& node, uint64_t epoch) override;
 
  private:

@@ -48,15 +48,28 @@ void LeaseKeeper::stop() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
-void LeaseKeeper::acquire(uint64_t known_epoch, std::function<void(const Grant&)> on_granted) {
+void LeaseKeeper::acquire(uint64_t known_epoch, std::function<void(const Grant&)> on_granted,
+                          std::function<void(const Grant&)> on_refused) {
   {
     std::lock_guard lock(mutex_);
     ++generation_;
     mode_ = Mode::Acquiring;
     known_epoch_ = std::max(known_epoch_, known_epoch);
     on_granted_ = std::move(on_granted);
+    on_refused_ = std::move(on_refused);
+    on_advanced_ = nullptr;
     lapses_ = true;
     deadline_ = {};
+  }
+  cv_.notify_all();
+}
+
+void LeaseKeeper::advance(std::function<void(const Grant&)> on_advanced) {
+  {
+    std::lock_guard lock(mutex_);
+    if (mode_ != Mode::Holding) return;
+    ++generation_;  // a renewal in flight is superseded: its answer is dropped
+    on_advanced_ = std::move(on_advanced);
   }
   cv_.notify_all();
 }
@@ -67,6 +80,8 @@ void LeaseKeeper::cancel() {
     ++generation_;
     if (mode_ != Mode::Fenced) mode_ = Mode::Idle;
     on_granted_ = nullptr;
+    on_refused_ = nullptr;
+    on_advanced_ = nullptr;
     deadline_ = {};
   }
   cv_.notify_all();
@@ -79,6 +94,7 @@ void LeaseKeeper::release() {
     const bool held = mode_ == Mode::Holding;
     ++generation_;
     mode_ = Mode::Idle;
+    on_advanced_ = nullptr;
     deadline_ = {};
     epoch = epoch_;
     if (!held) return;
@@ -100,6 +116,7 @@ void LeaseKeeper::yield(const std::string& why) {
     if (mode_ == Mode::Fenced) return;
     mode_ = Mode::Fenced;
     deadline_ = {};
+    on_advanced_ = nullptr;
     last_ = "yielded: " + why;
     callback = on_fenced;
   }
@@ -165,6 +182,7 @@ void LeaseKeeper::run() {
       continue;
     }
     const Mode mode = mode_;
+    const bool advancing = mode == Mode::Holding && on_advanced_;
     const uint64_t generation = generation_;
     const uint64_t known = known_epoch_, epoch = epoch_;
     lock.unlock();
@@ -173,7 +191,9 @@ void LeaseKeeper::run() {
     {
       std::lock_guard turn(call_mutex_);
       try {
-        g = mode == Mode::Acquiring ? arbiter_->acquire(node_, known) : arbiter_->renew(node_, epoch);
+        g = mode == Mode::Acquiring ? arbiter_->acquire(node_, known)
+            : advancing             ? arbiter_->advance(node_, epoch)
+                                    : arbiter_->renew(node_, epoch);
       } catch (const std::exception& e) {
         g.outcome = Grant::Outcome::Unreachable;
         g.why = e.what();
@@ -182,9 +202,9 @@ void LeaseKeeper::run() {
     lock.lock();
     if (stopping_) break;
     if (generation != generation_) continue;  // acquire/cancel/release/yield meanwhile: decided
-    note(g, mode == Mode::Acquiring ? "acquire:" : "renew:");
-    if (g.epoch > known_epoch_) known_epoch_ = g.epoch;
-    if (last_ != logged && (mode == Mode::Acquiring || !g.granted())) {
+    note(g, mode == Mode::Acquiring ? "acquire:" : advancing ? "advance:" : "renew:");
+    if (g.granted() && g.epoch > known_epoch_) known_epoch_ = g.epoch;
+    if (last_ != logged && (mode == Mode::Acquiring || advancing || !g.granted())) {
       logged = last_;
       if (g.granted()) spdlog::info("lease: {}", last_);
       else spdlog::warn("lease: {}", last_);
@@ -200,12 +220,29 @@ void LeaseKeeper::run() {
       if (mode == Mode::Acquiring || d > deadline_) deadline_ = d;
       if (mode == Mode::Acquiring) {
         mode_ = Mode::Holding;
+        on_refused_ = nullptr;
         granted_callback = std::exchange(on_granted_, nullptr);
+      } else if (advancing) {
+        granted_callback = std::exchange(on_advanced_, nullptr);
       }
+    } else if (mode == Mode::Acquiring && g.outcome == Grant::Outcome::Refused && on_refused_) {
+      mode_ = Mode::Idle;
+      on_granted_ = nullptr;
+      granted_callback = std::exchange(on_refused_, nullptr);  // runs with the refusal
+    } else if (advancing && g.outcome == Grant::Outcome::Unreachable && lapses_ && Clock::now() >= deadline_) {
+      // The epoch could not be moved before this lease ran out: the secondary, if alive, may
+      // be granted the lease now, so this node stops for good (safety first).
+      mode_ = Mode::Fenced;
+      deadline_ = {};
+      on_advanced_ = nullptr;
+      fenced_why = "could not advance the epoch before the lease ran out (" + last_ + ")";
+      last_ = fenced_why;
+      fenced_callback = on_fenced;
     } else if (mode == Mode::Holding &&
                (g.outcome == Grant::Outcome::Refused || g.outcome == Grant::Outcome::Held)) {
       mode_ = Mode::Fenced;
       deadline_ = {};
+      on_advanced_ = nullptr;
       fenced_why = last_;
       fenced_callback = on_fenced;
     }
@@ -219,7 +256,10 @@ void LeaseKeeper::run() {
       lock.lock();
       continue;
     }
-    const milliseconds pause = mode_ == Mode::Acquiring ? std::max(config_.lease / 4, milliseconds(10)) : renew_interval();
+    // An advance the arbiter did not answer is retried soon: output waits for it.
+    const milliseconds pause = mode_ == Mode::Acquiring ? std::max(config_.lease / 4, milliseconds(10))
+                               : on_advanced_           ? std::max(renew_interval() / 4, milliseconds(10))
+                                                        : renew_interval();
     cv_.wait_for(lock, pause, [&] { return stopping_ || generation != generation_; });
   }
 }

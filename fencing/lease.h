@@ -49,7 +49,15 @@ class LeaseKeeper {
 
   // Tries to become the holder: acquire() every lease/4 until Granted, then renews.
   // `on_granted` runs on the keeper's thread once, right after the grant. Clears fenced().
-  void acquire(uint64_t known_epoch, std::function<void(const Grant&)> on_granted = {});
+  // With `on_refused`, a Refused acquire (a stale replica: never grantable) stops acquiring
+  // and runs it once instead of retrying. Only a grant raises the known epoch: a Held or
+  // Refused answer's epoch must not make a stale replica look current.
+  void acquire(uint64_t known_epoch, std::function<void(const Grant&)> on_granted = {},
+               std::function<void(const Grant&)> on_refused = {});
+  // The holder moves its epoch forward (Arbiter::advance) instead of its next renewal,
+  // retrying while the arbiter is unreachable; `on_advanced` runs once on the keeper's
+  // thread with the grant (the new epoch). Refused or Held fences the node (on_fenced).
+  void advance(std::function<void(const Grant&)> on_advanced);
   // Stops acquiring or renewing, without telling the arbiter (a secondary that gives up).
   void cancel();
   // The holder gives the lease up (planned handover, clean stop): no more output from here
@@ -94,6 +102,8 @@ class LeaseKeeper {
   Clock::time_point deadline_{};
   std::string last_;
   std::function<void(const Grant&)> on_granted_;
+  std::function<void(const Grant&)> on_refused_;
+  std::function<void(const Grant&)> on_advanced_;  // set: the next call is advance(), not renew()
   std::thread thread_;
 };
 

@@ -40,6 +40,8 @@ Grant WitnessArbiter::acquire(const std::string& node, uint64_t known_epoch) {
 
 Grant WitnessArbiter::renew(const std::string& node, uint64_t epoch) { return call(wire::RENEW, node, epoch); }
 
+Grant WitnessArbiter::advance(const std::string& node, uint64_t epoch) { return call(wire::ADVANCE, node, epoch); }
+
 void WitnessArbiter::release(const std::string& node, uint64_t epoch) {
   const Grant grant = call(wire::RELEASE, node, epoch);
   if (!grant.granted()) spdlog::warn("witness release of epoch {}: {} ({})", epoch, to_string(grant.outcome), grant.why);
@@ -149,10 +151,10 @@ Grant WitnessArbiter::call(int op, const std::string& node, uint64_t epoch) {
   result.why = reply.why();
   // A grant must be usable as a fencing token: a lease of some length, an epoch >= the one we
   // asked with (the same one for a renewal).
-  const bool lease_op = op == wire::ACQUIRE || op == wire::RENEW;
+  const bool lease_op = op == wire::ACQUIRE || op == wire::RENEW || op == wire::ADVANCE;
   if (result.granted() && lease_op &&
       (result.ttl.count() == 0 || result.epoch == 0 || result.epoch < epoch ||
-       (op == wire::RENEW && result.epoch != epoch))) {
+       (op == wire::RENEW && result.epoch != epoch) || (op == wire::ADVANCE && result.epoch != epoch + 1))) {
     result.outcome = Grant::Outcome::Unreachable;
     result.why = "witness " + config_.witness + ": inconsistent grant (ttl 0 or epoch 0)";
   }

@@ -171,6 +171,15 @@ wire::WitnessReply WitnessServer::Impl::handle(const wire::WitnessRequest& reque
         spdlog::debug("vm {}: {} renews epoch {} (acquire)", vm, node, next.epoch);
         return granted(next, "renewed");
       }
+      if (known < current.replica_floor) {
+        // The holder advanced past this node's replica (it went on without it): never grantable.
+        spdlog::warn("vm {}: refused {}'s acquire with epoch {}: the epoch was advanced to {} without it", vm, node,
+                     known, current.replica_floor);
+        return make_reply(wire::REFUSED, current,
+                          fmt::format("stale replica: epoch {} < {} (advanced by the primary without this node): "
+                                      "resync as a secondary",
+                                      known, current.replica_floor));
+      }
       if (live) {
         const auto left = std::chrono::duration_cast<milliseconds>(current.expiry - received).count();
         std::string why = current.from_restart
@@ -217,6 +226,38 @@ wire::WitnessReply WitnessServer::Impl::handle(const wire::WitnessRequest& reque
       next.ttl = std::max(current.ttl, ttl);
       commit(next, next.ttl != current.ttl);
       return granted(next, "renewed");
+    }
+    case wire::ADVANCE: {
+      const uint64_t epoch = request.epoch();
+      if (it != leases.end() && current.holder == node && current.epoch == epoch + 1 &&
+          current.replica_floor == epoch + 1) {
+        // This node's advance from `epoch` is already done (its reply was lost, the client
+        // asks again): answer it again, as a renewal of the new epoch.
+        Lease next = current;
+        next.expiry = received + ttl;
+        next.from_restart = false;
+        next.ttl = std::max(current.ttl, ttl);
+        commit(next, next.ttl != current.ttl);
+        return granted(next, fmt::format("epoch advanced to {} (repeated)", next.epoch));
+      }
+      if (it == leases.end() || current.epoch == 0 || epoch != current.epoch || current.holder != node) {
+        return make_reply(wire::REFUSED, current,
+                          current.epoch > epoch
+                              ? fmt::format("fenced: epoch {} granted to {}", current.epoch,
+                                            current.holder.empty() ? std::string("(released)") : current.holder)
+                              : fmt::format("cannot advance: {} does not hold epoch {}", node, epoch));
+      }
+      // The CAS succeeded: a new epoch for the holder, and no replica of an older one may
+      // ever be granted (persisted before the reply, like every new epoch).
+      Lease next = current;
+      next.epoch = epoch + 1;
+      next.replica_floor = next.epoch;
+      next.expiry = received + ttl;
+      next.from_restart = false;
+      next.ttl = std::max(current.ttl, ttl);
+      commit(next, true);
+      spdlog::info("vm {}: {} advanced epoch {} -> {}: older replicas are refused", vm, node, epoch, next.epoch);
+      return granted(next, fmt::format("epoch advanced to {}", next.epoch));
     }
     case wire::RELEASE: {
       if (it == leases.end() || current.epoch != request.epoch() || current.holder != node) {

@@ -52,6 +52,7 @@ void save_witness_state(const std::string& path, const WitnessRecords& leases) {
     record->set_epoch(lease.epoch);
     record->set_holder(lease.holder);
     record->set_ttl_ms(static_cast<uint64_t>(lease.ttl.count()));
+    record->set_replica_floor(lease.replica_floor);
   }
   const std::string body = state.SerializeAsString();
   std::string bytes(kStateMagic);
@@ -131,8 +132,12 @@ WitnessRecords load_witness_state(const std::string& path) {
     if (record.vm_id().empty() || leases.contains(record.vm_id())) {
       throw corrupt(fmt::format("empty or duplicate vm_id \"{}\"", record.vm_id()));
     }
-    leases.emplace(record.vm_id(),
-                   WitnessRecord{record.epoch(), record.holder(), std::chrono::milliseconds(record.ttl_ms())});
+    if (record.replica_floor() > record.epoch()) {
+      throw corrupt(fmt::format("vm_id \"{}\": replica floor {} above its epoch {}", record.vm_id(),
+                                record.replica_floor(), record.epoch()));
+    }
+    leases.emplace(record.vm_id(), WitnessRecord{record.epoch(), record.holder(),
+                                                 std::chrono::milliseconds(record.ttl_ms()), record.replica_floor()});
   }
   return leases;
 }

@@ -15,6 +15,8 @@ struct WitnessRecord {
   uint64_t epoch = 0;                 // the highest epoch ever granted for the VM
   std::string holder;                 // its holder; "" = nobody (never granted, or released)
   std::chrono::milliseconds ttl{0};   // longest ttl granted under `epoch`: the restart wait
+  uint64_t replica_floor = 0;         // set by ADVANCE: an acquire with a known epoch below it is
+                                      // refused (a stale replica); 0 = none (also old state files)
 };
 using WitnessRecords = std::map<std::string, WitnessRecord>;  // by vm_id
 

@@ -41,6 +41,25 @@ TEST(CommandArbiter, ExitZeroGrantsTheNextEpochWithoutALease) {
   EXPECT_EQ(a->describe(), "command true");
 }
 
+// Issue 7 with STONITH: a primary drops its silent secondary only once the command powered
+// it off; the command sees the epoch it will run under.
+TEST(CommandArbiter, AdvanceRunsTheFenceCommandAndGrantsOnlyWhenItSucceeded) {
+  const fs::path out = fs::temp_directory_path() / ("tc_advance_" + std::to_string(::getpid()));
+  const Grant g = command("echo \"$TANDEM_NODE $TANDEM_EPOCH\" > " + out.string())->advance("a", 4);
+  ASSERT_EQ(g.outcome, Outcome::Granted) << g.why;
+  EXPECT_EQ(g.epoch, 5u);
+  EXPECT_EQ(g.ttl, 0ms);
+  std::ifstream in(out);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "a 5");
+  fs::remove(out);
+  const Grant failed = command("echo cannot reach the PDU >&2; exit 3")->advance("a", 4);
+  EXPECT_EQ(failed.outcome, Outcome::Refused);
+  EXPECT_NE(failed.why.find("cannot reach the PDU"), std::string::npos) << failed.why;
+  EXPECT_EQ(command("sleep 5", 200ms)->advance("a", 4).outcome, Outcome::Unreachable);
+}
+
 TEST(CommandArbiter, NonZeroExitIsRefusedWithTheStderrTail) {
   const Grant g = command("false")->acquire("b", 1);
   EXPECT_EQ(g.outcome, Outcome::Refused);

@@ -85,6 +85,39 @@ TEST_F(Disk, GrantRenewReleaseAndFence) {
   EXPECT_EQ(fenced.why, "fenced: epoch 2 granted to b");
 }
 
+// Issue 7: the holder's epoch CAS under the record lock, kept in the record (a reopened
+// file, another arbiter object) and refusing the stale replica even after the lease lapsed.
+TEST_F(Disk, AdvanceByTheHolderIsPersistedAndRefusesOlderReplicas) {
+  auto a = arbiter(300ms), b = arbiter(300ms);
+  ASSERT_EQ(a->acquire("a", 0).epoch, 1u);
+  EXPECT_EQ(b->advance("b", 1).outcome, Outcome::Refused) << "b does not hold epoch 1";
+  EXPECT_EQ(a->advance("a", 2).outcome, Outcome::Refused) << "epoch 2 was never granted";
+  const Grant advanced = a->advance("a", 1);
+  ASSERT_TRUE(advanced.granted()) << advanced.why;
+  EXPECT_EQ(advanced.epoch, 2u);
+  EXPECT_EQ(advanced.ttl, 300ms);
+  const Grant repeated = a->advance("a", 1);  // a retry after a lost answer: the same advance
+  ASSERT_TRUE(repeated.granted()) << repeated.why;
+  EXPECT_EQ(repeated.epoch, 2u);
+  EXPECT_EQ(a->advance("a", 0).outcome, Outcome::Refused) << "the compare must fail on an old epoch";
+  EXPECT_TRUE(a->renew("a", 2).granted());
+  const std::string record = slurp(lease_file);
+  ASSERT_EQ(record.size(), DiskArbiter::kRecordBytes);
+  EXPECT_EQ(record[8], 2) << "a record with a floor is version 2 (older tandemds refuse it)";
+
+  auto reopened = arbiter(300ms);  // a fresh arbiter: everything it knows comes from the file
+  const Grant stale = reopened->acquire("b", 1);
+  EXPECT_EQ(stale.outcome, Outcome::Refused) << stale.why;
+  EXPECT_NE(stale.why.find("stale replica"), std::string::npos) << stale.why;
+  // Long after a's lease lapsed, the stale replica is still refused; a current one takes over.
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(reopened->acquire("b", 1).outcome, Outcome::Refused);
+  const Grant current = acquire_until_granted(*reopened, "b", 2);
+  ASSERT_TRUE(current.granted()) << current.why;
+  EXPECT_EQ(current.epoch, 3u);
+  EXPECT_EQ(a->advance("a", 2).outcome, Outcome::Refused) << "fenced: epoch 3 belongs to b";
+}
+
 TEST_F(Disk, RenewalsKeepAContenderOutAndItTakesOverOneTtlAfterTheLast) {
   constexpr auto kTtl = 800ms;
   auto a = arbiter(kTtl), b = arbiter(kTtl);

@@ -372,6 +372,45 @@ TEST_F(EtcdArbiterTest, EpochAtOrBelowKnownEpochIsRefusedAndLeavesNoHolder) {
   EXPECT_TRUE(a->acquire("a", 0).granted());
 }
 
+// Issue 7: the holder's epoch CAS (two txns on its own lease). The new epoch is the
+// re-created leader key's create_revision; older replicas are refused (also from a fresh
+// arbiter object: the floor is in etcd), after the holder's lease lapsed too.
+TEST_F(EtcdArbiterTest, AdvanceByTheHolderRefusesOlderReplicasAndSurvivesInEtcd) {
+  auto a = arbiter(1000ms), b = arbiter(1000ms);
+  const Grant won = a->acquire("a", 0);
+  ASSERT_TRUE(won.granted()) << won.why;
+  const Grant not_holder = b->advance("b", won.epoch);
+  EXPECT_EQ(not_holder.outcome, Outcome::Refused) << not_holder.why;
+  const Grant advanced = a->advance("a", won.epoch);
+  ASSERT_EQ(advanced.outcome, Outcome::Granted) << advanced.why;
+  EXPECT_GT(advanced.epoch, won.epoch);
+  const auto kv = leader_kv(etcd_->client_port(), vm_);
+  ASSERT_TRUE(kv.is_object());
+  EXPECT_EQ(kv["create_revision"].get<std::string>(), std::to_string(advanced.epoch));
+  EXPECT_TRUE(a->renew("a", advanced.epoch).granted());
+  EXPECT_EQ(a->renew("a", won.epoch).outcome, Outcome::Refused);
+  const Grant repeated = a->advance("a", won.epoch);  // a retry after a lost answer: the same advance
+  ASSERT_TRUE(repeated.granted()) << repeated.why;
+  EXPECT_EQ(repeated.epoch, advanced.epoch);
+  EXPECT_EQ(a->advance("a", won.epoch - 1).outcome, Outcome::Refused) << "the compare must fail on an old epoch";
+
+  auto fresh = arbiter(1000ms);
+  EXPECT_EQ(fresh->acquire("b", won.epoch).outcome, Outcome::Held) << "a still holds the key";
+  // a stops renewing: once its key is gone the stale replica is refused, a current one wins.
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!leader_kv(etcd_->client_port(), vm_).is_null() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(leader_kv(etcd_->client_port(), vm_).is_null()) << "a's lease never lapsed";
+  const Grant stale = fresh->acquire("b", won.epoch);
+  EXPECT_EQ(stale.outcome, Outcome::Refused) << stale.why;
+  EXPECT_NE(stale.why.find("stale replica"), std::string::npos) << stale.why;
+  EXPECT_TRUE(leader_kv(etcd_->client_port(), vm_).is_null()) << "a refused acquire must not take the key";
+  const Grant current = fresh->acquire("b", advanced.epoch);
+  ASSERT_TRUE(current.granted()) << current.why;
+  EXPECT_GT(current.epoch, advanced.epoch);
+  EXPECT_EQ(a->advance("a", advanced.epoch).outcome, Outcome::Refused);
+}
+
 TEST_F(EtcdArbiterTest, ManyPairsShareOneEtcdWithOneKeyEach) {
   auto vm1 = make_arbiter(config_for(etcd_->url(), vm_ + "-1"));
   auto vm2 = make_arbiter(config_for(etcd_->url(), vm_ + "-2"));

@@ -43,6 +43,10 @@ class Stallable final : public Arbiter {
     while (stall) std::this_thread::sleep_for(1ms);
     return inner_->renew(node, epoch);
   }
+  Grant advance(const std::string& node, uint64_t epoch) override {
+    while (stall) std::this_thread::sleep_for(1ms);
+    return inner_->advance(node, epoch);
+  }
   void release(const std::string& node, uint64_t epoch) override { inner_->release(node, epoch); }
   std::atomic<bool> stall{false};
 
@@ -193,6 +197,71 @@ TEST_F(LeaseTest, YieldStopsOutputAndReportsFenced) {
   EXPECT_FALSE(a.may_release_output());
   EXPECT_EQ(why, "lost the secondary on every path");
   EXPECT_NE(a.last_outcome().find("yielded"), std::string::npos);
+}
+
+// Issue 7: the holder drops a silent secondary by advancing the epoch; the secondary, still
+// at the old epoch, is refused (never granted, even once the holder stopped renewing) and is
+// told so once instead of retrying forever.
+TEST_F(LeaseTest, AdvanceMovesTheHolderOnAndTheStaleContenderIsRefused) {
+  LeaseKeeper a(config(600ms), "a"), b(config(600ms), "b");
+  a.start();
+  b.start();
+  a.acquire(0);
+  ASSERT_TRUE(eventually([&] { return a.may_release_output(); }));
+  const uint64_t old_epoch = a.epoch();
+  std::atomic<uint64_t> advanced{0};
+  a.advance([&](const Grant& g) { advanced = g.epoch; });
+  ASSERT_TRUE(eventually([&] { return advanced.load() != 0; })) << a.last_outcome();
+  EXPECT_EQ(advanced.load(), old_epoch + 1);
+  EXPECT_EQ(a.epoch(), old_epoch + 1);
+  EXPECT_TRUE(a.may_release_output());
+  // It renews under the new epoch from then on.
+  std::this_thread::sleep_for(700ms);
+  EXPECT_TRUE(a.may_release_output()) << a.last_outcome();
+
+  std::atomic<bool> granted{false};
+  std::string refusal;
+  std::mutex m;
+  a.cancel();  // the holder goes quiet: its lease lapses, and still the stale replica gets nothing
+  b.acquire(old_epoch, [&](const Grant&) { granted = true; }, [&](const Grant& g) {
+    std::lock_guard lock(m);
+    refusal = g.why;
+  });
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(m);
+    return !refusal.empty();
+  }));
+  EXPECT_NE(refusal.find("stale replica"), std::string::npos) << refusal;
+  EXPECT_FALSE(b.acquiring()) << "a refusal ends the acquiring";
+  std::this_thread::sleep_for(800ms);
+  EXPECT_FALSE(granted.load());
+  EXPECT_FALSE(b.may_release_output());
+}
+
+TEST_F(LeaseTest, AnAdvanceAfterAnotherNodeTookTheLeaseFences) {
+  auto stallable = std::make_unique<Stallable>(make_arbiter(config(600ms)));
+  Stallable& arbiter = *stallable;
+  LeaseKeeper a(std::move(stallable), config(600ms), "a");
+  LeaseKeeper b(config(600ms), "b");
+  std::atomic<bool> fenced{false};
+  a.on_fenced = [&](const std::string&) { fenced = true; };
+  a.start();
+  b.start();
+  a.acquire(0);
+  ASSERT_TRUE(eventually([&] { return a.may_release_output(); }));
+  const uint64_t old_epoch = a.epoch();
+  arbiter.stall = true;  // a's arbiter traffic is stuck: its lease lapses and b takes over
+  std::atomic<uint64_t> b_epoch{0};
+  b.acquire(old_epoch, [&](const Grant& g) { b_epoch = g.epoch; });
+  ASSERT_TRUE(eventually([&] { return b_epoch.load() != 0; }));
+  EXPECT_FALSE(a.may_release_output());
+  std::atomic<bool> advanced{false};
+  a.advance([&](const Grant&) { advanced = true; });
+  arbiter.stall = false;
+  ASSERT_TRUE(eventually([&] { return fenced.load(); }));
+  EXPECT_FALSE(advanced.load());
+  EXPECT_TRUE(a.fenced());
+  EXPECT_FALSE(a.may_release_output());
 }
 
 TEST(LeaseUnreachable, AnUnreachableArbiterNeverGrantsAndIsReported) {

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <filesystem>
 #include <fstream>
@@ -536,10 +537,94 @@ std::string read_file(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// Issue 7: the holder's epoch CAS. The primary drops a silent secondary by advancing the
+// epoch; from then on the secondary's replica (its old epoch) is refused, even after the
+// primary's lease lapsed, and across a witness restart (persisted before the reply).
+TEST_F(Witness, AdvanceByTheHolderRefusesOlderReplicasAndIsPersisted) {
+  start();
+  auto a = client(400ms), b = client(400ms);
+  ASSERT_EQ(a->acquire("a", 0).epoch, 1u);
+  const Grant advanced = a->advance("a", 1);
+  ASSERT_EQ(advanced.outcome, Outcome::Granted) << advanced.why;
+  EXPECT_EQ(advanced.epoch, 2u);
+  EXPECT_EQ(advanced.ttl, 400ms);
+  EXPECT_TRUE(a->renew("a", 2).granted());
+  const Grant old = a->renew("a", 1);  // the old epoch is gone, also for its holder
+  EXPECT_EQ(old.outcome, Outcome::Refused) << old.why;
+
+  const Grant stale = b->acquire("b", 1);  // the secondary's replica is at epoch 1
+  EXPECT_EQ(stale.outcome, Outcome::Refused) << stale.why;
+  EXPECT_NE(stale.why.find("stale replica"), std::string::npos) << stale.why;
+  EXPECT_EQ(stale.epoch, 2u);
+  std::this_thread::sleep_for(600ms);  // a's lease lapsed: still never grantable to a stale replica
+  EXPECT_EQ(b->acquire("b", 1).outcome, Outcome::Refused);
+
+  stop();
+  start();
+  auto b2 = client(400ms);
+  EXPECT_EQ(b2->acquire("b", 1).outcome, Outcome::Refused) << "the floor must survive a witness restart";
+  EXPECT_EQ(load_witness_state(state_file).at("vm1").replica_floor, 2u);
+  // A replica re-synced at the new epoch is current again: after the restart wait it is granted.
+  const auto start_wait = std::chrono::steady_clock::now();
+  Grant g;
+  while (!(g = b2->acquire("b", 2)).granted() && std::chrono::steady_clock::now() - start_wait < 10s) {
+    ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(g.granted()) << g.why;
+  EXPECT_EQ(g.epoch, 3u);
+}
+
+TEST_F(Witness, AdvanceByANonHolderOrWithAStaleEpochIsRefused) {
+  start();
+  auto a = client(), b = client();
+  EXPECT_EQ(a->advance("a", 0).outcome, Outcome::Refused);  // nothing granted yet
+  ASSERT_EQ(a->acquire("a", 0).epoch, 1u);
+  const Grant other = b->advance("b", 1);
+  EXPECT_EQ(other.outcome, Outcome::Refused) << other.why;
+  EXPECT_EQ(b->advance("b", 2).outcome, Outcome::Refused);
+  EXPECT_EQ(a->advance("a", 2).outcome, Outcome::Refused) << "epoch 2 was never granted";
+  ASSERT_TRUE(a->advance("a", 1).granted());
+  // Asked again (its answer was lost): the same advance, not a second one.
+  const Grant twice = a->advance("a", 1);
+  ASSERT_TRUE(twice.granted()) << twice.why;
+  EXPECT_EQ(twice.epoch, 2u);
+  ASSERT_EQ(a->advance("a", 2).epoch, 3u);
+  const Grant old = a->advance("a", 1);  // the CAS compares: epoch 1 is long gone
+  EXPECT_EQ(old.outcome, Outcome::Refused) << old.why;
+  a->release("a", 3);
+  const Grant after_release = a->advance("a", 3);
+  EXPECT_EQ(after_release.outcome, Outcome::Refused) << after_release.why;
+  // A released lease is free for a current replica, and still refused to a stale one.
+  EXPECT_EQ(b->acquire("b", 2).outcome, Outcome::Refused);
+  const Grant current = b->acquire("b", 3);
+  ASSERT_TRUE(current.granted()) << current.why;
+  EXPECT_EQ(current.epoch, 4u);
+}
+
+TEST_F(Witness, ForgedOrReplayedAdvanceIsRefused) {
+  start();
+  ASSERT_EQ(client()->acquire("a", 0).epoch, 1u);
+  // Forged: a request for the holder's name under another key.
+  const Received forged = testing::exchange(server->port(), request_frame(wire::ADVANCE, "a", 1, 1, "not-the-psk-not-the-psk-not-the"));
+  EXPECT_TRUE(forged.bytes.empty()) << "a forged ADVANCE must get no reply";
+  // Replayed: an authentic ADVANCE resent would advance a second time.
+  const std::string captured = request_frame(wire::ADVANCE, "a", 1, 5000);
+  const auto first = open_reply(kPsk, testing::exchange(server->port(), captured).bytes);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->outcome(), wire::GRANTED) << first->why();
+  EXPECT_EQ(first->epoch(), 2u);
+  const auto replay = open_reply(kPsk, testing::exchange(server->port(), captured).bytes);
+  ASSERT_TRUE(replay);
+  EXPECT_EQ(replay->outcome(), wire::REFUSED);
+  EXPECT_NE(replay->why().find("replayed"), std::string::npos) << replay->why();
+  EXPECT_EQ(load_witness_state(state_file).at("vm1").epoch, 2u);
+}
+
 TEST_F(Witness, StateFileRoundTripsEveryVm) {
   EXPECT_TRUE(load_witness_state(state_file).empty());  // missing = first start
   WitnessRecords records;
-  records["vm1"] = {7, "a", 2000ms};
+  records["vm1"] = {7, "a", 2000ms, 6};
   records["vm2"] = {3, "", 500ms};  // released
   records[std::string("vm\0bin", 6)] = {1, "node with spaces", 1ms};
   save_witness_state(state_file, records);
@@ -551,6 +636,7 @@ TEST_F(Witness, StateFileRoundTripsEveryVm) {
     EXPECT_EQ(loaded.at(vm).epoch, r.epoch);
     EXPECT_EQ(loaded.at(vm).holder, r.holder);
     EXPECT_EQ(loaded.at(vm).ttl, r.ttl);
+    EXPECT_EQ(loaded.at(vm).replica_floor, r.replica_floor);
   }
   EXPECT_THROW(save_witness_state((dir / "missing-dir" / "state").string(), records), std::runtime_error);
 }
@@ -583,6 +669,38 @@ TEST_F(Witness, CorruptOrTruncatedStateFileRefusesToStart) {
   expect_refused("hello, I am not a state file at all", "bad magic");
   write_file(state_file, good);
   WitnessServer fine(o);  // the intact file still loads
+}
+
+// A state file written before ADVANCE existed (no replica_floor field) loads with floor 0;
+// a floor above its epoch is a file that cannot be trusted.
+TEST_F(Witness, OldStateFilesLoadAndAFloorAboveTheEpochIsCorrupt) {
+  const auto frame = [](const wire::WitnessState& state) {
+    const std::string body = state.SerializeAsString();
+    std::string bytes("TWSTATE1");
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((uint64_t{body.size()} >> (8 * i)) & 0xff));
+    bytes += body;
+    const uint64_t sum = XXH3_64bits(body.data(), body.size());
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((sum >> (8 * i)) & 0xff));
+    return bytes;
+  };
+  wire::WitnessState old;
+  auto* lease = old.add_leases();
+  lease->set_vm_id("vm1");
+  lease->set_epoch(4);
+  lease->set_holder("a");
+  lease->set_ttl_ms(2000);
+  write_file(state_file, frame(old));
+  const WitnessRecords loaded = load_witness_state(state_file);
+  EXPECT_EQ(loaded.at("vm1").epoch, 4u);
+  EXPECT_EQ(loaded.at("vm1").replica_floor, 0u);
+  lease->set_replica_floor(5);
+  write_file(state_file, frame(old));
+  try {
+    load_witness_state(state_file);
+    ADD_FAILURE() << "a floor above the epoch was accepted";
+  } catch (const StateFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("replica floor 5 above its epoch 4"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
