@@ -18,11 +18,15 @@
 //    the arbiter is away"), so a witness restart does not stop a healthy pair;
 //  - a primary that loses the link holds its output until the second path decides: the
 //    peer still heard there (or its process gone: EOF) → STANDALONE, keeping the lease;
-//    every path silent → it yields the lease and is FENCED (the secondary takes over);
+//    every path silent → it asks the arbiter to advance the epoch (a CAS: only while it
+//    holds the lease) and goes STANDALONE under epoch + 1 once that is confirmed; the
+//    secondary's older replica is refused by the arbiter from then on. Unconfirmed, output
+//    stays held (the lease may lapse and the secondary take over: the advance is refused);
 //  - a secondary that loses the link drops its replica (STANDBY) when the second path still
 //    hears the primary (the primary goes on alone, the replica is stale); when every path
 //    is silent it asks the arbiter every lease/4 and goes live with the granted epoch; if
-//    the lease stays held for 3 leases, or the primary is heard again, it gives up;
+//    the arbiter refuses its epoch (advanced by the primary), the lease stays held for 3
+//    leases, or the primary is heard again, it gives up;
 //  - a FENCED primary retries its [pair] peer; the live primary there refuses it (stale
 //    epoch, "resync") and it becomes an empty STANDBY secondary, ready to be protected.
 #include "replicator/node.h"
@@ -156,6 +160,7 @@ struct Node::Impl {
   std::optional<Clock::time_point> suspect_since;  // secondary: asking the arbiter since
   bool planned_promotion = false;                 // ... for a handover (the old primary stays heard)
   std::optional<uint64_t> boot_grant;             // primary: the epoch granted before boot
+  std::optional<fencing::Grant> boot_refused;     // ... or the arbiter's refusal of its epoch
   bool abandon_replica = false;                   // secondary: the replica is stale, drop it
   bool demote_requested = false;                  // fenced primary: refused by the live one
   std::string promotion_note;                     // status: what a promotion waits for
@@ -537,6 +542,11 @@ struct Node::Impl {
       }
       cv.notify_all();
       if (give_back) lease->release();
+    }, [this](const fencing::Grant& g) {
+      // The primary advanced the epoch without this node: its replica may never go live.
+      std::lock_guard lock(mutex);
+      if (role == Role::Secondary && suspect_since && !planned_promotion)
+        abandon_replica_locked("the arbiter refused this replica (" + g.why + ")");
     });
   }
 
@@ -567,10 +577,14 @@ struct Node::Impl {
         if (gate) gate->set_gated(false);
         wake = 1;
       } else if (!path_on || !detector->second_path_alive(now)) {
+        // Dead or cut off, the secondary's replica misses what this node releases from now
+        // on: move the epoch past it at the arbiter first, so it can never be promoted.
         link_lost_at.reset();
-        after.push_back([this] {
-          lease->yield("the secondary is silent on every path: it takes over; this node stops");
-        });
+        promotion_note = "advancing the epoch: the secondary is silent on every path";
+        spdlog::warn("the secondary is silent on every path: asking {} to advance epoch {}; output held until it "
+                     "confirms",
+                     lease->describe(), epoch);
+        after.push_back([this] { lease->advance([this](const fencing::Grant& g) { on_epoch_advanced(g); }); });
       }
     }
     if (role == Role::Secondary && state == PairState::Protected && !promotion) {
@@ -652,6 +666,27 @@ struct Node::Impl {
     cv.notify_all();
   }
 
+  // LeaseKeeper: the arbiter moved this primary's epoch past its silent secondary. The
+  // secondary's replica is refused from now on, so output may flow without its acks.
+  void on_epoch_advanced(const fencing::Grant& g) {
+    uint64_t before;
+    {
+      std::lock_guard lock(mutex);
+      if (role != Role::Primary || state == PairState::Fenced || stopping) return;
+      before = std::exchange(epoch, g.epoch);
+      state = PairState::Standalone;
+      promotion_note.clear();
+      if (gate) gate->set_gated(false);
+      wake = 1;
+    }
+    store_epoch(g.epoch);
+    make_transport();  // a secondary protected from now on is told the new epoch
+    spdlog::warn("epoch advanced {} -> {} at {}: STANDALONE; the silent secondary's replica is stale (refused by the "
+                 "arbiter, re-synced when it is protected again)",
+                 before, g.epoch, lease->describe());
+    cv.notify_all();
+  }
+
   // LeaseKeeper: the lease is lost (refused renewal) or yielded. No output from here on.
   void on_fenced(const std::string& why) {
     std::shared_ptr<Link> l;
@@ -662,6 +697,7 @@ struct Node::Impl {
       state = PairState::Fenced;
       last_error = "fenced: " + why;
       link_lost_at.reset();
+      promotion_note.clear();
       l = std::exchange(link, nullptr);
       wake = 1;
       next_rejoin = Clock::now() + std::chrono::seconds(1);
@@ -751,20 +787,37 @@ struct Node::Impl {
   // take the granted epoch. False when stopped meanwhile.
   bool wait_for_boot_lease() {
     spdlog::info("asking {} for the lease before booting", lease->describe());
-    lease->acquire(epoch_now(), [this](const fencing::Grant& g) {
-      std::lock_guard lock(mutex);
-      boot_grant = g.epoch;
-      cv.notify_all();
-    });
     uint64_t granted;
-    {
+    for (uint64_t known = epoch_now();;) {
+      lease->acquire(known, [this](const fencing::Grant& g) {
+        std::lock_guard lock(mutex);
+        boot_grant = g.epoch;
+        cv.notify_all();
+      }, [this](const fencing::Grant& g) {
+        std::lock_guard lock(mutex);
+        boot_refused = g;
+        cv.notify_all();
+      });
       std::unique_lock lock(mutex);
       promotion_note = "acquiring the lease before boot";
-      cv.wait(lock, [this] { return stopping || boot_grant.has_value(); });
+      cv.wait(lock, [this] { return stopping || boot_grant.has_value() || boot_refused.has_value(); });
       if (stopping) return false;
+      if (boot_refused) {
+        // A cold boot continues no replica, so an epoch the arbiter advanced past this node's
+        // does not make it stale: ask again from the arbiter's epoch (other refusals, e.g. a
+        // corrupt lease record, are retried every lease/4 until an operator fixes them).
+        const fencing::Grant refused = *std::exchange(boot_refused, std::nullopt);
+        spdlog::warn("lease before boot refused: {}; asking again from epoch {}", refused.why,
+                     std::max(known, refused.epoch));
+        promotion_note = "lease before boot refused: " + refused.why;
+        if (refused.epoch <= known) cv.wait_for(lock, std::max(cfg.fencing.lease / 4, std::chrono::milliseconds(10)));
+        known = std::max(known, refused.epoch);
+        continue;
+      }
       granted = *boot_grant;
       epoch = granted;
       promotion_note.clear();
+      break;
     }
     store_epoch(granted);
     make_transport();  // the handshake presents the granted epoch

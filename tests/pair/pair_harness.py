@@ -358,24 +358,26 @@ class Netsim:
 
 def fenced_pair(cluster, lease_ms=1500, arbiter_timeout_ms=200, heartbeat_ms=100, heartbeat_misses=5):
     """A witness, netsim on every connection between the nodes (replication link both ways:
-    `repl` a→b, `repl_back` b→a; second heartbeat path: `hb_ab`, `hb_ba`), and a primary `a`
-    protecting a secondary `b`, both with arbiter = "witness". Returns (a, b, witness, netsim)."""
+    `repl` a→b, `repl_back` b→a; second heartbeat path: `hb_ab`, `hb_ba`) and on each node's
+    witness path (`wit_a`, `wit_b`; netsim node "witness"), and a primary `a` protecting a
+    secondary `b`, both with arbiter = "witness". Returns (a, b, witness, netsim)."""
     witness = Witness(cluster)
     a_listen, a_console, b_listen, b_console, a_hb, b_hb = free_ports(6)
     netsim = Netsim(cluster, {
         "repl": ("a", "b", b_listen), "repl_back": ("b", "a", a_listen),
         "hb_ab": ("a", "b", b_hb), "hb_ba": ("b", "a", a_hb),
+        "wit_a": ("a", "witness", witness.port), "wit_b": ("b", "witness", witness.port),
     })
 
-    def fencing(listen, peer):
-        return ["[fencing]", 'arbiter = "witness"', f'witness = "{witness.address()}"',
+    def fencing(listen, peer, witness_link):
+        return ["[fencing]", 'arbiter = "witness"', f'witness = "127.0.0.1:{netsim.port(witness_link)}"',
                 f"lease_ms = {lease_ms}", f"arbiter_timeout_ms = {arbiter_timeout_ms}",
                 f'heartbeat_listen = "127.0.0.1:{listen}"', f'heartbeat_peer = "127.0.0.1:{peer}"',
                 f"heartbeat_ms = {heartbeat_ms}", f"heartbeat_misses = {heartbeat_misses}"]
     b = Node(cluster, "b", "secondary", b_listen, b_console, heartbeat_misses=heartbeat_misses,
-             extra_lines=fencing(b_hb, netsim.port("hb_ba")))
+             extra_lines=fencing(b_hb, netsim.port("hb_ba"), "wit_b"))
     a = Node(cluster, "a", "primary", a_listen, a_console, peer_port=netsim.port("repl"),
-             heartbeat_misses=heartbeat_misses, extra_lines=fencing(a_hb, netsim.port("hb_ab")))
+             heartbeat_misses=heartbeat_misses, extra_lines=fencing(a_hb, netsim.port("hb_ab"), "wit_a"))
     cluster.nodes += [b, a]
     b.start()
     wait_until(lambda: os.path.exists(b.socket), 20, "the secondary's control socket")

@@ -7,7 +7,8 @@ sockets on 127.0.0.1, the kv guest driven through its console by a checking clie
 Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_failover,
 bad_peers, big_memory_sync (chunked pre-copy of 72 MiB of incompressible memory), and with a witness and tandem-netsim between the nodes: fence_link_partition,
 fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover, fence_freeze_primary,
-fence_kill_secondary, fence_kill_primary, and with the Linux guest (guest/linux):
+fence_kill_secondary, fence_kill_primary, fence_freeze_secondary, fence_partition_secondary,
+and with the Linux guest (guest/linux):
 linux_failover (see each function). Exit status 0 = pass, 1 = a check failed, 77 = skipped
 (what the case needs is not built). Stdlib only.
 """
@@ -646,10 +647,12 @@ def case_fence_link_partition(build, args):
 
 
 def partition_all(cluster, args):
-    """Shared by fence_partition_all and fence_stale_primary_rejoin: cut every connection
-    between the nodes (the witness and the consoles stay reachable); the secondary must be
-    promoted only after the primary stopped (FENCED), under a higher epoch, with every
-    acknowledged SET, and the old primary's console must stay silent."""
+    """Shared by fence_partition_all and fence_stale_primary_rejoin: cut the primary from
+    everything, the secondary and the witness (the secondary still reaches the witness, the
+    consoles stay reachable). The primary cannot advance its epoch past the secondary, so it
+    must not go on alone: the secondary must be promoted only after the primary stopped
+    (FENCED), under a higher epoch, with every acknowledged SET, and the old primary's
+    console must stay silent."""
     a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
     cluster.wait_protected(a, b)
     old_epoch = a.status()["epoch"]
@@ -659,9 +662,9 @@ def partition_all(cluster, args):
     work = Workload("pa_")
     work.set_acked(client, 30)
 
-    netsim.ctl("partition", "--name", "split", "--groups", "a/b")
+    netsim.ctl("partition", "--name", "split", "--groups", "a/b,witness")
     cut_at = time.monotonic()
-    log("every connection between a and b partitioned")
+    log("a partitioned from b and from the witness")
     # A SET sent now can only be answered if a could still release output: it cannot be
     # acknowledged by b (the link is cut), so it must not be answered at all.
     key, value = work.next_pair()
@@ -808,6 +811,83 @@ def case_fence_kill_secondary(build, args):
         verify_data(client, [work])
         check("process is gone" in a.log_text(), "a's log should say the secondary's process is gone")
         log(f"a STANDALONE {took:.2f} s after kill -9 of b, kept its lease and answered")
+
+
+def secondary_lost_silently(cluster, prefix, cut):
+    """Shared by fence_freeze_secondary and fence_partition_secondary: `cut(b)` makes the
+    protected secondary silent on every path without an EOF; `restore(b)` (returned by cut)
+    undoes it. The primary must advance its epoch at the witness, go STANDALONE under it and
+    keep answering (the SET sent right after the cut is answered once the epoch moved); the
+    secondary must never be promoted: its replica is refused, it drops it (STANDBY), and the
+    primary protects it again at the new epoch. No acknowledged SET is lost."""
+    a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+    cluster.wait_protected(a, b)
+    old_epoch = a.status()["epoch"]
+    client = KvClient()
+    client.connect(a.console_address())
+    client.read_banner()
+    work = Workload(prefix)
+    work.set_acked(client, 20)
+
+    restore = cut(b, netsim)
+    cut_at = time.monotonic()
+    work.set_acked(client, 1)  # held while the secondary could still hold the only copy
+    resumed = time.monotonic() - cut_at
+    sa = a.wait_state("primary", "STANDALONE", timeout=20)
+    check(sa["epoch"] == old_epoch + 1, f"a went on at epoch {sa['epoch']}, expected {old_epoch + 1}")
+    check(not sa["fencing"]["fenced"] and sa["fencing"]["lease_ms_left"] > 0, f"a after the cut: {sa['fencing']}")
+    check("epoch advanced" in a.log_text(), "a's log should say it advanced the epoch")
+    work.set_acked(client, 20)  # a serves alone
+
+    restore()
+    b.wait_state("secondary", "STANDBY", timeout=20)
+    # Well past a lease: b stays a standby (it never goes live with its stale replica).
+    time.sleep(2 * LEASE_MS / 1000)
+    sb = b.status()
+    check((sb["role"], sb["state"]) == ("secondary", "STANDBY"), f"b after it came back: {sb}")
+    check("LIVE as primary" not in b.log_text(), "b went live with a stale replica")
+    check("stale" in b.log_text(), "b's log should say its replica is stale")
+    work.set_acked(client, 10)
+
+    code, out, err = a.ctl("protect", f"127.0.0.1:{netsim.port('repl')}")
+    check(code == 0, f"tandemctl protect: status {code}: {out}{err}")
+    cluster.wait_protected(a, b)
+    check(a.status()["epoch"] == b.status()["epoch"] == old_epoch + 1, "epochs after the resync")
+    work.set_acked(client, 10)
+    count = verify_data(client, [work])
+    log(f"RESUME_MS={resumed * 1000:.0f}: a answered {resumed:.2f} s after the cut, STANDALONE at epoch "
+        f"{old_epoch + 1}; b refused/STANDBY, re-protected; {count} keys")
+    return resumed
+
+
+def case_fence_freeze_secondary(build, args):
+    """SIGSTOP of the secondary: a host that died silently (no EOF, no RST on any path)."""
+    def freeze(b, netsim):
+        b.sigstop()
+
+        def thaw():
+            b.proc.send_signal(signal.SIGCONT)
+            b.stopped = False
+        return thaw
+
+    with Cluster(build, keep=args.keep) as cluster:
+        secondary_lost_silently(cluster, "fs_", freeze)
+
+
+def case_fence_partition_secondary(build, args):
+    """The secondary cut from the primary on the link and the second path (netsim), still
+    reaching the witness: it suspects the primary and asks for the lease, and must be
+    refused for its stale epoch (not just held off) once the primary advanced."""
+    def partition(b, netsim):
+        netsim.ctl("partition", "--name", "split", "--groups", "a/b", "--bridge", "witness")
+
+        def heal():
+            wait_until(lambda: "refused this replica" in b.log_text(), 20, "b's acquire refused by the witness")
+            netsim.ctl("heal", "--name", "split")
+        return heal
+
+    with Cluster(build, keep=args.keep) as cluster:
+        secondary_lost_silently(cluster, "ps_", partition)
 
 
 def case_fence_kill_primary(build, args):
@@ -1024,6 +1104,8 @@ CASES.update({
     "fence_stale_primary_rejoin": case_fence_stale_primary_rejoin,
     "fence_planned_failover": case_fence_planned_failover,
     "fence_witness_stopped": case_fence_witness_stopped,
+    "fence_freeze_secondary": case_fence_freeze_secondary,
+    "fence_partition_secondary": case_fence_partition_secondary,
 })
 
 
