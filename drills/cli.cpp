@@ -77,7 +77,7 @@ CLI::App* add_drill_subcommand(CLI::App& app, DrillCliOptions& o) {
                                  "works; report failover time, lost acknowledged writes and dual primaries.\n"
                                  "Exit status: 0 all iterations passed, 1 a failure, 2 usage error, 130 interrupted.");
   cmd->add_flag("--list", o.list, "List the drills and what each one does");
-  cmd->add_option("NAME", o.name, "kill-primary | freeze-primary | partition-link | partition-all | lose-witness | "
+  cmd->add_option("NAME", o.name, "kill-primary | freeze-primary | freeze-secondary | partition-link | partition-all | lose-witness | "
                                   "flapping-link | slow-link");
   cmd->add_option("-n,--iterations", o.iterations, "Iterations (the pair is re-protected between them)")
       ->check(CLI::Range(1, 100000))

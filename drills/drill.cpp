@@ -22,6 +22,10 @@ const std::vector<DrillInfo>& all_drills() {
       {"freeze-primary",
        "SIGSTOP of the primary, SIGCONT once the secondary is live: the thawed old primary must be fenced", false,
        false, Expect::Failover},
+      {"freeze-secondary",
+       "SIGSTOP of the secondary (a host dead without a TCP reset): the primary advances the epoch at the arbiter "
+       "and serves on alone (no failover); the thawed secondary is refused and waits as a STANDBY",
+       false, false, Expect::NoFailover},
       {"partition-link",
        "the replication link partitioned both ways (netsim): the second heartbeat path keeps the secondary from "
        "promoting (no failover)",
@@ -186,6 +190,24 @@ static IterationResult run_iteration(PairEnv& env, const DrillInfo& drill, int i
     fault_end = Clock::now();
     sleep_interruptible(milliseconds(100));
     if (new_primary_reply && old_primary_answers(env.console(primary), timing.settle)) ++probe_answers;
+  } else if (drill.name == "freeze-secondary") {
+    env.freeze(secondary);
+    // The primary answers again only once it moved its epoch past the frozen replica.
+    const auto deadline = Clock::now() + timing.failover_timeout;
+    bool advanced = false;
+    while (!advanced && Clock::now() < deadline) {
+      const auto s = node_status(env.control_socket(primary), 500);
+      advanced = s && s->value("state", std::string()) == "STANDALONE" && s->value("epoch", uint64_t{0}) > roles.epoch;
+      if (!advanced) sleep_interruptible(milliseconds(20));
+    }
+    if (!advanced) result.problems.push_back("the primary did not go STANDALONE under a higher epoch");
+    else if (!wait_reply(workload, primary, Clock::now(), timing.failover_timeout))
+      result.problems.push_back("the primary did not answer after advancing its epoch");
+    env.thaw(secondary);
+    fault_end = Clock::now();
+    sleep_interruptible(timing.settle);
+    // The thawed secondary must not serve: it has no console, or one that stays silent.
+    if (old_primary_answers(env.console(secondary), timing.settle)) ++probe_answers;
   } else if (drill.name == "partition-link") {
     partition(env, links.replication);
     sleep_interruptible(timing.fault);
@@ -290,6 +312,11 @@ static IterationResult run_iteration(PairEnv& env, const DrillInfo& drill, int i
       result.problems.push_back(fmt::format("{} repl{} from the old primary after the new one went live",
                                             result.stale_replies, result.stale_replies == 1 ? "y" : "ies"));
     }
+  }
+  if (!new_live && probe_answers > 0) {  // freeze-secondary: a node that never went live answered
+    result.stale_replies += probe_answers;
+    dual_epochs.insert(result.epoch_before);
+    result.problems.push_back("the thawed secondary answered a client");
   }
   result.dual_primary_epochs = dual_epochs.size();
 

@@ -4,6 +4,8 @@
 //   kill-primary    kill -9 of the primary: the secondary must take over, nothing acked lost
 //   freeze-primary  SIGSTOP of the primary until the secondary is live, then SIGCONT: the
 //                   thawed old primary must be fenced (never answer a client again)
+//   freeze-secondary SIGSTOP of the secondary (dead without a TCP reset): the primary advances
+//                   the epoch and serves alone, the thawed secondary is refused (STANDBY)
 //   partition-link  the replication link cut both ways (netsim): the second heartbeat path
 //                   still says the primary is up, so NO failover
 //   partition-all   the primary cut from the secondary on every path and from the witness

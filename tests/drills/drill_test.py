@@ -21,8 +21,8 @@ import tempfile
 import time
 
 FAILOVER_DRILLS = {"kill-primary", "freeze-primary", "partition-all"}
-NO_FAILOVER_DRILLS = {"partition-link", "lose-witness"}
-ALL_DRILLS = ["kill-primary", "freeze-primary", "partition-link", "partition-all", "lose-witness",
+NO_FAILOVER_DRILLS = {"partition-link", "lose-witness", "freeze-secondary"}
+ALL_DRILLS = ["kill-primary", "freeze-primary", "freeze-secondary", "partition-link", "partition-all", "lose-witness",
               "flapping-link", "slow-link"]
 
 
@@ -131,7 +131,10 @@ def case_lab(tandemctl, args):
             check(it["epoch_after"] > it["epoch_before"], f"a newer epoch: {it}")
         if args.drill in NO_FAILOVER_DRILLS:
             check(not it["promoted"] and it["failover_ms"] is None, f"no failover: {it}")
-            check(it["epoch_after"] == it["epoch_before"], f"same epoch: {it}")
+            if args.drill == "freeze-secondary":  # the primary moved its epoch past the frozen replica
+                check(it["epoch_after"] == it["epoch_before"] + 1, f"the primary's epoch + 1: {it}")
+            else:
+                check(it["epoch_after"] == it["epoch_before"], f"same epoch: {it}")
     totals = report["totals"]
     for key in ("acked_lost", "dual_primary_epochs", "failover_ms", "unavailable_ms", "passed"):
         check(key in totals, f"totals field {key}")

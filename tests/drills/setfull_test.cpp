@@ -224,7 +224,8 @@ TEST(Report, Percentile) {
 TEST(Drills, CatalogueNamesAreUnique) {
   std::set<std::string> names;
   for (const auto& d : all_drills()) EXPECT_TRUE(names.insert(d.name).second) << d.name;
-  EXPECT_EQ(names.size(), 7u);
+  EXPECT_EQ(names.size(), 8u);
+  EXPECT_NE(find_drill("freeze-secondary"), nullptr);
   EXPECT_NE(find_drill("kill-primary"), nullptr);
   EXPECT_EQ(find_drill("kill"), nullptr);
 }
