@@ -810,7 +810,9 @@ struct Node::Impl {
         spdlog::warn("lease before boot refused: {}; asking again from epoch {}", refused.why,
                      std::max(known, refused.epoch));
         promotion_note = "lease before boot refused: " + refused.why;
-        if (refused.epoch <= known) cv.wait_for(lock, std::max(cfg.fencing.lease / 4, std::chrono::milliseconds(10)));
+        if (refused.epoch <= known)
+          cv.wait_for(lock, std::max(cfg.fencing.lease / 4, std::chrono::milliseconds(10)), [this] { return stopping; });
+        if (stopping) return false;
         known = std::max(known, refused.epoch);
         continue;
       }
