@@ -1,7 +1,11 @@
-// tandem-kv: the interactive key-value store guest. Three parts:
-//   store.c    the in-RAM table (open addressing, linear probing, tombstones)
-//   persist.c  the on-disk format on virtio-blk (superblock + packed records, CRC32)
-//   kv.c       the console: interrupt-driven UART input, the line protocol, main
+// tandem-kv: the key-value store both kv guests serve, the bare-metal one (guest/kv, on
+// virtio-blk and the UART) and the Linux /init (guest/linux/init, on /dev/vda and the console).
+// The shared parts, compiled unchanged into both:
+//   store.c     the in-RAM table (open addressing, linear probing, tombstones)
+//   persist.c   the on-disk format (superblock + packed records, CRC32) and SYNC
+//   protocol.c  the line protocol: the banner, the command parser and dispatcher
+// Each platform supplies the block device and the console below (bare metal: disk_virtio.c
+// and kv.c; Linux: init/disk.c and init/main.c), and a guest.h with mem*, strlen.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -43,10 +47,35 @@ void kv_mark_dirty(void);
 unsigned kv_tombstones(void);
 
 // ---- persist.c ----
-// Looks for a virtio-blk device and loads the store from it. Returns 1 if a disk is
-// attached; `note` gets what the banner says about the disk ("" when a store loaded).
-int kv_disk_open(const char **note);
+#define KV_SECTOR 512
+#define KV_IO_CHUNK_SECTORS 64  // the largest run SYNC writes at once (32 KiB)
+// Loads the store from a disk of `capacity_sectors` the platform has opened. Returns what
+// the banner says about the disk ("" when a store loaded).
+const char *kv_disk_attach(uint64_t capacity_sectors);
 // Writes every changed sector through to the disk. Returns NULL or the ERR reason.
 const char *kv_disk_sync(void);
 // Rebuilds the table without tombstones (serialises into the scratch image and reloads).
-void kv_compact(void);
+// Returns NULL, or what went wrong (cannot happen: the records are its own).
+const char *kv_compact(void);
+
+// ---- protocol.c ----
+// A platform's own commands that end the session like QUIT (no argument, reply BYE).
+struct kv_stop_command {
+  const char *word;
+  int code;  // what kv_serve returns for it
+};
+#define KV_STOP_QUIT 1
+// Prints the banner "tandem-kv ready keys=N[ note]".
+void kv_print_banner(const char *note);
+// Serves the line protocol on the bytes `next_byte` returns until QUIT (KV_STOP_QUIT) or one
+// of the `n_extra` commands in `extra` (its code).
+int kv_serve(uint8_t (*next_byte)(void), const struct kv_stop_command *extra, size_t n_extra);
+
+// ---- what each platform provides ----
+// Looks for the disk and attaches it (kv_disk_attach). Returns 1 if a disk is attached;
+// `note` gets what the banner says about the disk.
+int kv_disk_open(const char **note);
+// Reads (`write` 0) or writes `sectors` whole sectors at `sector`. Returns 1 on success.
+int kv_block_io(int write, uint64_t sector, uint8_t *buf, unsigned sectors);
+// Writes reply bytes to the console.
+void kv_console_write(const char *p, size_t n);

@@ -14,17 +14,20 @@
 // SYNC writes only the sectors that differ from what this guest knows is on the disk
 // (a RAM mirror of the image it last read or wrote), records first and the superblock
 // last, so the superblock never describes records that are not written yet.
+//
+// Both kv guests compile this file unchanged, so each reads the other's disks; the block
+// device under it is the platform's kv_block_io (virtio-blk requests on bare metal,
+// pread/pwrite on an O_SYNC /dev/vda under Linux, whose writes have reached the device
+// when they return, so the order above holds there too).
 #include "guest.h"
 #include "kv.h"
-#include "virtio.h"
 
-#define SECTOR VIRTIO_BLK_SECTOR
+#define SECTOR KV_SECTOR
 #define SB_MAGIC 0x564b4d45444e4154ULL  // "TANDEMKV" read as a little-endian u64
 #define SB_VERSION 1
 #define RECORD_MAX (2 + KV_KEY_MAX + KV_VALUE_MAX)
 #define DATA_MAX (KV_MAX_KEYS * RECORD_MAX)
 #define IMAGE_SECTORS (1 + (DATA_MAX + SECTOR - 1) / SECTOR)
-#define IO_CHUNK_SECTORS 64  // 32 KiB per request
 
 struct superblock {
   uint64_t magic;
@@ -37,8 +40,7 @@ struct superblock {
 };
 #define SB_HEADER_CRC_BYTES 32
 
-static struct virtio_dev disk;
-static struct virtq disk_queue;
+static int attached;  // a disk is there (kv_disk_attach ran)
 static uint64_t capacity_sectors;
 static uint64_t generation;
 
@@ -104,28 +106,14 @@ static const char *parse_records(const uint8_t *data, uint32_t bytes, uint32_t c
   return 0;
 }
 
-void kv_compact(void) {
+const char *kv_compact(void) {
   int was_dirty = kv_dirty();
   unsigned count = kv_count();
   uint32_t bytes = serialise(building);
   kv_clear();
   const char *err = parse_records(building + SECTOR, bytes, count);
-  if (err) printf("ERR internal: compaction lost data (%s)\n", err);  // cannot happen
   if (!was_dirty) kv_mark_clean();
-}
-
-// ---- disk I/O ----
-static int disk_io(uint32_t type, uint64_t sector, uint8_t *buf, unsigned sectors) {
-  while (sectors) {
-    unsigned n = sectors < IO_CHUNK_SECTORS ? sectors : IO_CHUNK_SECTORS;
-    if (virtio_blk_request(&disk, &disk_queue, type, sector, buf, n * SECTOR) !=
-        VIRTIO_BLK_S_OK)
-      return 0;
-    sector += n;
-    buf += n * SECTOR;
-    sectors -= n;
-  }
-  return 1;
+  return err;
 }
 
 static int all_zero(const uint8_t *p, size_t n) {
@@ -137,7 +125,7 @@ static int all_zero(const uint8_t *p, size_t n) {
 // Reads and checks the store; on any problem the table stays empty. Returns the banner
 // note.
 static const char *load_store(void) {
-  if (capacity_sectors < 1 || !disk_io(VIRTIO_BLK_T_IN, 0, on_disk, 1))
+  if (capacity_sectors < 1 || !kv_block_io(0, 0, on_disk, 1))
     return "(fresh disk: unreadable superblock)";
   mirrored_sectors = 1;
   struct superblock sb;
@@ -151,7 +139,7 @@ static const char *load_store(void) {
   if (sb.count > KV_MAX_KEYS || sb.data_bytes > DATA_MAX ||
       1 + (uint64_t)data_sectors > capacity_sectors)
     return "(corrupt store ignored: bad sizes)";
-  if (!disk_io(VIRTIO_BLK_T_IN, 1, on_disk + SECTOR, data_sectors))
+  if (!kv_block_io(0, 1, on_disk + SECTOR, data_sectors))
     return "(corrupt store ignored: read error)";
   mirrored_sectors = 1 + data_sectors;
   if (crc32(on_disk + SECTOR, sb.data_bytes) != sb.data_crc)
@@ -166,28 +154,18 @@ static const char *load_store(void) {
   return "";
 }
 
-int kv_disk_open(const char **note) {
+const char *kv_disk_attach(uint64_t sectors) {
   crc_init();
-  if (!virtio_find(VIRTIO_ID_BLOCK, &disk)) {
-    *note = "(no disk)";
-    return 0;
-  }
-  const char *err = virtio_init_single_queue(&disk, &disk_queue);
-  if (err) {
-    printf("virtio-blk: %s\n", err);
-    disk.base = 0;
-    *note = "(no disk)";
-    return 0;
-  }
-  capacity_sectors = virtio_blk_capacity(&disk);
-  *note = load_store();
+  attached = 1;
+  capacity_sectors = sectors;
+  const char *note = load_store();
   // A disk without a valid store gets one at the first SYNC, even an empty one.
-  if (**note) kv_mark_dirty();
-  return 1;
+  if (*note) kv_mark_dirty();
+  return note;
 }
 
 const char *kv_disk_sync(void) {
-  if (!disk.base) return "no disk";
+  if (!attached) return "no disk";
   if (!kv_dirty()) return 0;
   uint32_t data_bytes = serialise(building);
   unsigned sectors = 1 + (data_bytes + SECTOR - 1) / SECTOR;
@@ -208,18 +186,18 @@ const char *kv_disk_sync(void) {
       continue;
     }
     unsigned run = 1;
-    while (s + run < sectors && run < IO_CHUNK_SECTORS &&
+    while (s + run < sectors && run < KV_IO_CHUNK_SECTORS &&
            !(s + run < mirrored_sectors &&
              memcmp(building + (s + run) * SECTOR, on_disk + (s + run) * SECTOR, SECTOR) == 0))
       run++;
-    if (!disk_io(VIRTIO_BLK_T_OUT, s, building + s * SECTOR, run)) {
+    if (!kv_block_io(1, s, building + s * SECTOR, run)) {
       mirrored_sectors = 0;  // the disk is now in an unknown state
       return "io error";
     }
     s += run;
   }
   // The superblock last: it commits the records written above.
-  if (!disk_io(VIRTIO_BLK_T_OUT, 0, building, 1)) {
+  if (!kv_block_io(1, 0, building, 1)) {
     mirrored_sectors = 0;
     return "io error";
   }

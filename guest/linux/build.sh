@@ -7,7 +7,8 @@
 # Outputs in OUT_DIR: Image, vmlinux (symbols), initramfs.cpio, init (the ELF), kernel.config.
 # Work is skipped when its inputs are unchanged (hash stamps, not mtimes): the kernel is keyed
 # on the source package version, tandem.config and `kernel_recipe` below; the initramfs on
-# init/*, guest/kv/store.c + kv.h, initramfs.list and this script. The build is reproducible
+# init/*, the shared kv sources (guest/kv: store.c, persist.c, protocol.c, kv.h),
+# initramfs.list and this script. The build is reproducible
 # (fixed build user/host/timestamp, stripped /init, cpio mtimes 0): the same inputs give the
 # same bytes and the same boot console on every machine.
 # Exit status: 0 built or up to date, 2 a missing tool or a fragment that does not apply,
@@ -82,10 +83,13 @@ if ! stamp_ok "$out/.kernel.stamp" "$kernel_key" || [ ! -f "$out/Image" ]; then
 fi
 
 # 3. Userspace: the static init and the initramfs.
-kv="$here/../kv"  # the table is guest/kv/store.c itself, compiled unchanged
-init_sources=("$here"/init/*.c "$here/init/start.S" "$kv/store.c")
-initramfs_key="$src_key-$(hash_of "$here"/init/* "$kv/store.c" "$kv/kv.h" "$here/initramfs.list" \
-    "$here/build.sh")"
+# The table, the disk format and the protocol are the bare-metal kv guest's own files,
+# compiled unchanged.
+kv="$here/../kv"
+kv_shared=("$kv/store.c" "$kv/persist.c" "$kv/protocol.c")
+init_sources=("$here"/init/*.c "$here/init/start.S" "${kv_shared[@]}")
+initramfs_key="$src_key-$(hash_of "$here"/init/* "${kv_shared[@]}" "$kv/kv.h" \
+    "$here/initramfs.list" "$here/build.sh")"
 if ! stamp_ok "$out/.initramfs.stamp" "$initramfs_key" || [ ! -f "$out/initramfs.cpio" ]; then
   rm -f "$out/.initramfs.stamp"
   "${cross}gcc" -march=rv64imac -mabi=lp64 -static -nostdlib -ffreestanding -fno-builtin \

@@ -1,5 +1,6 @@
-// What guest/kv/store.c expects from the bare-metal runtime's guest.h, for the Linux /init:
-// the store is compiled unchanged from guest/kv, so both kv guests share one table.
+// What the shared kv sources (guest/kv: store.c, persist.c, protocol.c) expect from the
+// bare-metal runtime's guest.h, for the Linux /init: they are compiled unchanged from
+// guest/kv, so both kv guests share one table, disk format and protocol.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -1,8 +1,7 @@
 // /init of the Tandem Linux guest: sets up the console, then serves the kv line protocol
-// of the bare-metal guest (guest/kv/kv.c) byte for byte, so the same clients talk to both:
-//   SET k v -> OK | GET k -> value | NOT_FOUND | DEL k -> OK | NOT_FOUND | SYNC -> OK |
-//   COUNT -> n | QUIT -> BYE (then power off) | anything else -> ERR <reason>
-// plus two Linux-only commands, POWEROFF (as QUIT) and REBOOT (BYE, then restart(2)).
+// of the bare-metal guest byte for byte (guest/kv/protocol.c, compiled into both), so the
+// same clients talk to both: SET, GET, DEL, SYNC, COUNT, QUIT (BYE, then power off), plus
+// two Linux-only commands, POWEROFF (as QUIT) and REBOOT (BYE, then restart(2)).
 // The readiness line is the kv banner, "tandem-kv ready keys=N[ note]".
 //
 // Waiting for input is a blocking read(2): the kernel idles the hart in WFI meanwhile.
@@ -10,9 +9,6 @@
 #include "guest.h"
 #include "kv.h"
 #include "sys.h"
-
-#define LINE_MAX 256  // "SET " + 32-byte key + " " + 200-byte value fits
-#define TOMBSTONE_LIMIT (KV_SLOTS / 4)
 
 static int console_fd = 0;
 
@@ -63,143 +59,22 @@ static uint8_t next_byte(void) {
   return buf[at++];
 }
 
-// ---- the protocol (as guest/kv/kv.c) ----
-static void reply(const char *text) {
-  out_str(text);
-  out_str("\n");
-}
+void kv_console_write(const char *p, size_t n) { out_bytes(p, n); }
 
-static void reply_err(const char *why) {
-  out_str("ERR ");
-  reply(why);
-}
-
-static int word_is(const char *p, size_t len, const char *word) {
-  return len == strlen(word) && memcmp(p, word, len) == 0;
-}
-
-static size_t split_word(const char *line, size_t len, const char **rest, size_t *rest_len) {
-  size_t n = 0;
-  while (n < len && line[n] != ' ') n++;
-  *rest = n < len ? line + n + 1 : line + len;
-  *rest_len = n < len ? len - n - 1 : 0;
-  return n;
-}
-
-static const char *single_key(const char *arg, size_t len) {
-  for (size_t i = 0; i < len; i++)
-    if (arg[i] == ' ') return "expected one key";
-  if (len > KV_KEY_MAX) return "key too long";
-  if (!kv_key_valid(arg, len)) return "bad key";
-  return 0;
-}
-
-static void handle_set(const char *arg, size_t len) {
-  const char *value;
-  size_t value_len;
-  size_t key_len = split_word(arg, len, &value, &value_len);
-  if (key_len == 0 || value == arg + len) {
-    reply_err("usage: SET key value");
-  } else if (key_len > KV_KEY_MAX) {
-    reply_err("key too long");
-  } else if (!kv_key_valid(arg, key_len)) {
-    reply_err("bad key");
-  } else if (value_len == 0) {
-    reply_err("usage: SET key value");
-  } else if (value_len > KV_VALUE_MAX) {
-    reply_err("value too long");
-  } else if (!kv_value_valid(value, value_len)) {
-    reply_err("bad value");
-  } else if (kv_put(arg, key_len, value, value_len) == KV_PUT_FULL) {
-    reply_err("full");
-  } else {
-    reply("OK");
-  }
-}
-
-enum after_line { CONTINUE, STOP_POWER_OFF, STOP_RESTART };
-
-static enum after_line handle_line(const char *line, size_t len) {
-  if (len > 0 && line[len - 1] == '\r') len--;  // tolerate \r\n
-  const char *arg;
-  size_t arg_len;
-  size_t cmd_len = split_word(line, len, &arg, &arg_len);
-  int has_arg = cmd_len < len;
-
-  if (len == 0) {
-    reply_err("empty line");
-  } else if (word_is(line, cmd_len, "SET")) {
-    handle_set(arg, arg_len);
-  } else if (word_is(line, cmd_len, "GET") || word_is(line, cmd_len, "DEL")) {
-    const char *why = has_arg ? single_key(arg, arg_len) : "expected one key";
-    if (why) {
-      reply_err(why);
-    } else if (line[0] == 'G') {
-      const struct kv_entry *e = kv_get(arg, arg_len);
-      if (e) {
-        out_bytes(e->value, e->value_len);
-        out_str("\n");
-      } else {
-        reply("NOT_FOUND");
-      }
-    } else if (kv_del(arg, arg_len)) {
-      if (kv_tombstones() > TOMBSTONE_LIMIT) kv_compact();
-      reply("OK");
-    } else {
-      reply("NOT_FOUND");
-    }
-  } else if (has_arg && (word_is(line, cmd_len, "SYNC") || word_is(line, cmd_len, "COUNT") ||
-                         word_is(line, cmd_len, "QUIT") || word_is(line, cmd_len, "POWEROFF") ||
-                         word_is(line, cmd_len, "REBOOT"))) {
-    reply_err("unexpected argument");
-  } else if (word_is(line, cmd_len, "SYNC")) {
-    const char *err = kv_disk_sync();
-    if (err) reply_err(err);
-    else reply("OK");
-  } else if (word_is(line, cmd_len, "COUNT")) {
-    out_uint(kv_count());
-    out_str("\n");
-  } else if (word_is(line, cmd_len, "QUIT") || word_is(line, cmd_len, "POWEROFF")) {
-    reply("BYE");
-    return STOP_POWER_OFF;
-  } else if (word_is(line, cmd_len, "REBOOT")) {
-    reply("BYE");
-    return STOP_RESTART;
-  } else {
-    reply_err("unknown command");
-  }
-  return CONTINUE;
-}
+#define STOP_RESTART (KV_STOP_QUIT + 1)
+static const struct kv_stop_command linux_stop_commands[] = {
+    {"POWEROFF", KV_STOP_QUIT},
+    {"REBOOT", STOP_RESTART},
+};
 
 void init_main(void) __attribute__((noreturn));
 void init_main(void) {
   setup();
   const char *note;
   kv_disk_open(&note);
-  out_str("tandem-kv ready keys=");
-  out_uint(kv_count());
-  if (*note) {
-    out_str(" ");
-    out_str(note);
-  }
-  out_str("\n");
-
-  static char line[LINE_MAX];
-  size_t len = 0;
-  int overlong = 0;  // the current line outgrew the buffer: its bytes are dropped
-  for (;;) {
-    uint8_t c = next_byte();
-    if (c != '\n') {
-      if (len < LINE_MAX) line[len++] = (char)c;
-      else overlong = 1;
-      continue;
-    }
-    enum after_line next = CONTINUE;
-    if (overlong) reply_err("line too long");
-    else next = handle_line(line, len);
-    if (next == STOP_POWER_OFF) power_off();
-    if (next == STOP_RESTART) restart();
-    len = 0;
-    overlong = 0;
-  }
+  kv_print_banner(note);
+  int stop = kv_serve(next_byte, linux_stop_commands,
+                      sizeof linux_stop_commands / sizeof linux_stop_commands[0]);
+  if (stop == STOP_RESTART) restart();
+  power_off();
 }
