@@ -5,18 +5,11 @@
 // timing and entropy by design: a replay must reproduce whatever the recording saw. With
 // no rng device (Tandem before it has one) the guest prints `rng: none` and carries on.
 #include "guest.h"
+#include "uart_rx.h"
 #include "virtio.h"
-
-#define PLIC_PRIORITY(src) (PLIC_BASE + 4 * (src))
-#define PLIC_ENABLE_CTX0 (PLIC_BASE + 0x2000)
-#define PLIC_THRESHOLD_CTX0 (PLIC_BASE + 0x200000)
-#define PLIC_CLAIM_CTX0 (PLIC_BASE + 0x200004)
-#define UART_IER 1
-#define UART_IER_RX 0x01
 
 #define TICKS_PER_MS 10000  // 10 MHz timebase: 1 kHz interrupts
 #define LINE_MAX 128
-#define RX_RING 1024  // power of two
 #define BOOT_DRAW 16
 #define LINE_DRAW 8
 #define WARMUP_TICKS 10
@@ -24,29 +17,11 @@
 static volatile uint64_t ticks;
 static uint64_t deadline;
 
-static volatile uint8_t rx_ring[RX_RING];
-static volatile uint32_t rx_head, rx_tail;  // head: written by the handler, tail: by main
-static volatile int rx_paused;
-
 static struct virtio_dev rng;
 static struct virtq rng_queue;
 static uint8_t draw[BOOT_DRAW] __attribute__((aligned(16)));
 
 static void set_mtimecmp(uint64_t v) { mmio_write64(CLINT_MTIMECMP0, v); }
-static void uart_set_ier(uint8_t v) { mmio_write8(UART0_BASE + UART_IER, v); }
-
-static void drain_uart(void) {
-  while (rx_head - rx_tail < RX_RING) {
-    int c = uart_getc_nonblocking();
-    if (c < 0) return;
-    rx_ring[rx_head % RX_RING] = (uint8_t)c;
-    __asm__ volatile("" ::: "memory");
-    rx_head++;
-  }
-  rx_paused = 1;  // full: stop the level-triggered interrupt until main makes room
-  uart_set_ier(0);
-}
-
 void handle_m_trap(struct trap_frame *frame, uint64_t cause, uint64_t tval) {
   if (cause == (CAUSE_INTERRUPT | IRQ_M_TIMER)) {
     ticks++;
@@ -55,32 +30,11 @@ void handle_m_trap(struct trap_frame *frame, uint64_t cause, uint64_t tval) {
     return;
   }
   if (cause == (CAUSE_INTERRUPT | IRQ_M_EXT)) {
-    uint32_t source = mmio_read32(PLIC_CLAIM_CTX0);
-    if (source == UART0_IRQ) drain_uart();
-    if (source) mmio_write32(PLIC_CLAIM_CTX0, source);
+    uart_rx_interrupt();
     return;
   }
   printf("FAIL unexpected M trap cause=0x%lx epc=0x%lx tval=0x%lx\n", cause, frame->epc, tval);
   guest_exit(0x7e);
-}
-
-// Next input byte; sleeps in WFI (timer ticks keep coming) while there is none.
-static uint8_t next_byte(void) {
-  for (;;) {
-    if (rx_tail != rx_head) {
-      uint8_t c = rx_ring[rx_tail % RX_RING];
-      __asm__ volatile("" ::: "memory");
-      rx_tail++;
-      return c;
-    }
-    csr_clear(mstatus, MSTATUS_MIE);  // no wakeup lost between the check and the WFI
-    if (rx_paused) {
-      rx_paused = 0;
-      uart_set_ier(UART_IER_RX);
-    }
-    if (rx_tail == rx_head) __asm__ volatile("wfi");
-    csr_set(mstatus, MSTATUS_MIE);
-  }
 }
 
 // Prints one draw of `len` bytes as `rng: <hex>`, or says why there is none.
@@ -127,11 +81,8 @@ int main(void) {
 
   deadline = mmio_read64(CLINT_MTIME) + TICKS_PER_MS;
   set_mtimecmp(deadline);
-  mmio_write32(PLIC_PRIORITY(UART0_IRQ), 1);
-  mmio_write32(PLIC_ENABLE_CTX0, 1u << UART0_IRQ);
-  mmio_write32(PLIC_THRESHOLD_CTX0, 0);
-  uart_set_ier(UART_IER_RX);
-  csr_set(mie, (1UL << IRQ_M_TIMER) | (1UL << IRQ_M_EXT));
+  uart_rx_enable();
+  csr_set(mie, 1UL << IRQ_M_TIMER);
   csr_set(mstatus, MSTATUS_MIE);
   // A few ticks before the first line is looked at, so even input that is all there at
   // boot arrives interleaved with timer interrupts.
@@ -141,7 +92,7 @@ int main(void) {
   static char line[LINE_MAX + 1];
   unsigned len = 0;
   for (;;) {
-    uint8_t c = next_byte();
+    uint8_t c = uart_rx_next_byte();  // WFI meanwhile: timer ticks keep coming
     if (c != '\n') {
       if (len < LINE_MAX) line[len++] = (char)c;  // longer lines are cut, not refused
       continue;
