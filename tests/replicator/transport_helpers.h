@@ -171,14 +171,29 @@ struct ConnectResult {
   std::string error;
 };
 
+// A connect to 127.0.0.1:`port` under way, for tests that play the listener by hand between
+// starting it and waiting for its result.
+class PendingConnect {
+ public:
+  PendingConnect(Transport& transport, uint16_t port) {
+    auto promise = std::make_shared<std::promise<ConnectResult>>();
+    future_ = promise->get_future();
+    transport.connect("127.0.0.1", port, [promise](std::shared_ptr<Link> link, std::string error) {
+      promise->set_value({std::move(link), std::move(error)});
+    });
+  }
+  // The result, or an error saying the callback never ran within kWait.
+  ConnectResult wait() {
+    if (future_.wait_for(kWait) != std::future_status::ready) return {nullptr, "test: connect never completed"};
+    return future_.get();
+  }
+
+ private:
+  std::future<ConnectResult> future_;
+};
+
 inline ConnectResult connect_and_wait(Transport& transport, uint16_t port) {
-  auto promise = std::make_shared<std::promise<ConnectResult>>();
-  auto future = promise->get_future();
-  transport.connect("127.0.0.1", port, [promise](std::shared_ptr<Link> link, std::string error) {
-    promise->set_value({std::move(link), std::move(error)});
-  });
-  if (future.wait_for(kWait) != std::future_status::ready) return {nullptr, "test: connect never completed"};
-  return future.get();
+  return PendingConnect(transport, port).wait();
 }
 
 inline wire::Envelope heartbeat(uint64_t icount, uint64_t epoch = 0) {

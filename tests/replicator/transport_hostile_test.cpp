@@ -363,10 +363,7 @@ TEST(HostileAuthenticatedPeer, StaleEpochIsDroppedNotObeyed) {
 TEST(HostileListener, ProofUnderAWrongKeyFailsTheConnect) {
   RawListener listener;
   auto transport = make_tcp_transport(identity(wire::PRIMARY));
-  std::promise<ConnectResult> promise;
-  transport->connect("127.0.0.1", listener.port(), [&](std::shared_ptr<Link> link, std::string error) {
-    promise.set_value({std::move(link), std::move(error)});
-  });
+  PendingConnect connecting(*transport, listener.port());
   RawPeer server = listener.accept();
   auto hello = server.receive();
   ASSERT_TRUE(hello && hello->has_hello());
@@ -378,9 +375,7 @@ TEST(HostileListener, ProofUnderAWrongKeyFailsTheConnect) {
   r->set_challenge(make_challenge());
   r->set_proof(compute_proof("guessed-key-guessed-key-guessed", wire::SECONDARY, hello->hello().challenge(), kVmId, 0));
   server.send(reply);
-  auto future = promise.get_future();
-  ASSERT_EQ(future.wait_for(kWait), std::future_status::ready);
-  auto result = future.get();
+  auto result = connecting.wait();
   EXPECT_EQ(result.link, nullptr);
   EXPECT_NE(result.error.find("wrong PSK"), std::string::npos) << result.error;
   auto refused = server.receive();
@@ -391,10 +386,7 @@ TEST(HostileListener, ProofUnderAWrongKeyFailsTheConnect) {
 TEST(HostileListener, ReflectedChallengeFailsTheConnect) {
   RawListener listener;
   auto transport = make_tcp_transport(identity(wire::PRIMARY));
-  std::promise<ConnectResult> promise;
-  transport->connect("127.0.0.1", listener.port(), [&](std::shared_ptr<Link> link, std::string error) {
-    promise.set_value({std::move(link), std::move(error)});
-  });
+  PendingConnect connecting(*transport, listener.port());
   RawPeer server = listener.accept();
   auto hello = server.receive();
   ASSERT_TRUE(hello && hello->has_hello());
@@ -404,26 +396,21 @@ TEST(HostileListener, ReflectedChallengeFailsTheConnect) {
   r->set_vm_id(kVmId);
   r->set_challenge(hello->hello().challenge());
   server.send(reply);
-  auto future = promise.get_future();
-  ASSERT_EQ(future.wait_for(kWait), std::future_status::ready);
-  EXPECT_EQ(future.get().error, "reflected challenge");
+  auto result = connecting.wait();
+  EXPECT_EQ(result.error, "reflected challenge");
 }
 
 TEST(HostileListener, RefusalIsReportedToTheConnector) {
   RawListener listener;
   auto transport = make_tcp_transport(identity(wire::PRIMARY));
-  std::promise<ConnectResult> promise;
-  transport->connect("127.0.0.1", listener.port(), [&](std::shared_ptr<Link> link, std::string error) {
-    promise.set_value({std::move(link), std::move(error)});
-  });
+  PendingConnect connecting(*transport, listener.port());
   RawPeer server = listener.accept();
   ASSERT_TRUE(server.receive());
   wire::Envelope refused;
   refused.mutable_refused()->set_reason("protocol version 1 not supported");
   server.send(refused);
-  auto future = promise.get_future();
-  ASSERT_EQ(future.wait_for(kWait), std::future_status::ready);
-  EXPECT_EQ(future.get().error, "refused by peer: protocol version 1 not supported");
+  auto result = connecting.wait();
+  EXPECT_EQ(result.error, "refused by peer: protocol version 1 not supported");
 }
 
 TEST(HostileListener, SilentListenerTimesTheConnectOut) {
@@ -439,16 +426,12 @@ TEST(HostileListener, SilentListenerTimesTheConnectOut) {
 TEST(HostileListener, GarbageReplyFailsTheConnect) {
   RawListener listener;
   auto transport = make_tcp_transport(identity(wire::PRIMARY));
-  std::promise<ConnectResult> promise;
-  transport->connect("127.0.0.1", listener.port(), [&](std::shared_ptr<Link> link, std::string error) {
-    promise.set_value({std::move(link), std::move(error)});
-  });
+  PendingConnect connecting(*transport, listener.port());
   RawPeer server = listener.accept();
   ASSERT_TRUE(server.receive());
   server.write(std::string(64, '\x01'));
-  auto future = promise.get_future();
-  ASSERT_EQ(future.wait_for(kWait), std::future_status::ready);
-  EXPECT_NE(future.get().error.find("bad frame"), std::string::npos);
+  auto result = connecting.wait();
+  EXPECT_NE(result.error.find("bad frame"), std::string::npos);
 }
 
 }  // namespace
