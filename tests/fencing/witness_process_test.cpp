@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fencing/arbiter.h"
+#include "tests/support/child_process.h"
 
 namespace tandem::fencing {
 namespace {
@@ -22,10 +23,7 @@ using Outcome = Grant::Outcome;
 
 const std::string kPsk = "fedcba9876543210fedcba9876543210";
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using tandem::test::slurp;
 
 class WitnessProcess : public ::testing::Test {
  protected:
@@ -48,38 +46,17 @@ class WitnessProcess : public ::testing::Test {
   pid_t spawn(const std::vector<std::string>& args) {
     // A fresh file per process: a restarted witness's "listening on" line is never the old one.
     err_path = (dir / ("witness" + std::to_string(++spawned) + ".err")).string();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int null = ::open("/dev/null", O_RDWR);
-      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(null, 0);
-      ::dup2(args.size() == 1 && args[0] == "--help" ? err : null, 1);  // only --help prints to stdout
-      ::dup2(err, 2);
-      std::vector<char*> argv{const_cast<char*>(WITNESS_BIN)};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(WITNESS_BIN, argv.data());
-      ::_exit(127);
-    }
+    const bool help = args.size() == 1 && args[0] == "--help";  // only --help prints to stdout
+    const pid_t pid = tandem::test::spawn_process(WITNESS_BIN, args, help ? err_path : "", err_path);
     running.push_back(pid);
     return pid;
   }
 
   // Exit status (128+signal when killed); fails the test after a generous timeout.
   int wait_exit(pid_t pid, std::chrono::seconds timeout = 30s) {
-    int status = 0;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        ADD_FAILURE() << "tandem-witness did not exit";
-        break;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
+    const int status = tandem::test::wait_exit_status(pid, timeout, "tandem-witness");
     std::erase(running, pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return status;
   }
 
   int run(const std::vector<std::string>& args) { return wait_exit(spawn(args)); }

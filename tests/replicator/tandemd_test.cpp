@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/child_process.h"
 #include "tests/vmm/rv_asm.h"
 
 namespace {
@@ -37,10 +38,7 @@ struct Outcome {
   }
 };
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using tandem::test::slurp;
 
 class Daemon : public ::testing::Test {
  protected:
@@ -81,41 +79,16 @@ class Daemon : public ::testing::Test {
 
   // Starts `binary args...` with stdout/stderr into files named after `tag`.
   pid_t spawn(const char* binary, const std::vector<std::string>& args, const std::string& tag) {
-    const std::string out_path = path(tag + ".out"), err_path = path(tag + ".err");
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int in = ::open("/dev/null", O_RDONLY);
-      const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(in, 0);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      std::vector<char*> argv{const_cast<char*>(binary)};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(binary, argv.data());
-      ::_exit(127);
-    }
+    const pid_t pid = tandem::test::spawn_process(binary, args, path(tag + ".out"), path(tag + ".err"));
     running.push_back(pid);
     return pid;
   }
 
   // Waits (generously) for `pid` to exit and collects what it printed.
   Outcome finish(pid_t pid, const std::string& tag, std::chrono::seconds timeout = 60s) {
-    int wstatus = 0;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (::waitpid(pid, &wstatus, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &wstatus, 0);
-        ADD_FAILURE() << tag << " did not finish within the timeout";
-        break;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    std::erase(running, pid);
     Outcome o;
-    o.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    o.status = tandem::test::wait_exit_status(pid, timeout, tag);
+    std::erase(running, pid);
     o.out = slurp(path(tag + ".out"));
     o.err = slurp(path(tag + ".err"));
     return o;

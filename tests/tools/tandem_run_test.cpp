@@ -15,11 +15,13 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/child_process.h"
 #include "tests/vmm/rv_asm.h"
 
 namespace {
 
 using namespace tandem::vmm::testing;
+using tandem::test::slurp;
 
 struct Outcome {
   int status = -1;  // exit status, or 128+signal
@@ -32,11 +34,6 @@ struct Outcome {
     return lines;
   }
 };
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 class TandemRun : public ::testing::Test {
  protected:
@@ -51,33 +48,9 @@ class TandemRun : public ::testing::Test {
   // Runs the binary with stdin from /dev/null; kills it after a generous timeout.
   Outcome run(const std::vector<std::string>& args) {
     const std::string out_path = path("stdout"), err_path = path("stderr");
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int in = ::open("/dev/null", O_RDONLY);
-      const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(in, 0);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      std::vector<char*> argv{const_cast<char*>(TANDEM_BIN)};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(TANDEM_BIN, argv.data());
-      ::_exit(127);
-    }
+    const pid_t pid = tandem::test::spawn_process(TANDEM_BIN, args, out_path, err_path);
     Outcome o;
-    int wstatus = 0;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-    while (::waitpid(pid, &wstatus, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &wstatus, 0);
-        ADD_FAILURE() << "tandem did not finish within the timeout";
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    o.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    o.status = tandem::test::wait_exit_status(pid, std::chrono::seconds(120), "tandem");
     o.out = slurp(out_path);
     o.err = slurp(err_path);
     return o;
