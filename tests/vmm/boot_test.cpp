@@ -15,6 +15,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include "tests/vmm/elf_image.h"
 #include "tests/vmm/rv_asm.h"
 #include "tests/vmm/scratch_dir.h"
 #include "vmm/cpu/hart.h"
@@ -127,34 +128,12 @@ TEST_F(BootTest, NoInitrdNoBootargsMeansNoChosenEntries) {
 }
 
 // A one-segment RISC-V ELF: `code` at physical `paddr` / virtual `vaddr`, `bss` more bytes
-// in memory, entry at `vaddr + entry_offset`.
+// in memory, entry at `vaddr + entry_offset`; the segment page-aligned in the file, as a
+// linked kernel's is.
 std::vector<uint8_t> elf_image(uint64_t paddr, uint64_t vaddr, const std::vector<uint8_t>& code, uint64_t bss,
                                uint64_t entry_offset) {
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_ident[EI_VERSION] = EV_CURRENT;
-  eh.e_type = ET_EXEC;
-  eh.e_machine = EM_RISCV;
-  eh.e_version = EV_CURRENT;
-  eh.e_entry = vaddr + entry_offset;
-  eh.e_phoff = sizeof eh;
-  eh.e_ehsize = sizeof eh;
-  eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = 1;
-  Elf64_Phdr ph{};
-  ph.p_type = PT_LOAD;
-  ph.p_offset = 0x1000;
-  ph.p_vaddr = vaddr;
-  ph.p_paddr = paddr;
-  ph.p_filesz = code.size();
-  ph.p_memsz = code.size() + bss;
-  std::vector<uint8_t> out(0x1000 + code.size(), 0);
-  std::memcpy(out.data(), &eh, sizeof eh);
-  std::memcpy(out.data() + sizeof eh, &ph, sizeof ph);
-  std::memcpy(out.data() + 0x1000, code.data(), code.size());
-  return out;
+  return test::elf_image({.paddr = paddr, .vaddr = vaddr, .code = code, .bss = bss,
+                          .entry_offset = entry_offset, .file_offset = 0x1000});
 }
 
 TEST_F(BootTest, KernelElfLinkedOutsideRamGoesWhereItsImageWould) {

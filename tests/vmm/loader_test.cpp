@@ -9,6 +9,7 @@
 #include <fstream>
 #include <vector>
 
+#include "tests/vmm/elf_image.h"
 #include "tests/vmm/scratch_dir.h"
 #include "vmm/loader.h"
 
@@ -26,30 +27,7 @@ class LoaderTest : public ::testing::Test {
 
   // A minimal ELF64 RISC-V executable: one PT_LOAD of `code` at `paddr` with `bss` extra bytes.
   static std::vector<uint8_t> elf(uint64_t paddr, const std::vector<uint8_t>& code, uint64_t bss = 0) {
-    Elf64_Ehdr eh{};
-    std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-    eh.e_ident[EI_CLASS] = ELFCLASS64;
-    eh.e_ident[EI_DATA] = ELFDATA2LSB;
-    eh.e_ident[EI_VERSION] = EV_CURRENT;
-    eh.e_type = ET_EXEC;
-    eh.e_machine = EM_RISCV;
-    eh.e_version = EV_CURRENT;
-    eh.e_entry = paddr;
-    eh.e_phoff = sizeof(Elf64_Ehdr);
-    eh.e_ehsize = sizeof(Elf64_Ehdr);
-    eh.e_phentsize = sizeof(Elf64_Phdr);
-    eh.e_phnum = 1;
-    Elf64_Phdr ph{};
-    ph.p_type = PT_LOAD;
-    ph.p_offset = sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr);
-    ph.p_vaddr = ph.p_paddr = paddr;
-    ph.p_filesz = code.size();
-    ph.p_memsz = code.size() + bss;
-    std::vector<uint8_t> out(sizeof eh + sizeof ph + code.size());
-    std::memcpy(out.data(), &eh, sizeof eh);
-    std::memcpy(out.data() + sizeof eh, &ph, sizeof ph);
-    if (!code.empty()) std::memcpy(out.data() + sizeof eh + sizeof ph, code.data(), code.size());
-    return out;
+    return test::elf_image({.paddr = paddr, .vaddr = paddr, .code = code, .bss = bss});
   }
   static Elf64_Ehdr* header(std::vector<uint8_t>& file) { return reinterpret_cast<Elf64_Ehdr*>(file.data()); }
   static Elf64_Phdr* phdr(std::vector<uint8_t>& file) {
