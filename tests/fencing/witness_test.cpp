@@ -277,15 +277,7 @@ TEST_F(Witness, AuthenticRawRequestIsAnsweredWithItsNonce) {
 class CapturingRelay {
  public:
   explicit CapturingRelay(uint16_t target) : target_(target) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::listen(listener_, 4);
-    socklen_t len = sizeof addr;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listener_ = listen_local(&port_);
     thread_ = std::thread([this] {
       const int client = ::accept(listener_, nullptr, nullptr);
       if (client < 0) return;
@@ -402,15 +394,7 @@ class FakeWitness {
  public:
   explicit FakeWitness(std::function<std::string(const wire::WitnessRequest&)> reply_for)
       : reply_for_(std::move(reply_for)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::listen(listener_, 4);
-    socklen_t len = sizeof addr;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listener_ = listen_local(&port_);
     thread_ = std::thread([this] {
       for (;;) {
         const int client = ::accept(listener_, nullptr, nullptr);
@@ -492,15 +476,10 @@ TEST(WitnessClient, RefusesRepliesForAnotherNonceOrWithABadMac) {
 
 TEST(WitnessClient, UnreachableWithinItsTimeout) {
   // A listener that never accepts: the connection completes, no reply ever comes.
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  const std::string endpoint = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  uint16_t port = 0;
+  const int listener = listen_local(&port);
+  ASSERT_GE(listener, 0);
+  const std::string endpoint = "127.0.0.1:" + std::to_string(port);
   const auto before = std::chrono::steady_clock::now();
   const Grant g = client_of(endpoint, 300ms)->acquire("a", 0);
   const auto took = std::chrono::steady_clock::now() - before;
