@@ -1,6 +1,7 @@
 #include "vmm/guest_memory.h"
 
 #include <sys/mman.h>
+#include <xxhash.h>
 
 #include <cstring>
 #include <stdexcept>
@@ -22,6 +23,9 @@ GuestMemory::GuestMemory(uint64_t base, uint64_t size) : base_(base), size_(size
   dirty_.assign(words, 0);
   code_.assign(words, 0);
   touched_.assign(words, 0);
+  hash_dirty_.assign(words, 0);
+  nonzero_.assign(words, 0);
+  page_hash_.assign(page_count(), 0);
 }
 
 GuestMemory::~GuestMemory() {
@@ -65,6 +69,7 @@ void GuestMemory::clear() {
   madvise(data_, size_, MADV_DONTNEED);
   std::fill(dirty_.begin(), dirty_.end(), 0);
   std::fill(touched_.begin(), touched_.end(), 0);
+  invalidate_page_hashes();
   for (uint64_t p = 0; p < page_count(); ++p) {
     if (is_code_page(p)) {
       code_[p >> 6] &= ~(uint64_t{1} << (p & 63));
@@ -72,6 +77,42 @@ void GuestMemory::clear() {
     }
   }
   ++dirty_generation_;
+}
+
+bool GuestMemory::hash_page(uint64_t page_index, uint64_t& hash) const {
+  const uint8_t* page = data_ + (page_index << kPageShift);
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(page);
+  uint64_t any = 0;
+  for (size_t i = 0; i < kPageSize / 8; ++i) any |= words[i];
+  if (any == 0) return false;
+  hash = XXH3_64bits(page, kPageSize);
+  return true;
+}
+
+void GuestMemory::invalidate_page_hashes() const {
+  std::fill(hash_dirty_.begin(), hash_dirty_.end(), ~uint64_t{0});
+}
+
+void GuestMemory::refresh_page_hashes() const {
+  bool cleared = false;
+  for (uint64_t w = 0; w < hash_dirty_.size(); ++w) {
+    if (hash_dirty_[w] == 0) continue;
+    for (uint64_t bits = hash_dirty_[w]; bits != 0; bits &= bits - 1) {
+      const uint64_t p = (w << 6) | static_cast<uint64_t>(__builtin_ctzll(bits));
+      if (p >= page_count()) break;
+      const uint64_t bit = uint64_t{1} << (p & 63);
+      // Untouched pages are zero and never faulted in by hashing.
+      if (page_touched(p) && hash_page(p, page_hash_[p])) {
+        nonzero_[w] |= bit;
+      } else {
+        nonzero_[w] &= ~bit;
+      }
+    }
+    hash_dirty_[w] = 0;
+    cleared = true;
+  }
+  // A store TLB entry means "already marked": after clearing, stores must mark again.
+  if (cleared) ++dirty_generation_;
 }
 
 }  // namespace tandem::vmm

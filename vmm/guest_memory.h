@@ -2,7 +2,8 @@
 // Guest RAM: one contiguous, lazily backed host mapping at the DRAM base.
 // Untouched pages cost nothing (MAP_NORESERVE anonymous memory), so resident memory
 // follows what the guest touches. Every write path (CPU stores and device DMA) marks the
-// page dirty; writes to pages that hold decoded instructions notify the CPU.
+// page dirty; writes to pages that hold decoded instructions notify the CPU. The same
+// write paths mark the page "hash-dirty", so state hashes rehash only pages written since.
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -43,8 +44,8 @@ class GuestMemory {
   void mark_dirty(uint64_t addr, uint64_t len);
   // Returns the bitmap (bit i = page i dirty since the last call) and clears it.
   std::vector<uint64_t> take_dirty_bitmap();
-  // Bumped whenever dirty bits are cleared: a CPU that caches "this page is already
-  // dirty" (e.g. a host-pointer store TLB) must drop that cache when this changes.
+  // Bumped whenever dirty or hash-dirty bits are cleared: a CPU that caches "this page is
+  // already dirty" (e.g. a host-pointer store TLB) must drop that cache when this changes.
   uint64_t dirty_generation() const { return dirty_generation_; }
   // Marks every page dirty (after restore, so the next incremental checkpoint is complete).
   void mark_all_dirty();
@@ -62,8 +63,11 @@ class GuestMemory {
   }
   // Called by every write path for each page written.
   void note_write_page(uint64_t page_index) {
-    mark_dirty_page(page_index);
-    mark_touched_page(page_index);
+    const uint64_t word = page_index >> 6;
+    const uint64_t bit = uint64_t{1} << (page_index & 63);
+    dirty_[word] |= bit;
+    touched_[word] |= bit;
+    hash_dirty_[word] |= bit;
     if (is_code_page(page_index)) [[unlikely]] {
       code_[page_index >> 6] &= ~(uint64_t{1} << (page_index & 63));
       if (code_listener_) code_listener_(page_index);
@@ -81,6 +85,32 @@ class GuestMemory {
   // Zero-fill all of RAM and forget touched/dirty/code state (releases host memory).
   void clear();
 
+  // Per-page content hashes for Machine::state_hash(). Calls fn(page_index, XXH3-64 of the
+  // page) for every non-zero page in ascending order, rehashing only pages written since
+  // the last call (every write path marks them; the rest come from a cache). Clearing the
+  // hash-dirty bits bumps dirty_generation(), so CPU store caches mark pages again.
+  template <class Fn>
+  void for_each_page_hash(Fn&& fn) const {
+    refresh_page_hashes();
+    for (uint64_t w = 0; w < nonzero_.size(); ++w) {
+      for (uint64_t bits = nonzero_[w]; bits != 0; bits &= bits - 1) {
+        const uint64_t p = (w << 6) | static_cast<uint64_t>(__builtin_ctzll(bits));
+        fn(p, page_hash_[p]);
+      }
+    }
+  }
+  // The same sequence computed from RAM alone, ignoring (and not updating) the cache: the
+  // reference the cached path is tested against.
+  template <class Fn>
+  void for_each_page_hash_uncached(Fn&& fn) const {
+    for (uint64_t p = 0; p < page_count(); ++p) {
+      uint64_t hash;
+      if (page_touched(p) && hash_page(p, hash)) fn(p, hash);
+    }
+  }
+  // Forgets every cached page hash (the next for_each_page_hash() rehashes all touched pages).
+  void invalidate_page_hashes() const;
+
  private:
   uint64_t base_;
   uint64_t size_;
@@ -89,7 +119,15 @@ class GuestMemory {
   std::vector<uint64_t> code_;
   std::vector<uint64_t> touched_;
   std::function<void(uint64_t)> code_listener_;
-  uint64_t dirty_generation_ = 0;
+  // Page hash cache (mutable: hashing is logically const). hash_dirty_: written since the
+  // last refresh; nonzero_: the page was non-zero at its last refresh; page_hash_: its XXH3.
+  void refresh_page_hashes() const;
+  // False for an all-zero page; otherwise true with its XXH3-64 in hash.
+  bool hash_page(uint64_t page_index, uint64_t& hash) const;
+  mutable std::vector<uint64_t> hash_dirty_;
+  mutable std::vector<uint64_t> nonzero_;
+  mutable std::vector<uint64_t> page_hash_;
+  mutable uint64_t dirty_generation_ = 0;
 };
 
 }  // namespace tandem::vmm

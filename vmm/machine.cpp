@@ -307,10 +307,28 @@ void Machine::restore(std::istream& in) {
   restore(reader);
 }
 
-uint64_t Machine::state_hash() const {
+// The save() stream with each RAM page's 4096 bytes replaced by its XXH3-64, so an audit
+// rehashes only the pages written since the previous one (GuestMemory caches the rest).
+uint64_t Machine::state_hash() const { return state_hash(/*use_page_cache=*/true); }
+
+uint64_t Machine::state_hash_uncached() const { return state_hash(/*use_page_cache=*/false); }
+
+uint64_t Machine::state_hash(bool use_page_cache) const {
   HashSink sink;
   StateWriter writer(sink);
-  save(writer);
+  save_core(writer);
+  writer.tag("RAM ");
+  const auto add_page = [&writer](uint64_t index, uint64_t page_hash) {
+    writer.u64(index);
+    writer.u64(page_hash);
+  };
+  if (use_page_cache) {
+    memory_.for_each_page_hash(add_page);
+  } else {
+    memory_.for_each_page_hash_uncached(add_page);
+  }
+  writer.u64(kNoMorePages);
+  writer.tag("END ");
   return sink.digest();
 }
 

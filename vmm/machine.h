@@ -106,8 +106,12 @@ class Machine {
   void restore(std::istream& in);
   void save(StateWriter& out) const;
   void restore(StateReader& in);
-  // XXH3-64 over exactly the bytes save() writes.
+  // XXH3-64 over the save() stream with each RAM page's bytes replaced by the page's own
+  // XXH3-64 (docs/vmm.md). Page hashes are cached: only pages written since the last call
+  // are rehashed. A pure function of the machine state, like save().
   uint64_t state_hash() const;
+  // The same value computed from scratch, without the page hash cache (for tests).
+  uint64_t state_hash_uncached() const;
 
   // The same stream without RAM (header, clock, hart, devices), for checkpoint/, which
   // carries RAM pages and disk blocks itself. save() == save_core() + RAM + "END ".
@@ -125,6 +129,7 @@ class Machine {
  private:
   class HartIrqs;
   RunResult finish_result() const;
+  uint64_t state_hash(bool use_page_cache) const;
   void enter(uint64_t entry, uint64_t dtb_addr, size_t dtb_bytes);
   void serve(uint64_t now);
 
