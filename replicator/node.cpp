@@ -182,7 +182,9 @@ struct Node::Impl {
   uint64_t rate_mark_bytes = 0;
   double log_rate_kb_s = 0;
 
-  std::unique_ptr<Transport> transport;
+  // Replaced by make_transport() from the VM thread or the lease thread (a new epoch) while
+  // the control and monitor threads may connect through it: read and swap it under `mutex`.
+  std::shared_ptr<Transport> transport;
   std::thread vm_thread;
   std::thread monitor_thread;
 
@@ -250,15 +252,28 @@ struct Node::Impl {
     me.vm_id = cfg.vm_id;
     me.node_name = cfg.node_name;
     me.psk = cfg.psk;
-    me.epoch = epoch;
-    me.role = role == Role::Primary ? wire::PRIMARY : wire::SECONDARY;
-    if (transport) transport->stop();
-    transport = make_tcp_transport(me);
-    if (detector) detector->set_local(epoch, wire_role());
+    {
+      std::lock_guard lock(mutex);
+      me.epoch = epoch;
+      me.role = role == Role::Primary ? wire::PRIMARY : wire::SECONDARY;
+    }
+    std::shared_ptr<Transport> fresh = make_tcp_transport(me);
+    std::shared_ptr<Transport> old;
+    {
+      std::lock_guard lock(mutex);
+      old = std::exchange(transport, fresh);
+    }
+    if (old) old->stop();  // frees the listening port for the new transport
+    if (detector) detector->set_local(me.epoch, static_cast<uint8_t>(me.role));
     if (!cfg.listen.empty()) {
       const auto [host, port] = split_address(cfg.listen);
-      transport->listen(host, port, [this](std::shared_ptr<Link> l) { on_incoming(std::move(l)); });
+      fresh->listen(host, port, [this](std::shared_ptr<Link> l) { on_incoming(std::move(l)); });
     }
+  }
+
+  std::shared_ptr<Transport> current_transport() const {
+    std::lock_guard lock(mutex);
+    return transport;
   }
 
   void send(const std::shared_ptr<Link>& l, wire::Envelope e) {
@@ -626,7 +641,7 @@ struct Node::Impl {
       rejoin_pending = false;
       return;
     }
-    transport->connect(hp.first, hp.second, [this](std::shared_ptr<Link> l, std::string error) {
+    current_transport()->connect(hp.first, hp.second, [this](std::shared_ptr<Link> l, std::string error) {
       {
         std::lock_guard lock(mutex);
         rejoin_pending = false;
@@ -1491,7 +1506,7 @@ Node::~Node() {
   if (impl_->monitor_thread.joinable()) impl_->monitor_thread.join();
   if (impl_->lease) impl_->lease->stop();
   if (impl_->detector) impl_->detector->stop();
-  if (impl_->transport) impl_->transport->stop();
+  if (auto t = impl_->current_transport()) t->stop();
 }
 
 void Node::start() {
@@ -1621,7 +1636,7 @@ std::string Node::Impl::protect_peer(const std::string& peer) {
   } catch (const std::exception& e) {
     return e.what();
   }
-  n.transport->connect(hp.first, hp.second, [&n, peer](std::shared_ptr<Link> l, std::string error) {
+  n.current_transport()->connect(hp.first, hp.second, [&n, peer](std::shared_ptr<Link> l, std::string error) {
     if (!l) {
       std::lock_guard lock(n.mutex);
       n.last_error = "protect " + peer + ": " + error;
