@@ -203,16 +203,21 @@ TEST_F(ProtectReplayTest, KvGuestWithADiskProtectedAnywhere) {
   sweep_sync_points(g, 150'001, 10'000'000);
 }
 
-// The Linux kv guest (OpenSBI + kernel + /init) when its images are there
-// (TANDEM_LINUX_IMAGES=build-dir/guest/linux): the boot, and the idle after the banner.
+// The Linux kv guest (OpenSBI + kernel + /init) when its images are there: this build's
+// guest/linux (built by `make test`), or TANDEM_LINUX_IMAGES=another-build/guest/linux.
+// The boot, and the idle after the banner.
 TEST_F(ProtectReplayTest, LinuxGuestWhenItsImagesAreThere) {
-  const char* images = std::getenv("TANDEM_LINUX_IMAGES");
-  if (!images) GTEST_SKIP() << "TANDEM_LINUX_IMAGES is not set";
+  std::string images;
+#ifdef TANDEM_LINUX_GUEST_DIR
+  images = TANDEM_LINUX_GUEST_DIR;
+#endif
+  if (const char* env = std::getenv("TANDEM_LINUX_IMAGES")) images = env;
+  if (images.empty()) GTEST_SKIP() << "no Linux guest in this build and TANDEM_LINUX_IMAGES is not set";
   Guest g;
   g.boot.bios = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
   if (const char* sbi = std::getenv("TANDEM_OPENSBI")) g.boot.bios = sbi;
-  g.boot.kernel = std::string(images) + "/Image";
-  g.boot.initrd = std::string(images) + "/initramfs.cpio";
+  g.boot.kernel = images + "/Image";
+  g.boot.initrd = images + "/initramfs.cpio";
   for (const auto& p : {g.boot.bios, g.boot.kernel, g.boot.initrd}) {
     if (!std::filesystem::exists(p)) GTEST_SKIP() << p << " is missing";
   }
