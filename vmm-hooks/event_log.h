@@ -14,7 +14,9 @@
 
 namespace tandem::hooks {
 
-inline constexpr uint32_t kLogFormatVersion = 1;
+// 2: audit records hold the incremental state hash (per-page XXH3, docs/vmm.md); a version-1
+// log would replay into a false divergence at its first audit, so it is refused up front.
+inline constexpr uint32_t kLogFormatVersion = 2;
 inline constexpr char kLogMagic[8] = {'T', 'N', 'D', 'M', 'L', 'O', 'G', '1'};
 inline constexpr uint32_t kMaxFrameBytes = 64u << 20;
 inline constexpr size_t kFrameHeaderBytes = 12;
