@@ -1605,9 +1605,11 @@ NodeStatus Node::status() const {
     f.arbiter = n.lease->describe();
     f.lease_ms_left = n.lease->lease_ms_left(now);
     f.ack_ms_left = n.role == Role::Primary ? n.acks.ms_left(now) : -1;
+    // Fenced = this primary can release nothing: neither the lease nor fresh acks open its
+    // gate. Not "holding() && ...": the keeper latches Fenced a moment before on_fenced()
+    // sets the state, and in between a thawed old primary looked live (a drill caught it).
     f.fenced = n.state == PairState::Fenced ||
-               (n.role == Role::Primary && n.arbitrated && n.lease->holding() && !n.lease->may_release_output(now) &&
-                f.ack_ms_left < 0);
+               (n.role == Role::Primary && n.arbitrated && !n.lease->may_release_output(now) && f.ack_ms_left < 0);
     f.link = n.link && n.detector->link_alive(now) ? "up" : "down";
     f.heartbeat_path = !n.detector->second_path_enabled() ? "off" : n.detector->second_path_alive(now) ? "up" : "down";
     const fencing::PeerVerdict v = n.detector->verdict(now);
