@@ -9,6 +9,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "tests/checkpoint/test_guests.h"
+#include "tests/vmm/scratch_dir.h"
 #include "vmm/devices/disk_image.h"
 
 namespace tandem::checkpoint {
@@ -21,13 +22,7 @@ using vmm::MachineConfig;
 
 class CheckpointTest : public ::testing::TestWithParam<Compression> {
  protected:
-  CheckpointTest() {
-    dir_ = std::filesystem::temp_directory_path() / ("tandem_ckpt_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  ~CheckpointTest() override { std::filesystem::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return (dir_.path() / name).string(); }
 
   std::string walker(uint32_t span = 2u << 20) {
     const std::string p = path("walker.bin");
@@ -56,7 +51,7 @@ class CheckpointTest : public ::testing::TestWithParam<Compression> {
     ASSERT_TRUE(m.memory().write(m.memory().base() + offset, bytes));
   }
 
-  std::filesystem::path dir_;
+  test::ScratchDir dir_{"tandem_ckpt_test_"};
 };
 
 TEST_P(CheckpointTest, FullCheckpointGivesTheSameStateAndRunsOnInStep) {
@@ -173,7 +168,7 @@ TEST_P(CheckpointTest, FileSaveAndLoad) {
   ASSERT_EQ(src.run_until(77'777).exit, Exit::Running);
   const std::string file = path("snap.ckpt");
   save_file(src, file, options());
-  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
     EXPECT_EQ(entry.path().string().find(".tmp"), std::string::npos) << "temporary left behind";
   }
   Machine dst(config(16), wb);

@@ -13,6 +13,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "tests/checkpoint/test_guests.h"
+#include "tests/vmm/scratch_dir.h"
 
 namespace tandem::checkpoint {
 namespace {
@@ -24,13 +25,7 @@ using vmm::MachineConfig;
 
 class StateHashTest : public ::testing::Test {
  protected:
-  StateHashTest() {
-    dir_ = std::filesystem::temp_directory_path() / ("tandem_state_hash_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  ~StateHashTest() override { std::filesystem::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return (dir_.path() / name).string(); }
 
   static MachineConfig config(const std::string& disk = {}) {
     MachineConfig c;
@@ -94,7 +89,7 @@ class StateHashTest : public ::testing::Test {
     }
   }
 
-  std::filesystem::path dir_;
+  test::ScratchDir dir_{"tandem_state_hash_test_"};
 };
 
 // A tight store loop: its stores go through the host-pointer store TLB, which skips the
