@@ -301,16 +301,20 @@ class DiskCheckpointTest : public CheckpointTest {
     for (int i = from; i < to; ++i) s += "SET key" + std::to_string(i) + " value-" + std::to_string(i * 7919) + "\n";
     return s;
   }
+
+  // A zeroed source disk, and a destination holding a stale store from an earlier life: a
+  // full checkpoint must overwrite or zero every block of it.
+  static void write_zeroed_and_stale_disks(const std::string& src_disk, const std::string& dst_disk) {
+    testing::write_file(src_disk, std::vector<uint8_t>(kDiskBytes, 0));
+    std::vector<uint8_t> stale(kDiskBytes);
+    for (size_t i = 0; i < stale.size(); ++i) stale[i] = static_cast<uint8_t>(i * 31 + 7);
+    testing::write_file(dst_disk, stale);
+  }
 };
 
 TEST_P(DiskCheckpointTest, KvStoreAndDiskSurviveFullIncrementalsAndFinal) {
   const std::string src_disk = path("src.img"), dst_disk = path("dst.img");
-  testing::write_file(src_disk, std::vector<uint8_t>(kDiskBytes, 0));
-  // The destination holds a stale store from an earlier life: a full checkpoint must
-  // overwrite or zero every block of it.
-  std::vector<uint8_t> stale(kDiskBytes);
-  for (size_t i = 0; i < stale.size(); ++i) stale[i] = static_cast<uint8_t>(i * 31 + 7);
-  testing::write_file(dst_disk, stale);
+  write_zeroed_and_stale_disks(src_disk, dst_disk);
 
   ScriptWorld wa, wb;
   Machine src(config(32, src_disk), wa);
@@ -349,10 +353,7 @@ TEST_P(DiskCheckpointTest, KvStoreAndDiskSurviveFullIncrementalsAndFinal) {
 // disk ends byte-identical.
 TEST_P(DiskCheckpointTest, PartedFullRoundDefinesTheWholeDisk) {
   const std::string src_disk = path("src.img"), dst_disk = path("dst.img");
-  testing::write_file(src_disk, std::vector<uint8_t>(kDiskBytes, 0));
-  std::vector<uint8_t> stale(kDiskBytes);
-  for (size_t i = 0; i < stale.size(); ++i) stale[i] = static_cast<uint8_t>(i * 31 + 7);
-  testing::write_file(dst_disk, stale);
+  write_zeroed_and_stale_disks(src_disk, dst_disk);
   ScriptWorld wa, wb;
   Machine src(config(32, src_disk), wa);
   src.load(kv());
