@@ -29,19 +29,35 @@ bool GatedConsole::releasable_locked(const Held& h) const {
 }
 
 void GatedConsole::drain_locked() {
-  const bool had = !held_.empty();
-  while (!held_.empty() && releasable_locked(held_.front())) {
-    release_locked(held_.front());
-    held_.pop_front();
+  if (held_.empty()) return;
+  // Everything one acknowledgement covers goes out in one write: a kv client with many
+  // requests in flight gets its replies in one segment rather than a send per line.
+  size_t n = 0;
+  while (n < held_.size() && releasable_locked(held_[n])) ++n;
+  if (n == 0) return;
+  if (n == 1) {
+    release_locked(held_.front().bytes, held_.front().produced);
+  } else {
+    release_buffer_.clear();
+    for (size_t i = 0; i < n; ++i) release_buffer_ += held_[i].bytes;
+    release_locked(release_buffer_, held_.front().produced);
+    // Each line's own latency: from its production to this release.
+    const auto now = std::chrono::steady_clock::now();
+    for (size_t i = 1; i < n; ++i) note_latency_locked(held_[i].produced, now);
   }
-  if (had && held_.empty()) inner_.flush();
+  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
+  if (held_.empty()) inner_.flush();
 }
 
-void GatedConsole::release_locked(Held& h) {
-  inner_.write_output({reinterpret_cast<const uint8_t*>(h.bytes.data()), h.bytes.size()});
-  released_ += h.bytes.size();
-  latencies_us_.push_back(
-      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h.produced).count());
+void GatedConsole::release_locked(const std::string& bytes, std::chrono::steady_clock::time_point produced) {
+  inner_.write_output({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+  released_ += bytes.size();
+  note_latency_locked(produced, std::chrono::steady_clock::now());
+}
+
+void GatedConsole::note_latency_locked(std::chrono::steady_clock::time_point produced,
+                                       std::chrono::steady_clock::time_point released) {
+  latencies_us_.push_back(std::chrono::duration<double, std::micro>(released - produced).count());
   if (latencies_us_.size() > 100000) latencies_us_.erase(latencies_us_.begin(), latencies_us_.begin() + 50000);
 }
 
@@ -68,7 +84,7 @@ void GatedConsole::write_output(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mutex_);
   Held h{output_icount_.load(), std::string(bytes.begin(), bytes.end()), std::chrono::steady_clock::now()};
   if (held_.empty() && releasable_locked(h)) {
-    release_locked(h);
+    release_locked(h.bytes, h.produced);
     return;
   }
   held_.push_back(std::move(h));

@@ -59,7 +59,9 @@ class GatedConsole final : public hooks::ConsolePort {
     std::string bytes;
     std::chrono::steady_clock::time_point produced;
   };
-  void release_locked(Held& h);
+  void release_locked(const std::string& bytes, std::chrono::steady_clock::time_point produced);
+  void note_latency_locked(std::chrono::steady_clock::time_point produced,
+                           std::chrono::steady_clock::time_point released);
   bool releasable_locked(const Held& h) const;
   void drain_locked();
   std::function<bool(bool)> may_release_;
@@ -70,6 +72,7 @@ class GatedConsole final : public hooks::ConsolePort {
   bool gated_ = false;
   uint64_t acked_ = 0;
   std::deque<Held> held_;
+  std::string release_buffer_;  // reused: the lines one drain releases together
   std::vector<double> latencies_us_;
 };
 
