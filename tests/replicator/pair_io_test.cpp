@@ -21,8 +21,12 @@ class ReceivedConsole final : public hooks::ConsolePort {
   size_t read_input(std::vector<uint8_t>&, size_t) override { return 0; }
   bool wait_input(std::chrono::nanoseconds) override { return false; }
   bool input_closed() const override { return false; }
-  void write_output(std::span<const uint8_t> bytes) override { text.append(bytes.begin(), bytes.end()); }
+  void write_output(std::span<const uint8_t> bytes) override {
+    text.append(bytes.begin(), bytes.end());
+    ++writes;
+  }
   std::string text;
+  int writes = 0;  // a write per segment the client would receive
 };
 
 void print(GatedConsole& gate, uint64_t icount, const std::string& s) {
@@ -79,6 +83,26 @@ TEST(GatedConsole, WithoutAReleaseCheckTheOutputRuleAloneDecides) {
   EXPECT_EQ(client.text, "free ");
   gate.set_gated(false);  // the secondary is gone: no ack to wait for
   EXPECT_EQ(client.text, "free held");
+}
+
+// Many replies covered by one acknowledgement reach the client in one write (not a send
+// per line), in order, and only up to what the acknowledgement covers.
+TEST(GatedConsole, OneAcknowledgementReleasesWhatItCoversInOneWrite) {
+  ReceivedConsole client;
+  GatedConsole gate(client);
+  gate.set_gated(true);
+  for (int i = 0; i < 16; ++i) print(gate, 100 + i, "OK" + std::to_string(i) + "\n");
+  gate.acknowledge(110);  // covers the lines printed at icount 100..109
+  EXPECT_EQ(client.writes, 1);
+  EXPECT_EQ(client.text, "OK0\nOK1\nOK2\nOK3\nOK4\nOK5\nOK6\nOK7\nOK8\nOK9\n");
+  EXPECT_EQ(gate.released_bytes(), client.text.size());
+  gate.acknowledge(116);
+  EXPECT_EQ(client.writes, 2);
+  EXPECT_EQ(gate.held_bytes(), 0u);
+  std::string all;
+  for (int i = 0; i < 16; ++i) all += "OK" + std::to_string(i) + "\n";
+  EXPECT_EQ(client.text, all);
+  EXPECT_EQ(gate.take_latencies().size(), 16u);  // each line keeps its own latency sample
 }
 
 // The node's release check: the lease, or fresh acks for acknowledged output. The lease is
