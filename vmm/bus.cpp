@@ -1,5 +1,6 @@
 #include "vmm/bus.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -16,23 +17,35 @@ void Bus::map(uint64_t base, uint64_t size, Device& device) {
   if (overlaps(base, size, ram_.base(), ram_.size())) {
     throw std::invalid_argument("bus: " + std::string(device.name()) + " overlaps RAM");
   }
-  for (const auto& [b, r] : regions_) {
+  for (const Region& r : regions_) {
     if (overlaps(base, size, r.base, r.size)) {
       throw std::invalid_argument("bus: " + std::string(device.name()) + " overlaps " +
                                   std::string(r.device->name()));
     }
   }
-  regions_.emplace(base, Region{base, size, &device});
+  const auto at = std::upper_bound(regions_.begin(), regions_.end(), base,
+                                   [](uint64_t b, const Region& r) { return b < r.base; });
+  regions_.insert(at, Region{base, size, &device});
+  last_hit_ = 0;
 }
 
 Device* Bus::find(uint64_t paddr, unsigned size, uint64_t& offset) {
-  auto it = regions_.upper_bound(paddr);
+  const auto covers = [&](const Region& r) {
+    return paddr - r.base < r.size && size <= r.size - (paddr - r.base);
+  };
+  // Guests hammer one device at a time (the UART byte by byte): try the last one first.
+  if (last_hit_ < regions_.size() && covers(regions_[last_hit_])) {
+    offset = paddr - regions_[last_hit_].base;
+    return regions_[last_hit_].device;
+  }
+  auto it = std::upper_bound(regions_.begin(), regions_.end(), paddr,
+                             [](uint64_t a, const Region& r) { return a < r.base; });
   if (it == regions_.begin()) return nullptr;
   --it;
-  const Region& r = it->second;
-  if (paddr - r.base >= r.size || size > r.size - (paddr - r.base)) return nullptr;
-  offset = paddr - r.base;
-  return r.device;
+  if (!covers(*it)) return nullptr;
+  last_hit_ = static_cast<size_t>(it - regions_.begin());
+  offset = paddr - it->base;
+  return it->device;
 }
 
 bool Bus::read(uint64_t paddr, unsigned size, uint64_t& value) {

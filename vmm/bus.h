@@ -3,8 +3,8 @@
 // Registration refuses overlaps; an unmapped access returns false, which the CPU turns
 // into the architected access fault.
 #include <cstdint>
-#include <map>
 #include <string>
+#include <vector>
 
 #include "vmm/device.h"
 #include "vmm/guest_memory.h"
@@ -41,7 +41,8 @@ class Bus {
     Device* device;
   };
   GuestMemory& ram_;
-  std::map<uint64_t, Region> regions_;  // keyed by base
+  std::vector<Region> regions_;  // sorted by base, never overlapping
+  size_t last_hit_ = 0;          // index of the region the last find() returned
   bool stop_requested_ = false;
 };
 
