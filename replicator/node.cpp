@@ -31,6 +31,8 @@
 //    epoch, "resync") and it becomes an empty STANDBY secondary, ready to be protected.
 #include "replicator/node.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -64,11 +66,38 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kSlice = 2'000'000;          // instructions between command checks
+constexpr uint64_t kReplaySlice = 1'000'000;     // secondary: instructions between acks
 constexpr uint64_t kAuditInterval = 10'000'000;  // state-hash audits in the stream
 constexpr uint32_t kMaxPrecopyRounds = 4;
 constexpr uint64_t kPrecopyDoneBytes = 256 << 10;  // a round this small ends the pre-copy
 // While a pre-copy waits for the secondary, the guest runs in slices this long.
 constexpr uint64_t kPrecopySlice = 250'000;
+
+// While it replays, the secondary's VM thread is SCHED_BATCH: a batch thread that wakes
+// (a log batch arrived) does not preempt what runs, so on a shared machine the threads on
+// the output-commit path (the acks, the primary's console, its client) run first, and the
+// replay takes its fair share of the CPU after them. Restored when the replay ends (a
+// promoted secondary serves clients). Unprivileged: only a move between SCHED_OTHER and
+// SCHED_BATCH; a refusal (seccomp, an RT policy already set) leaves the thread as it is.
+class ReplaySchedulingClass {
+ public:
+  ReplaySchedulingClass() {
+    sched_param param{};
+    if (pthread_getschedparam(pthread_self(), &policy_, &param) == 0 && policy_ == SCHED_OTHER) {
+      changed_ = pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) == 0;
+    }
+  }
+  ~ReplaySchedulingClass() {
+    sched_param param{};
+    if (changed_) pthread_setschedparam(pthread_self(), SCHED_OTHER, &param);
+  }
+  ReplaySchedulingClass(const ReplaySchedulingClass&) = delete;
+  ReplaySchedulingClass& operator=(const ReplaySchedulingClass&) = delete;
+
+ private:
+  int policy_ = SCHED_OTHER;
+  bool changed_ = false;
+};
 
 // The link closed during a pre-copy: the rounds stop where they are.
 struct SyncAborted {};
@@ -1314,6 +1343,7 @@ struct Node::Impl {
       s = stream;
       if (!s || !machine) return false;
     }
+    const ReplaySchedulingClass replay_class;
     auto last_ack = Clock::now();
     uint64_t audits_seen = 0;
     for (;;) {
@@ -1336,7 +1366,10 @@ struct Node::Impl {
       if (promote) s->close();
       const uint64_t target = s->complete_to();
       if (machine->icount() < target) {
-        const vmm::RunResult r = machine->run_until(target);
+        // In slices, so the executed icount the acks carry is at most a slice old: the
+        // primary's flow control would otherwise see a whole batch (20 ms) of extra lag and
+        // hold its guest for it.
+        const vmm::RunResult r = machine->run_until(std::min(target, machine->icount() + kReplaySlice));
         icount = r.icount;
       } else if (promote) {
         // Everything received has been replayed: run out the records at the frontier.
