@@ -9,9 +9,11 @@
 // The format is described in docs/checkpoint.md.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tandem::vmm {
 class Machine;
@@ -91,6 +93,81 @@ using PartSink = std::function<void(std::string&& part)>;
 Stats write_full_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink, const Options& options = {});
 Stats write_incremental_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink,
                               const Options& options = {});
+
+// The same parts with the encoding off the machine's thread (the live pair's pre-copy): the
+// machine's thread walks a round with a RoundCopier and copies the raw bytes of the next
+// pages and disk blocks into a bounded RecordBatch between guest slices; any thread turns
+// the batches, in order, into parts with a PartEncoder. The parts are those write_*_parts
+// makes (write_*_parts are these two on one thread). A page the guest writes after it was
+// copied is in the next round's dirty bitmap, as with write_*_parts.
+struct RecordBatch {
+  enum class Type : uint8_t { Page, DiskBlock };
+  struct Record {
+    Type type = Type::Page;
+    bool zero_run = false;
+    uint64_t index = 0;   // first page/block
+    uint64_t length = 0;  // raw bytes of a data record; pages/blocks of a zero run
+    uint64_t offset = 0;  // data records: where the raw bytes start in `bytes`
+  };
+  std::vector<Record> records;  // ascending pages, then ascending disk blocks
+  std::string bytes;            // the data records' raw bytes, copied
+  // The source when the batch was copied (the header of a part opened by this batch).
+  uint64_t mem_bytes = 0;
+  uint64_t disk_bytes = 0;
+  uint64_t icount = 0;
+  Stats counts;  // pages, zero_pages_skipped, disk_blocks of these records
+  void clear();
+};
+
+class RoundCopier {
+ public:
+  // Full: every page and block (the form of write_full_parts: zero ones as zero runs unless
+  // zero_runs is false); clears the bitmaps, this round is the new base. Incremental: the
+  // pages and blocks the bitmaps mark, taking (clearing) them.
+  RoundCopier(vmm::Machine& machine, Kind kind, bool zero_runs = true);
+  // Clears `batch`, then copies the next records into it until it holds about
+  // max_raw_bytes of data (at most one disk chunk of 1 MiB more) or the round is done.
+  // Throws CheckpointError when the disk cannot be read; the caller then calls
+  // mark_all_changed (this round's changed set is lost).
+  void copy_next(size_t max_raw_bytes, RecordBatch& batch);
+  bool done() const { return done_; }
+
+ private:
+  void page(uint64_t p, RecordBatch& batch);
+  void block(uint64_t b, RecordBatch& batch);
+  void zero(RecordBatch::Type type, uint64_t index, RecordBatch& batch);
+  void flush_zeros(RecordBatch& batch);
+
+  vmm::Machine& machine_;
+  const Kind kind_;
+  const bool zero_runs_;
+  std::vector<uint64_t> dirty_, written_;  // incremental: the round's changed set
+  uint64_t next_page_ = 0, next_block_ = 0;
+  std::string chunk_;              // full: disk bytes read ahead, from chunk_offset_
+  uint64_t chunk_offset_ = 0;
+  RecordBatch::Record zeros_;      // a zero run still growing (length 0: none)
+  bool done_ = false;
+};
+
+class PartEncoder {
+ public:
+  PartEncoder(size_t part_bytes, PartSink sink, const Options& options = {});
+  ~PartEncoder();
+  PartEncoder(const PartEncoder&) = delete;
+  PartEncoder& operator=(const PartEncoder&) = delete;
+  // Encodes the batch's records; hands each part that fills to the sink.
+  void add(const RecordBatch& batch);
+  // Ends the round: the last part (an empty round is one empty part). Needs one add() first.
+  Stats finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// After a round that was taken but not delivered (a copier or encoder failed, the link
+// dropped): marks every page and block changed, so the next incremental is complete.
+void mark_all_changed(vmm::Machine& machine);
 
 // Verifies the whole stream (header, trailer hash, record structure and bounds, every
 // record decompressed and its hash checked, the core state's header) before touching the

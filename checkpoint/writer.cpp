@@ -4,9 +4,10 @@
 
 #include <algorithm>
 #include <new>
-#include <optional>
 #include <cstring>
+#include <optional>
 #include <span>
+#include <stdexcept>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
@@ -55,24 +56,35 @@ class StringSink final : public vmm::StateSink {
 
 bool bit(const std::vector<uint64_t>& bitmap, uint64_t i) { return (bitmap[i >> 6] >> (i & 63)) & 1; }
 
+// What a stream's header says about its source machine.
+struct Source {
+  uint64_t mem_bytes = 0;
+  uint64_t disk_bytes = 0;
+  uint64_t icount = 0;
+};
+
+Source source_of(vmm::Machine& machine) {
+  const DiskImage* disk = machine.board().disk();
+  return {machine.memory().size(), disk ? disk->size_bytes() : 0, machine.icount()};
+}
+
 // Builds one stream: header, records, trailer. Bytes collect in a reused buffer that is
 // handed to the sink in chunks of about kChunkBytes (always at record boundaries), so a
 // stream of any size costs one small buffer; the trailer hash is computed on the way.
 class StreamWriter {
  public:
-  StreamWriter(vmm::Machine& machine, Kind kind, const Options& options, bool has_core, const ChunkSink& sink)
+  StreamWriter(const Source& source, Kind kind, const Options& options, bool has_core, const ChunkSink& sink)
       : compressor_(options.compression, options.zstd_level), sink_(sink), hash_(XXH3_createState()) {
     if (!hash_) throw std::bad_alloc();
     XXH3_64bits_reset(hash_);
     buf_.reserve(kChunkBytes + record_bound(kPageSize));
-    DiskImage* disk = machine.board().disk();
     format::Header h;
     h.kind = static_cast<uint8_t>(kind);
     h.compression = static_cast<uint8_t>(options.compression);
     h.flags = has_core ? format::kFlagHasCore : 0;
-    h.mem_bytes = machine.memory().size();
-    h.disk_bytes = disk ? disk->size_bytes() : 0;
-    h.icount = machine.icount();
+    h.mem_bytes = source.mem_bytes;
+    h.disk_bytes = source.disk_bytes;
+    h.icount = source.icount;
     buf_.resize(format::kHeaderBytes);
     format::encode(h, buf_.data());
   }
@@ -149,14 +161,19 @@ class StreamWriter {
 };
 
 // Records cut into parts: self-contained incremental streams (no core) that end at the
-// first record boundary past `part_bytes`, each handed whole to the sink.
+// first record boundary past `part_bytes`, each handed whole to the sink. A part's header
+// describes the source as of the batch that opened it.
 class PartWriter {
  public:
-  PartWriter(vmm::Machine& machine, const Options& options, size_t part_bytes, const PartSink& sink)
-      : machine_(machine), options_(options), part_bytes_(part_bytes), sink_(sink) {}
+  PartWriter(const Options& options, size_t part_bytes, PartSink sink)
+      : options_(options), part_bytes_(part_bytes), sink_(std::move(sink)) {}
   PartWriter(const PartWriter&) = delete;
   PartWriter& operator=(const PartWriter&) = delete;
 
+  void set_source(const Source& source) {
+    source_ = source;
+    has_source_ = true;
+  }
   void data_record(RecordType type, uint64_t index, std::span<const uint8_t> raw) {
     open().data_record(type, index, raw);
     maybe_close();
@@ -167,6 +184,7 @@ class PartWriter {
   }
   Stats& stats() { return stats_; }
   Stats finish() {
+    if (!has_source_) throw std::logic_error("checkpoint: a round of parts ended before its first batch");
     open();  // an empty round is still one (empty) part
     close();
     return stats_;
@@ -176,7 +194,7 @@ class PartWriter {
   StreamWriter& open() {
     if (!writer_) {
       part_.clear();
-      writer_.emplace(machine_, Kind::Incremental, options_, /*has_core=*/false, append_);
+      writer_.emplace(source_, Kind::Incremental, options_, /*has_core=*/false, append_);
     }
     return *writer_;
   }
@@ -192,40 +210,15 @@ class PartWriter {
     part_ = std::string();
   }
 
-  vmm::Machine& machine_;
   const Options options_;
   const size_t part_bytes_;
-  const PartSink& sink_;
+  const PartSink sink_;
+  Source source_;
+  bool has_source_ = false;
   std::string part_;
   const ChunkSink append_ = [this](std::string_view chunk) { part_.append(chunk); };
   std::optional<StreamWriter> writer_;
   Stats stats_;
-};
-
-// Zero runs collect consecutive changed-and-now-zero pages or blocks into one record.
-template <typename Writer>
-class ZeroRuns {
- public:
-  ZeroRuns(Writer& w, RecordType type) : w_(w), type_(type) {}
-  void add(uint64_t index) {
-    if (count_ > 0 && first_ + count_ == index) {
-      ++count_;
-      return;
-    }
-    flush();
-    first_ = index;
-    count_ = 1;
-  }
-  void flush() {
-    if (count_ > 0) w_.zero_run(type_, first_, count_);
-    count_ = 0;
-  }
-
- private:
-  Writer& w_;
-  RecordType type_;
-  uint64_t first_ = 0;
-  uint64_t count_ = 0;
 };
 
 void write_core(vmm::Machine& machine, StreamWriter& w) {
@@ -244,8 +237,7 @@ Stats keeping_bitmaps_safe(vmm::Machine& machine, Fn&& write) {
   try {
     return write();
   } catch (...) {
-    machine.memory().mark_all_dirty();
-    if (DiskImage* disk = machine.board().disk()) disk->mark_all_written();
+    mark_all_changed(machine);
     throw;
   }
 }
@@ -280,119 +272,54 @@ const char* to_string(Kind kind) {
 
 namespace {
 
-// Every non-zero page and disk block as data. With zero_runs the others travel as zero
-// runs (parts of a full round must define them); a full stream leaves them out.
+// The writer's records for one batch, in order, and the batch's page/block counts.
 template <typename Writer>
-void full_body(vmm::Machine& machine, Writer& w, bool zero_runs) {
-  vmm::GuestMemory& memory = machine.memory();
-  DiskImage* disk = machine.board().disk();
+void feed(const RecordBatch& batch, Writer& w) {
+  for (const RecordBatch::Record& r : batch.records) {
+    const RecordType type = r.type == RecordBatch::Type::Page ? RecordType::Page : RecordType::DiskBlock;
+    if (r.zero_run) {
+      w.zero_run(type, r.index, r.length);
+    } else {
+      const auto* raw = reinterpret_cast<const uint8_t*>(batch.bytes.data()) + r.offset;
+      w.data_record(type, r.index, {raw, r.length});
+    }
+  }
   Stats& s = w.stats();
-  ZeroRuns zero_pages(w, RecordType::Page);
-  for (uint64_t p = 0; p < memory.page_count(); ++p) {
-    // Untouched pages are zero without looking (and looking would fault them in).
-    const uint8_t* page = memory.host(memory.base() + (p << kPageShift));
-    if (!memory.page_touched(p) || all_zero({page, kPageSize})) {
-      ++s.zero_pages_skipped;
-      if (zero_runs) zero_pages.add(p);
-      continue;
-    }
-    zero_pages.flush();  // records stay in index order
-    w.data_record(RecordType::Page, p, {page, kPageSize});
-    ++s.pages;
-  }
-  zero_pages.flush();
-  if (disk) {
-    ZeroRuns zero_blocks(w, RecordType::DiskBlock);
-    std::vector<uint8_t> chunk(kDiskChunkBytes);
-    for (uint64_t offset = 0; offset < disk->size_bytes(); offset += kDiskChunkBytes) {
-      const size_t n = static_cast<size_t>(std::min(kDiskChunkBytes, disk->size_bytes() - offset));
-      if (!disk->read(offset, {chunk.data(), n})) disk_read_failed(*disk, offset);
-      for (size_t at = 0; at < n; at += kBlockBytes) {
-        const std::span<const uint8_t> block(chunk.data() + at, std::min<size_t>(kBlockBytes, n - at));
-        const uint64_t index = (offset + at) / kBlockBytes;
-        if (all_zero(block)) {
-          if (zero_runs) zero_blocks.add(index);
-          continue;
-        }
-        zero_blocks.flush();
-        w.data_record(RecordType::DiskBlock, index, block);
-        ++s.disk_blocks;
-      }
-    }
-    zero_blocks.flush();
-  }
+  s.pages += batch.counts.pages;
+  s.zero_pages_skipped += batch.counts.zero_pages_skipped;
+  s.disk_blocks += batch.counts.disk_blocks;
 }
 
-// The pages and blocks the bitmaps mark: data, or a zero run when they are zero now.
+// Batches of this much raw data when copier and writer run on one thread: the copy is then
+// only a reused buffer, not a snapshot anyone needs.
+constexpr size_t kInlineBatchBytes = size_t{1} << 20;
+
 template <typename Writer>
-void incremental_body(vmm::Machine& machine, Writer& w, const std::vector<uint64_t>& dirty,
-                      const std::vector<uint64_t>& written) {
-  vmm::GuestMemory& memory = machine.memory();
-  DiskImage* disk = machine.board().disk();
-  Stats& s = w.stats();
-  ZeroRuns zero_pages(w, RecordType::Page);
-  for (uint64_t p = 0; p < memory.page_count(); ++p) {
-    if (!bit(dirty, p)) {
-      // Skip whole clean words quickly: most of a big guest is clean between rounds.
-      if ((p & 63) == 0 && dirty[p >> 6] == 0) p += 63;
-      continue;
+void copy_round(RoundCopier& copier, Writer& w) {
+  RecordBatch batch;
+  while (!copier.done()) {
+    copier.copy_next(kInlineBatchBytes, batch);
+    if constexpr (requires { w.set_source(Source{}); }) {
+      w.set_source({batch.mem_bytes, batch.disk_bytes, batch.icount});
     }
-    const uint8_t* page = memory.host(memory.base() + (p << kPageShift));
-    // A dirty page may be untouched after a restore (everything is marked dirty); it is
-    // zero, and the receiver must learn that too.
-    if (!memory.page_touched(p) || all_zero({page, kPageSize})) {
-      zero_pages.add(p);
-      ++s.zero_pages_skipped;
-      continue;
-    }
-    zero_pages.flush();  // records stay in index order
-    w.data_record(RecordType::Page, p, {page, kPageSize});
-    ++s.pages;
-  }
-  zero_pages.flush();
-  if (disk) {
-    ZeroRuns zero_blocks(w, RecordType::DiskBlock);
-    std::vector<uint8_t> block(kBlockBytes);
-    for (uint64_t b = 0; b < disk->block_count(); ++b) {
-      if (!bit(written, b)) {
-        if ((b & 63) == 0 && written[b >> 6] == 0) b += 63;
-        continue;
-      }
-      const uint64_t offset = b * kBlockBytes;
-      const std::span<uint8_t> bytes(block.data(), std::min(kBlockBytes, disk->size_bytes() - offset));
-      if (!disk->read(offset, bytes)) disk_read_failed(*disk, offset);
-      if (all_zero(bytes)) {
-        zero_blocks.add(b);
-        continue;
-      }
-      zero_blocks.flush();
-      w.data_record(RecordType::DiskBlock, b, bytes);
-      ++s.disk_blocks;
-    }
-    zero_blocks.flush();
+    feed(batch, w);
   }
 }
 
 Stats write_full_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
-  DiskImage* disk = machine.board().disk();
   // This checkpoint is the new base: what changes from now on goes in the next incremental.
-  (void)machine.take_dirty_bitmap();
-  if (disk) (void)disk->take_written_blocks();
-
-  StreamWriter w(machine, Kind::Full, options, /*has_core=*/true, sink);
+  RoundCopier copier(machine, Kind::Full, /*zero_runs=*/false);
+  StreamWriter w(source_of(machine), Kind::Full, options, /*has_core=*/true, sink);
   write_core(machine, w);
-  full_body(machine, w, /*zero_runs=*/false);
+  copy_round(copier, w);
   return w.finish();
 }
 
 Stats write_incremental_unsafe(vmm::Machine& machine, const ChunkSink& sink, const Options& options) {
-  DiskImage* disk = machine.board().disk();
-  const std::vector<uint64_t> dirty = machine.take_dirty_bitmap();
-  const std::vector<uint64_t> written = disk ? disk->take_written_blocks() : std::vector<uint64_t>{};
-
-  StreamWriter w(machine, Kind::Incremental, options, options.include_core, sink);
+  RoundCopier copier(machine, Kind::Incremental);
+  StreamWriter w(source_of(machine), Kind::Incremental, options, options.include_core, sink);
   if (options.include_core) write_core(machine, w);
-  incremental_body(machine, w, dirty, written);
+  copy_round(copier, w);
   return w.finish();
 }
 
@@ -408,11 +335,9 @@ Stats write_incremental(vmm::Machine& machine, const ChunkSink& sink, const Opti
 
 Stats write_full_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink, const Options& options) {
   return keeping_bitmaps_safe(machine, [&] {
-    // This round is the new base, as for write_full.
-    (void)machine.take_dirty_bitmap();
-    if (DiskImage* disk = machine.board().disk()) (void)disk->take_written_blocks();
-    PartWriter w(machine, options, part_bytes, sink);
-    full_body(machine, w, /*zero_runs=*/true);
+    RoundCopier copier(machine, Kind::Full);  // this round is the new base, as for write_full
+    PartWriter w(options, part_bytes, sink);
+    copy_round(copier, w);
     return w.finish();
   });
 }
@@ -420,14 +345,143 @@ Stats write_full_parts(vmm::Machine& machine, size_t part_bytes, const PartSink&
 Stats write_incremental_parts(vmm::Machine& machine, size_t part_bytes, const PartSink& sink,
                               const Options& options) {
   return keeping_bitmaps_safe(machine, [&] {
-    DiskImage* disk = machine.board().disk();
-    const std::vector<uint64_t> dirty = machine.take_dirty_bitmap();
-    const std::vector<uint64_t> written = disk ? disk->take_written_blocks() : std::vector<uint64_t>{};
-    PartWriter w(machine, options, part_bytes, sink);
-    incremental_body(machine, w, dirty, written);
+    RoundCopier copier(machine, Kind::Incremental);
+    PartWriter w(options, part_bytes, sink);
+    copy_round(copier, w);
     return w.finish();
   });
 }
+
+void mark_all_changed(vmm::Machine& machine) {
+  machine.memory().mark_all_dirty();
+  if (DiskImage* disk = machine.board().disk()) disk->mark_all_written();
+}
+
+void RecordBatch::clear() {
+  records.clear();
+  bytes.clear();
+  counts = {};
+}
+
+RoundCopier::RoundCopier(vmm::Machine& machine, Kind kind, bool zero_runs)
+    : machine_(machine), kind_(kind), zero_runs_(zero_runs || kind == Kind::Incremental) {
+  DiskImage* disk = machine.board().disk();
+  // A full round is the new base: it clears the bitmaps without looking at them.
+  dirty_ = machine.take_dirty_bitmap();
+  if (disk) written_ = disk->take_written_blocks();
+  if (kind == Kind::Full) dirty_.clear(), written_.clear();
+}
+
+void RoundCopier::copy_next(size_t max_raw_bytes, RecordBatch& batch) {
+  batch.clear();
+  const DiskImage* disk = machine_.board().disk();
+  const Source source = source_of(machine_);
+  batch.mem_bytes = source.mem_bytes;
+  batch.disk_bytes = source.disk_bytes;
+  batch.icount = source.icount;
+  const uint64_t pages = machine_.memory().page_count();
+  const uint64_t blocks = disk ? disk->block_count() : 0;
+  const bool full = kind_ == Kind::Full;
+  while (!done_ && batch.bytes.size() < max_raw_bytes) {
+    if (next_page_ < pages) {
+      const uint64_t p = next_page_++;
+      if (full || bit(dirty_, p)) {
+        page(p, batch);
+      } else if ((p & 63) == 0 && dirty_[p >> 6] == 0) {
+        next_page_ = std::min(pages, p + 64);  // skip whole clean words: most of a big guest is clean
+      }
+    } else if (next_block_ < blocks) {
+      const uint64_t b = next_block_++;
+      if (full || bit(written_, b)) {
+        block(b, batch);
+      } else if ((b & 63) == 0 && written_[b >> 6] == 0) {
+        next_block_ = std::min(blocks, b + 64);
+      }
+    } else {
+      flush_zeros(batch);
+      done_ = true;
+    }
+  }
+}
+
+void RoundCopier::page(uint64_t p, RecordBatch& batch) {
+  vmm::GuestMemory& memory = machine_.memory();
+  const uint8_t* bytes = memory.host(memory.base() + (p << kPageShift));
+  // Untouched pages are zero without looking (and looking would fault them in). A dirty
+  // page may be untouched after a restore (everything is marked dirty): the receiver must
+  // learn it is zero too.
+  if (!memory.page_touched(p) || all_zero({bytes, kPageSize})) {
+    ++batch.counts.zero_pages_skipped;
+    zero(RecordBatch::Type::Page, p, batch);
+    return;
+  }
+  flush_zeros(batch);  // records stay in index order
+  batch.records.push_back({RecordBatch::Type::Page, false, p, kPageSize, batch.bytes.size()});
+  batch.bytes.append(reinterpret_cast<const char*>(bytes), kPageSize);
+  ++batch.counts.pages;
+}
+
+void RoundCopier::block(uint64_t b, RecordBatch& batch) {
+  const DiskImage& disk = *machine_.board().disk();
+  const uint64_t offset = b * kBlockBytes;
+  const uint64_t length = std::min(kBlockBytes, disk.size_bytes() - offset);
+  const char* bytes;
+  std::string one;
+  if (kind_ == Kind::Full) {
+    // A full round reads the disk in large chunks rather than one pread per block.
+    if (chunk_.empty() || offset < chunk_offset_ || offset + length > chunk_offset_ + chunk_.size()) {
+      chunk_offset_ = offset;
+      chunk_.resize(static_cast<size_t>(std::min(kDiskChunkBytes, disk.size_bytes() - offset)));
+      if (!disk.read(offset, {reinterpret_cast<uint8_t*>(chunk_.data()), chunk_.size()})) {
+        disk_read_failed(disk, offset);
+      }
+    }
+    bytes = chunk_.data() + (offset - chunk_offset_);
+  } else {
+    one.resize(length);
+    if (!disk.read(offset, {reinterpret_cast<uint8_t*>(one.data()), length})) disk_read_failed(disk, offset);
+    bytes = one.data();
+  }
+  if (all_zero({reinterpret_cast<const uint8_t*>(bytes), length})) {
+    zero(RecordBatch::Type::DiskBlock, b, batch);
+    return;
+  }
+  flush_zeros(batch);
+  batch.records.push_back({RecordBatch::Type::DiskBlock, false, b, length, batch.bytes.size()});
+  batch.bytes.append(bytes, length);
+  ++batch.counts.disk_blocks;
+}
+
+// Consecutive zero pages (or blocks) travel as one zero-run record, also across batches.
+void RoundCopier::zero(RecordBatch::Type type, uint64_t index, RecordBatch& batch) {
+  if (!zero_runs_) return;
+  if (zeros_.length > 0 && zeros_.type == type && zeros_.index + zeros_.length == index) {
+    ++zeros_.length;
+    return;
+  }
+  flush_zeros(batch);
+  zeros_ = {type, true, index, 1, 0};
+}
+
+void RoundCopier::flush_zeros(RecordBatch& batch) {
+  if (zeros_.length > 0) batch.records.push_back(zeros_);
+  zeros_.length = 0;
+}
+
+struct PartEncoder::Impl {
+  PartWriter writer;
+};
+
+PartEncoder::PartEncoder(size_t part_bytes, PartSink sink, const Options& options)
+    : impl_(new Impl{PartWriter(options, part_bytes, std::move(sink))}) {}
+PartEncoder::~PartEncoder() = default;
+
+void PartEncoder::add(const RecordBatch& batch) {
+  impl_->writer.set_source({batch.mem_bytes, batch.disk_bytes, batch.icount});
+  feed(batch, impl_->writer);
+}
+
+Stats PartEncoder::finish() { return impl_->writer.finish(); }
 
 std::string write_full(vmm::Machine& machine, const Options& options, Stats* stats) {
   // Reserve the uncompressed upper bound (untouched reserved memory costs nothing) so the
