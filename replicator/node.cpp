@@ -1003,11 +1003,15 @@ struct Node::Impl {
   }
 
   // Iterative pre-copy to a new secondary, then streaming. Each round goes out in parts
-  // of kSyncPartBytes (checkpoint::write_*_parts), at most kSyncWindowParts ahead of the
-  // secondary's acknowledgements; while the primary waits for those the guest runs on, so
-  // its writes land in the next round's dirty pages (as in live migration). The closing
-  // message is taken with the machine paused: the core state, icount, state hash and the
-  // header of the log the secondary will replay.
+  // of kSyncPartBytes, at most kSyncWindowParts ahead of the secondary's acknowledgements.
+  // The VM thread stays the machine's only owner and runs the guest throughout the copy
+  // rounds: between guest slices it copies the round's next pages into a batch
+  // (checkpoint::RoundCopier, ~1 MiB, a memcpy) and hands it to the PartPipeline's thread,
+  // which compresses, hashes and sends the parts and waits for the acknowledgements. What
+  // the guest writes after a page was copied lands in the next round's dirty pages (as in
+  // live migration). The last round and the closing message are taken with the machine
+  // paused: the last dirty pages, then the core state, icount, state hash and the header of
+  // the log the secondary will replay.
   void precopy(const std::shared_ptr<Link>& l) {
     acks.reset();  // a new link: nothing acknowledged on an earlier one counts
     {
@@ -1021,11 +1025,13 @@ struct Node::Impl {
     sync_acked = 0;
     const auto start = Clock::now();
     const uint64_t icount_before = machine->icount();
+    // Written by whichever thread sends (the pipeline's during a round, this one for the
+    // closing message); the pipeline's hand-offs order the two.
     uint64_t sequence = 0;
     uint32_t round = 0, part = 0;
-    bool guest_runs = true;  // false in the stop-and-copy
+    std::atomic<bool> abandoned{false};  // the VM thread gave up: a sender waiting for acks stops
     auto send_part = [&](std::string&& stream, wire::SyncChunk chunk = {}) {
-      wait_for_sync_acks(l, sequence, kSyncWindowParts, guest_runs);
+      wait_for_sync_acks(l, sequence, kSyncWindowParts, /*guest_runs=*/false, &abandoned);
       const uint64_t n = stream.size();
       chunk.set_round(round);
       chunk.set_part(part++);
@@ -1040,36 +1046,67 @@ struct Node::Impl {
       const double s = std::chrono::duration<double>(Clock::now() - start).count();
       sync.rate_mb_s = s > 0 ? sync.bytes / s / 1e6 : 0;
     };
-    const checkpoint::PartSink part_sink = [&](std::string&& stream) { send_part(std::move(stream)); };
     auto log_round = [&](const checkpoint::Stats& s, uint64_t sent_before) {
       std::lock_guard lock(mutex);
       spdlog::info("pre-copy round {}: {} parts, {} pages, {} bytes; {} bytes in {:.2f} s so far ({:.1f} MB/s)", round,
                    part, s.pages, sync.bytes - sent_before, sync.bytes,
                    std::chrono::duration<double>(Clock::now() - start).count(), sync.rate_mb_s);
     };
+    PartPipeline pipeline(kSyncPartBytes, kSyncCopyBatches, kSyncCopyBatchBytes,
+                          [&](std::string&& stream) { send_part(std::move(stream)); });
+    // Declared after the pipeline, so it is set before the pipeline joins its thread.
+    struct Abandon {
+      std::atomic<bool>& flag;
+      ~Abandon() { flag = true; }
+    } abandon_on_exit{abandoned};
+    // One round through the pipeline. While no batch is free (or the round's last parts
+    // are on their way) the guest runs in slices, unless this is the stop-and-copy.
+    auto copy_round = [&](checkpoint::Kind kind, bool guest_runs) {
+      checkpoint::RoundCopier copier(*machine, kind);
+      auto meanwhile = [&] {
+        check_sync_link(l);
+        if (guest_runs) {
+          run_precopy_slice();
+        } else {
+          pipeline.wait(std::chrono::milliseconds(1));
+        }
+      };
+      checkpoint::Stats stats;
+      while (!copier.done()) {
+        (void)pipeline.round_done(stats);  // rethrows what the pipeline's thread ran into
+        if (checkpoint::RecordBatch* batch = pipeline.free_batch()) {
+          copier.copy_next(kSyncCopyBatchBytes, *batch);
+          pipeline.submit(batch);
+        } else {
+          meanwhile();
+        }
+      }
+      pipeline.end_round();
+      while (!pipeline.round_done(stats)) meanwhile();
+      return stats;
+    };
     recorder->flush_output();  // output from before protection is not the secondary's
     try {
       uint64_t sent_before = 0;
-      checkpoint::Stats stats = checkpoint::write_full_parts(*machine, kSyncPartBytes, part_sink);
+      checkpoint::Stats stats = copy_round(checkpoint::Kind::Full, true);
       log_round(stats, sent_before);
       for (round = 1; round < kMaxPrecopyRounds; ++round) {
         part = 0;
         sent_before = sync_bytes();
         // The guest runs until the secondary has applied the last round; then copy what it dirtied.
         wait_for_sync_acks(l, sequence, 1, true);
-        stats = checkpoint::write_incremental_parts(*machine, kSyncPartBytes, part_sink);
+        stats = copy_round(checkpoint::Kind::Incremental, true);
         log_round(stats, sent_before);
         if (stats.stream_bytes < kPrecopyDoneBytes) break;
       }
       // Stop-and-copy: the machine is paused here (this thread owns it). What the guest
       // dirtied during the last round, then the core state in the closing message.
       round = std::min(round, kMaxPrecopyRounds - 1);
-      guest_runs = false;
       recorder->flush_output();
       part = 0;
       ++round;
       sent_before = sync_bytes();
-      stats = checkpoint::write_incremental_parts(*machine, kSyncPartBytes, part_sink);
+      stats = copy_round(checkpoint::Kind::Incremental, false);
       wire::SyncChunk last;
       last.set_last(true);
       last.set_icount(machine->icount());
@@ -1078,12 +1115,10 @@ struct Node::Impl {
       send_part(checkpoint::write_incremental(*machine), std::move(last));  // nothing dirty: the core state
       log_round(stats, sent_before);
     } catch (const SyncAborted&) {
-      spdlog::warn("pre-copy stopped after {} bytes: the link to {} closed", sync_bytes(), l->peer().address);
-      std::lock_guard lock(mutex);
-      if (link == l) {  // it closed before this pre-copy took it: on_link_closed did not see it
-        link.reset();
-        if (state == PairState::Syncing) state = PairState::Standalone;
-      }
+      abandon_sync(l, "");
+      return;
+    } catch (const std::exception& e) {  // e.g. the disk image cannot be read
+      abandon_sync(l, e.what());
       return;
     }
     gate->reset_count();
@@ -1099,6 +1134,42 @@ struct Node::Impl {
                  sync.rate_mb_s, machine->icount() - icount_before);
   }
 
+  // A pre-copy that stopped part-way: the rounds it took are lost (the next incremental is
+  // complete), and the link is dropped when this node still holds it.
+  void abandon_sync(const std::shared_ptr<Link>& l, const std::string& error) {
+    checkpoint::mark_all_changed(*machine);
+    if (error.empty()) {
+      spdlog::warn("pre-copy stopped after {} bytes: the link to {} closed", sync_bytes(), l->peer().address);
+    } else {
+      spdlog::error("pre-copy failed after {} bytes: {}", sync_bytes(), error);
+      l->close("pre-copy failed");
+    }
+    std::lock_guard lock(mutex);
+    if (!error.empty()) last_error = "pre-copy failed: " + error;
+    if (link == l) {  // it closed before this pre-copy took it: on_link_closed did not see it
+      link.reset();
+      if (state == PairState::Syncing) state = PairState::Standalone;
+    }
+  }
+
+  // Throws SyncAborted when the node stops or the sync's link is gone.
+  void check_sync_link(const std::shared_ptr<Link>& l) {
+    std::lock_guard lock(mutex);
+    if (stopping || link != l || !l->is_open()) throw SyncAborted{};
+  }
+
+  // One slice of the guest during a pre-copy (unrecorded: the secondary gets what it writes
+  // in the next round). A guest that cannot run on waits a little instead of spinning.
+  void run_precopy_slice() {
+    wake = 1;  // an idle guest ends the slice at once: there is nothing to wait for
+    const vmm::RunResult r = machine->run_until(machine->icount() + kPrecopySlice);
+    icount = r.icount;
+    if (r.exit != vmm::Exit::Running) {
+      std::unique_lock lock(mutex);
+      cv.wait_for(lock, std::chrono::milliseconds(1));
+    }
+  }
+
   uint64_t sync_bytes() const {
     std::lock_guard lock(mutex);
     return sync.bytes;
@@ -1106,29 +1177,23 @@ struct Node::Impl {
 
   // Flow control of the pre-copy: returns when fewer than `window` of the messages sent
   // before `sequence` await the secondary's SyncAck. Meanwhile the guest runs in short
-  // slices (unrecorded: the secondary gets what it writes in the next round). Throws
-  // SyncAborted when the link closes or the secondary stops answering.
-  void wait_for_sync_acks(const std::shared_ptr<Link>& l, uint64_t sequence, uint64_t window, bool guest_runs) {
+  // slices when `guest_runs` (only the VM thread may ask for that). Throws SyncAborted when
+  // the link closes, the secondary stops answering, or `abandoned` is set.
+  void wait_for_sync_acks(const std::shared_ptr<Link>& l, uint64_t sequence, uint64_t window, bool guest_runs,
+                          const std::atomic<bool>* abandoned = nullptr) {
     const auto patience = std::chrono::seconds(30);
     auto deadline = Clock::now() + patience;
     uint64_t acked = sync_acked.load();
     while (sequence >= acked + window) {
-      {
-        std::lock_guard lock(mutex);
-        if (stopping || link != l || !l->is_open()) throw SyncAborted{};
-      }
+      check_sync_link(l);
+      if (abandoned && *abandoned) throw SyncAborted{};
       if (Clock::now() > deadline) {
         l->close("the secondary acknowledged no sync message for 30 s");
         throw SyncAborted{};
       }
-      vmm::Exit exit = vmm::Exit::Idle;
       if (guest_runs) {
-        wake = 1;  // an idle guest ends the slice at once: there is nothing to wait for
-        const vmm::RunResult r = machine->run_until(machine->icount() + kPrecopySlice);
-        icount = r.icount;
-        exit = r.exit;
-      }
-      if (exit != vmm::Exit::Running) {
+        run_precopy_slice();
+      } else {
         std::unique_lock lock(mutex);
         cv.wait_for(lock, std::chrono::milliseconds(1));
       }

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+#include <utility>
+
 namespace tandem::replicator {
 
 std::string SyncSequence::accept(const wire::SyncChunk& chunk) {
@@ -28,6 +31,100 @@ std::string SyncSequence::accept(const wire::SyncChunk& chunk) {
   ++next_sequence_;
   closed_ = chunk.last();
   return "";
+}
+
+PartPipeline::PartPipeline(size_t part_bytes, size_t batches, size_t batch_bytes, Send send)
+    : part_bytes_(part_bytes), send_(std::move(send)) {
+  for (size_t i = 0; i < batches; ++i) {
+    pool_.push_back(std::make_unique<checkpoint::RecordBatch>());
+    pool_.back()->bytes.reserve(batch_bytes + (size_t{64} << 10));  // a copy ends past the bound
+    free_.push_back(pool_.back().get());
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+PartPipeline::~PartPipeline() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+checkpoint::RecordBatch* PartPipeline::free_batch() {
+  std::lock_guard lock(mutex_);
+  if (free_.empty()) return nullptr;
+  checkpoint::RecordBatch* batch = free_.back();
+  free_.pop_back();
+  return batch;
+}
+
+void PartPipeline::submit(checkpoint::RecordBatch* batch) {
+  {
+    std::lock_guard lock(mutex_);
+    round_done_ = false;
+    queue_.push_back(batch);
+  }
+  cv_.notify_all();
+}
+
+void PartPipeline::end_round() { submit(nullptr); }
+
+bool PartPipeline::round_done(checkpoint::Stats& stats) {
+  std::lock_guard lock(mutex_);
+  if (error_) std::rethrow_exception(error_);
+  if (!round_done_) return false;
+  stats = stats_;
+  return true;
+}
+
+void PartPipeline::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, timeout, [this] { return !free_.empty() || round_done_ || error_; });
+}
+
+bool PartPipeline::stopping() const {
+  std::lock_guard lock(mutex_);
+  return stopping_;
+}
+
+void PartPipeline::run() {
+  std::optional<checkpoint::PartEncoder> encoder;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    checkpoint::RecordBatch* batch = queue_.front();
+    queue_.pop_front();
+    const bool failed = error_ != nullptr;
+    lock.unlock();
+    checkpoint::Stats stats;
+    std::exception_ptr error;
+    if (!failed) {  // after a failure batches only go back to the pool
+      try {
+        if (!encoder) encoder.emplace(part_bytes_, [this](std::string&& part) { send_(std::move(part)); });
+        if (batch) {
+          encoder->add(*batch);
+        } else {
+          stats = encoder->finish();
+          encoder.reset();
+        }
+      } catch (...) {
+        error = std::current_exception();
+        encoder.reset();
+      }
+    }
+    lock.lock();
+    if (error) error_ = error;
+    if (batch) {
+      free_.push_back(batch);
+    } else if (!error_) {
+      stats_ = stats;
+      round_done_ = true;
+    }
+    cv_.notify_all();
+  }
 }
 
 }  // namespace tandem::replicator
