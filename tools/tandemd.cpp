@@ -3,6 +3,7 @@
 // Exit status: 0 stopped cleanly (SIGINT/SIGTERM), 1 the node or the control socket failed
 // to start or the node ended FAILED, 2 usage or configuration error (one line naming
 // file:line: [section] key).
+#include <malloc.h>
 #include <signal.h>
 
 #include <atomic>
@@ -99,9 +100,22 @@ class SignalStopper {
   std::atomic<bool> signalled_{false};
 };
 
+// The pre-copy and the log move messages of several MiB (checkpoint parts, their frames,
+// parsed copies) on both sides. With glibc's default thresholds each such buffer is a
+// fresh mmap whose pages fault in again on every message; on the shared VM that was most of
+// the initial sync's CPU (bench/pair, README "The pair"). Buffers under 32 MiB (glibc's
+// ceiling for this) come from the heap and freed ones stay there for the next message,
+// up to 128 MiB kept.
+void keep_big_buffers() {
+  if (mallopt(M_MMAP_THRESHOLD, 32 << 20) != 1 || mallopt(M_TRIM_THRESHOLD, 128 << 20) != 1) {
+    spdlog::warn("malloc refused the buffer thresholds: big messages will be mapped afresh each time");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_big_buffers();
   CLI::App app{"tandemd: the Tandem per-host daemon. Runs one VM as the primary or the secondary of a\n"
                "fault-tolerant pair and serves a control socket for tandemctl. Flags override the\n"
                "config file. With [fencing] arbiter set, a primary boots and releases output only under the\n"
