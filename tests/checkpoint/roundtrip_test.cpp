@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <random>
+#include <thread>
 
 #include "checkpoint/checkpoint.h"
 #include "tests/checkpoint/test_guests.h"
@@ -278,6 +280,69 @@ TEST_P(CheckpointTest, PartedRoundsAreBoundedSelfContainedAndReachTheSourceState
                LinkDown);
   collect([&](const PartSink& sink) { return write_incremental_parts(src, kPartBytes, sink, options()); });
   checkpoint::apply(dst, write_incremental(src, options()));
+  EXPECT_EQ(dst.state_hash(), src.state_hash());
+}
+
+// The pre-copy's split (RoundCopier on the machine's thread, PartEncoder elsewhere): batches
+// of any size, encoded on another thread, give exactly the parts write_full_parts gives
+// (zero runs continue across batch boundaries); a part carries a page as it was when
+// copied, and a page written after its copy is in the next round.
+TEST_P(CheckpointTest, CopiedBatchesEncodedElsewhereGiveTheSamePartsAndLaterWritesGoInTheNextRound) {
+  constexpr size_t kPartBytes = 256 << 10;
+  ScriptWorld wa, wb;
+  Machine src(config(32), wa);
+  src.load(walker(4u << 20));
+  ASSERT_EQ(src.run_until(200'000).exit, Exit::Running);
+  scribble(src, 10u << 20, 1u << 20, 31);
+  scribble(src, 12u << 20, 5 * vmm::kPageSize, 32);  // after a gap of zero pages
+
+  std::vector<std::string> reference;
+  write_full_parts(src, kPartBytes, [&](std::string&& p) { reference.push_back(std::move(p)); }, options());
+  // Copied on this thread, encoded on another, in batches smaller than a part and not
+  // a multiple of a page (a batch ends past its bound).
+  auto pipelined = [&](Kind kind, size_t batch_bytes, const std::function<void()>& after_first_batch) {
+    RoundCopier copier(src, kind);
+    std::vector<RecordBatch> batches;
+    while (!copier.done()) {
+      batches.emplace_back();
+      copier.copy_next(batch_bytes, batches.back());
+      if (batches.size() == 1) after_first_batch();
+    }
+    std::vector<std::string> parts;
+    Stats stats;
+    std::thread encoder([&] {
+      PartEncoder encode(kPartBytes, [&](std::string&& p) { parts.push_back(std::move(p)); }, options());
+      for (const RecordBatch& b : batches) encode.add(b);
+      stats = encode.finish();
+    });
+    encoder.join();
+    return std::make_pair(parts, stats);
+  };
+  const auto [same, same_stats] = pipelined(Kind::Full, 3 * vmm::kPageSize + 1, [] {});
+  EXPECT_EQ(same, reference);
+  EXPECT_EQ(same_stats.pages + same_stats.zero_pages_skipped, src.memory().page_count());
+
+  // The walker's code lies in the first MiB: its first page is in the first batch. Write it
+  // once copied: the round carries the old bytes, the next round the new ones.
+  const uint64_t first_page = src.memory().base();
+  std::vector<uint8_t> before(vmm::kPageSize), after(vmm::kPageSize);
+  ASSERT_TRUE(src.memory().read(first_page, before));
+  const auto [full, full_stats] = pipelined(Kind::Full, 64 << 10, [&] { scribble(src, 0, vmm::kPageSize, 33); });
+  ASSERT_TRUE(src.memory().read(first_page, after));
+  ASSERT_NE(before, after);
+  Machine dst(config(32), wb);
+  for (const std::string& part : full) checkpoint::apply(dst, part);
+  std::vector<uint8_t> copied(vmm::kPageSize);
+  ASSERT_TRUE(dst.memory().read(first_page, copied));
+  EXPECT_EQ(copied, before);
+
+  const auto [next, next_stats] = pipelined(Kind::Incremental, 64 << 10, [] {});
+  EXPECT_GE(next_stats.pages, 1u);
+  EXPECT_LT(next_stats.pages, full_stats.pages);
+  for (const std::string& part : next) checkpoint::apply(dst, part);
+  checkpoint::apply(dst, write_incremental(src, options()));
+  ASSERT_TRUE(dst.memory().read(first_page, copied));
+  EXPECT_EQ(copied, after);
   EXPECT_EQ(dst.state_hash(), src.state_hash());
 }
 

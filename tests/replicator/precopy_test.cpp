@@ -3,6 +3,12 @@
 // out of order and anything after the closing message are refused with a reason.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
 #include "replicator/precopy.h"
 
 namespace tandem::replicator {
@@ -84,3 +90,110 @@ TEST(SyncSequence, NothingFollowsTheClosingMessage) {
 
 }  // namespace
 }  // namespace tandem::replicator
+
+// The primary's encoder thread (PartPipeline): batches copied on the VM thread come back
+// from a bounded pool, are encoded in order into parts that are handed to `send`, and a
+// round reports done once its last part went out.
+namespace tandem::replicator::pipeline_test {
+
+// A batch of `pages` incompressible data pages from `first`, as RoundCopier makes.
+void fill(checkpoint::RecordBatch& b, uint64_t first, uint64_t pages) {
+  b.clear();
+  b.mem_bytes = uint64_t{64} << 20;
+  for (uint64_t p = first; p < first + pages; ++p) {
+    b.records.push_back({checkpoint::RecordBatch::Type::Page, false, p, 4096, b.bytes.size()});
+    std::mt19937_64 rng(p);
+    for (int i = 0; i < 4096 / 8; ++i) {
+      const uint64_t word = rng();
+      b.bytes.append(reinterpret_cast<const char*>(&word), 8);
+    }
+    ++b.counts.pages;
+  }
+}
+
+TEST(PartPipeline, EncodesBatchesInOrderFromABoundedPool) {
+  std::mutex mutex;
+  std::vector<std::string> parts;
+  PartPipeline pipeline(64 << 10, 2, 16 << 10, [&](std::string&& part) {
+    std::lock_guard lock(mutex);
+    parts.push_back(std::move(part));
+  });
+  checkpoint::Stats stats;
+  for (uint64_t round = 0; round < 2; ++round) {
+    uint64_t next = 0;
+    while (next < 100) {
+      checkpoint::RecordBatch* b = pipeline.free_batch();
+      if (!b) {
+        pipeline.wait(std::chrono::milliseconds(10));
+        continue;
+      }
+      fill(*b, next, 4);
+      next += 4;
+      pipeline.submit(b);
+    }
+    pipeline.end_round();
+    while (!pipeline.round_done(stats)) pipeline.wait(std::chrono::milliseconds(10));
+    EXPECT_EQ(stats.pages, 100u);
+    EXPECT_EQ(stats.raw_bytes, 100u * 4096);
+  }
+  // Two batches at most: both were handed out, none is free until one comes back.
+  checkpoint::RecordBatch* a = pipeline.free_batch();
+  checkpoint::RecordBatch* b = pipeline.free_batch();
+  EXPECT_NE(a, nullptr);
+  EXPECT_NE(b, nullptr);
+  EXPECT_EQ(pipeline.free_batch(), nullptr);
+
+  std::lock_guard lock(mutex);
+  ASSERT_GE(parts.size(), 2 * 6u);  // 400 KiB per round, parts of about 64 KiB
+  uint64_t records = 0;
+  for (const std::string& part : parts) records += checkpoint::inspect(part).records;
+  EXPECT_EQ(records, 200u);
+}
+
+TEST(PartPipeline, ASendThatThrowsEndsTheRoundWithItsError) {
+  struct LinkDown : std::runtime_error {
+    LinkDown() : std::runtime_error("link down") {}
+  };
+  int sent = 0;
+  PartPipeline pipeline(8 << 10, 2, 16 << 10, [&](std::string&&) {
+    if (++sent == 2) throw LinkDown{};
+  });
+  checkpoint::Stats stats;
+  auto drive = [&] {
+    for (uint64_t next = 0; next < 40;) {
+      (void)pipeline.round_done(stats);  // rethrows the sender's error
+      if (checkpoint::RecordBatch* b = pipeline.free_batch()) {
+        fill(*b, next, 4);
+        next += 4;
+        pipeline.submit(b);
+      } else {
+        pipeline.wait(std::chrono::milliseconds(10));
+      }
+    }
+    pipeline.end_round();
+    while (!pipeline.round_done(stats)) pipeline.wait(std::chrono::milliseconds(10));
+  };
+  EXPECT_THROW(drive(), LinkDown);
+  EXPECT_EQ(sent, 2);  // nothing is encoded or sent after the failure
+}
+
+TEST(PartPipeline, StopsWhileASendWaitsForThePeer) {
+  std::atomic<bool> waiting{false};
+  std::atomic<PartPipeline*> self{nullptr};
+  auto pipeline = std::make_unique<PartPipeline>(8 << 10, 1, 16 << 10, [&](std::string&&) {
+    waiting = true;
+    while (!self.load()->stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a peer that never acks
+    throw std::runtime_error("stopped");
+  });
+  self = pipeline.get();
+  checkpoint::RecordBatch* b = pipeline->free_batch();
+  ASSERT_NE(b, nullptr);
+  fill(*b, 0, 4);
+  pipeline->submit(b);
+  pipeline->end_round();
+  while (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  pipeline.reset();  // returns: the send saw stopping()
+  SUCCEED();
+}
+
+}  // namespace tandem::replicator::pipeline_test
