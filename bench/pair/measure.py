@@ -20,7 +20,8 @@
     in alternating rounds (each side alone on the machine while measured);
   - initial sync of a 256 MiB guest (guest/memfill: 240 MiB of incompressible data and a
     4 MiB working set it keeps dirtying): `tandemctl protect` to PROTECTED, rounds, bytes,
-    MB/s, and the guest's instruction rate during the sync against before it.
+    MB/s, the guest's instruction rate during the sync against before it, and the CPU time
+    each tandemd spent meanwhile.
 
   measure.py BUILD [--seconds S] [--rounds R] [--failovers N] [--cpu-seconds S] [--cpu-rounds R]
                    [--only kv,cpu,sync]   (--failovers 0 skips the failovers)
@@ -243,6 +244,7 @@ def measure_big_sync(build, before_seconds=3.0):
         read_until(client, "memfill: passes")  # the fill is done
         before = icount_rate(a, before_seconds)
         t0, i0 = time.monotonic(), a.status()["icount"]
+        cpu0 = {n: cpu_seconds(n.proc.pid) for n in (a, b)}
         code, out, err = a.ctl("protect", f"127.0.0.1:{b.listen_port}")
         if code != 0:
             raise AssertionError(f"tandemctl protect: {out}{err}")
@@ -254,11 +256,13 @@ def measure_big_sync(build, before_seconds=3.0):
                 raise AssertionError(f"no PROTECTED: {s}")
             time.sleep(0.02)
         t1 = time.monotonic()
+        cpu = {n: cpu_seconds(n.proc.pid) - cpu0[n] for n in (a, b)}
         during = (s["icount"] - i0) / (t1 - t0)
         b.wait_state("secondary", "PROTECTED")
         after = icount_rate(a, before_seconds)
         return {"seconds": t1 - t0, "rounds": s["sync"]["rounds"], "bytes": s["sync"]["bytes"],
-                "rate_mb_s": s["sync"]["rate_mb_s"], "before": before, "during": during, "after": after}
+                "rate_mb_s": s["sync"]["rate_mb_s"], "before": before, "during": during, "after": after,
+                "cpu_primary": cpu[a], "cpu_secondary": cpu[b]}
 
 
 def main():
@@ -293,6 +297,8 @@ def main():
               f"{r['rate_mb_s']:.0f} MB/s")
         print(f"{'guest instructions/s':34} before {r['before'] / 1e6:.0f}M, during sync {r['during'] / 1e6:.0f}M "
               f"({r['during'] / r['before']:.2f}), after (protected) {r['after'] / 1e6:.0f}M")
+        print(f"{'CPU during the sync':34} primary {r['cpu_primary']:.2f} s, secondary {r['cpu_secondary']:.2f} s "
+              f"(both tandemds, all threads; the guest's share is in the primary's)")
 
 
 def measure_kv(build, args):
