@@ -21,6 +21,11 @@ void GatedConsole::pump() {
   if (!held_.empty()) drain_locked();
 }
 
+bool GatedConsole::wait_input(std::chrono::nanoseconds timeout) {
+  pump();
+  return inner_.wait_input(timeout);
+}
+
 bool GatedConsole::releasable_locked(const Held& h) const {
   // Output produced at icount X is covered once the log is complete up to X + 1: every
   // record before the instruction after the one that printed it.

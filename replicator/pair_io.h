@@ -48,7 +48,10 @@ class GatedConsole final : public hooks::ConsolePort {
   std::vector<double> take_latencies();
 
   size_t read_input(std::vector<uint8_t>& out, size_t max) override { return inner_.read_input(out, max); }
-  bool wait_input(std::chrono::nanoseconds timeout) override { return inner_.wait_input(timeout); }
+  // The VM thread waits here while the guest idles (Recorder::idle, every <= 50 ms): output
+  // held for a lapsed lease goes first if the lease was renewed meanwhile, else it would
+  // wait for the guest's next instruction slice, i.e. its next input.
+  bool wait_input(std::chrono::nanoseconds timeout) override;
   bool input_closed() const override { return inner_.input_closed(); }
   void write_output(std::span<const uint8_t> bytes) override;
   void flush() override { inner_.flush(); }

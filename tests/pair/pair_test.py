@@ -7,7 +7,7 @@ sockets on 127.0.0.1, the kv guest driven through its console by a checking clie
 Cases: protected, failover_kill9, failover_sigstop, reprotect_and_back, planned_failover,
 bad_peers, big_memory_sync (chunked pre-copy of 72 MiB of incompressible memory), and with a witness and tandem-netsim between the nodes: fence_link_partition,
 fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover, fence_freeze_primary,
-fence_kill_secondary, fence_kill_primary, fence_freeze_secondary, fence_partition_secondary,
+fence_kill_secondary, fence_standalone_lease_lapse, fence_kill_primary, fence_freeze_secondary, fence_partition_secondary,
 and with the Linux guest (guest/linux):
 linux_failover (see each function). Exit status 0 = pass, 1 = a check failed, 77 = skipped
 (what the case needs is not built). Stdlib only.
@@ -813,6 +813,53 @@ def case_fence_kill_secondary(build, args):
         log(f"a STANDALONE {took:.2f} s after kill -9 of b, kept its lease and answered")
 
 
+def case_fence_standalone_lease_lapse(build, args):
+    """A STANDALONE primary (its secondary killed) whose lease lapses because the witness
+    stops answering: a reply produced meanwhile is held (no lease, no secondary), and once
+    the witness is back and the renewal granted it must leave, although the guest then
+    idles in WFI waiting for input (held output was only pumped while the guest ran)."""
+    with Cluster(build, keep=args.keep) as cluster:
+        a, b, witness, netsim = fenced_pair(cluster, lease_ms=LEASE_MS)
+        cluster.wait_protected(a, b)
+        epoch = a.status()["epoch"]
+        client = KvClient()
+        client.connect(a.console_address())
+        client.read_banner()
+        work = Workload("ll_")
+        work.set_acked(client, 10)
+        b.kill9()
+        a.wait_state("primary", "STANDALONE", timeout=20)
+        work.set_acked(client, 10)
+
+        witness.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: fencing_of(a)["lease_ms_left"] == 0, 20, "a's lease to lapse")
+            key, value = work.next_pair()
+            client.send(f"SET {key} {value}")
+            try:
+                line = client.read_line(timeout=1)
+                raise HarnessError(f"a answered {line!r} with its lease lapsed and no secondary")
+            except socket.timeout:
+                pass
+        finally:
+            witness.proc.send_signal(signal.SIGCONT)
+        resumed_at = time.monotonic()
+        wait_until(lambda: fencing_of(a)["lease_ms_left"] > 0, 20, "a to renew its lease")
+        try:
+            reply = client.read_line(timeout=10)  # generous: the gate is looked at every 50 ms
+        except socket.timeout:
+            raise HarnessError("a renewed its lease but never released the reply it held meanwhile") from None
+        check(reply == "OK", f"the held SET answered {reply!r}")
+        work.acked[key] = value
+        took = time.monotonic() - resumed_at
+        sa = a.status()
+        check(sa["state"] == "STANDALONE" and sa["epoch"] == epoch and not sa["fencing"]["fenced"],
+              f"a after the witness came back: {sa}")
+        work.set_acked(client, 10)
+        count = verify_data(client, [work])
+        log(f"the reply held while a's lease was lapsed left {took:.2f} s after the witness resumed; {count} keys")
+
+
 def secondary_lost_silently(cluster, prefix, cut):
     """Shared by fence_freeze_secondary and fence_partition_secondary: `cut(b)` makes the
     protected secondary silent on every path without an EOF; `restore(b)` (returned by cut)
@@ -1098,6 +1145,7 @@ CASES.update({
     "linux_protected_from_boot": case_linux_protected_from_boot,
     "fence_kill_primary": case_fence_kill_primary,
     "fence_kill_secondary": case_fence_kill_secondary,
+    "fence_standalone_lease_lapse": case_fence_standalone_lease_lapse,
     "fence_freeze_primary": case_fence_freeze_primary,
     "fence_link_partition": case_fence_link_partition,
     "fence_partition_all": case_fence_partition_all,

@@ -1,6 +1,6 @@
 // GatedConsole, the output rule with self-fencing: output leaves only when the secondary
 // has acknowledged it (gated) AND the release check (the lease) allows it; held output
-// keeps its order and leaves on the next acknowledge() or pump() once allowed.
+// keeps its order and leaves on the next acknowledge(), pump() or wait_input() once allowed.
 // StreamBatchSource: the secondary's log stream refuses a batch out of sequence.
 #include "replicator/pair_io.h"
 
@@ -69,6 +69,23 @@ TEST(GatedConsole, AcknowledgedOutputIsHeldWhileFencedAndPumpedWhenAllowed) {
   lease = true;  // a late renewal was granted
   gate.pump();
   EXPECT_EQ(client.text, "xyz");
+  EXPECT_EQ(gate.held_bytes(), 0u);
+}
+
+// A STANDALONE primary's guest answered while the lease was lapsed, then idles in WFI: the
+// VM thread only waits for input from then on, and that wait must release the output once
+// the lease is renewed (before, it stayed held until the guest's next input).
+TEST(GatedConsole, HeldOutputLeavesWhileTheGuestWaitsForInput) {
+  ReceivedConsole client;
+  GatedConsole gate(client);
+  bool lease = false;
+  gate.set_release_check([&](bool) { return lease; });
+  print(gate, 10, "OK\n");
+  EXPECT_FALSE(gate.wait_input(std::chrono::nanoseconds(0)));
+  EXPECT_EQ(client.text, "");
+  lease = true;  // the renewal was granted on the lease keeper's thread
+  EXPECT_FALSE(gate.wait_input(std::chrono::nanoseconds(0)));
+  EXPECT_EQ(client.text, "OK\n");
   EXPECT_EQ(gate.held_bytes(), 0u);
 }
 
