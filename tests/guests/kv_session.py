@@ -44,6 +44,7 @@ DISK_BYTES = 1 << 20
 SECTOR = 512
 SB_FORMAT = "<QIIIIQI"  # magic, version, count, record bytes, record CRC, generation, header CRC
 SB_MAGIC = int.from_bytes(b"TANDEMKV", "little")
+BANNER = "tandem-kv ready"  # every boot prints it before it reads the console
 KEY32 = "k" * 32
 VALUE200 = "x" * 200
 
@@ -238,7 +239,7 @@ class Runner:
                 cmd = run_guest.qemu_cmd(self.args, self.args.guest, disk)
             else:
                 cmd = run_guest.tandem_cmd(self.args, self.args.guest, disk)
-            status, out, err = run_guest.run(cmd, stdin, self.args.timeout, machine)
+            status, out, err = run_guest.run(cmd, stdin, self.args.timeout, machine, BANNER)
             outputs[machine] = out
             if out != want:
                 diff = "".join(difflib.unified_diff(
@@ -262,25 +263,19 @@ class Runner:
 
 
 def tandem_instructions(args, parts, pause_s):
-    """Runs the kv guest on Tandem (no disk), feeding `parts` with `pause_s` between them;
-    returns the instructions it retired (from --stats)."""
+    """Runs the kv guest on Tandem (no disk), feeding `parts` with `pause_s` between them
+    (the first once the banner is out); returns the instructions it retired (from --stats)."""
     cmd = [args.tandem, "run", "--stats", args.guest]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        for part in parts[:-1]:
-            proc.stdin.write(part)
-            proc.stdin.flush()
-            time.sleep(pause_s)
-        out, err = proc.communicate(input=parts[-1], timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise Failure(f"tandem did not finish within {args.timeout}s: {' '.join(cmd)}")
-    match = re.search(rb"instructions=(\d+)", err)
-    if proc.returncode != 0 or not match:
-        raise Failure(f"tandem run --stats failed (status {proc.returncode}):\n"
-                      f"{out.decode(errors='replace')}\n{err.decode(errors='replace')}")
+    machine = run_guest.Machine(cmd, args.timeout, "tandem")
+    machine.wait_for(BANNER)
+    for part in parts[:-1]:
+        machine.feed(part)
+        time.sleep(pause_s)
+    machine.feed(parts[-1])
+    status, out, err = machine.finish()
+    match = re.search(r"instructions=(\d+)", err)
+    if status != 0 or not match:
+        raise Failure(f"tandem run --stats failed (status {status}):\n{out}\n{err}")
     return int(match.group(1))
 
 

@@ -9,6 +9,7 @@ Modes:
           of the same disk image each); console output must be identical, both runs must
           exit with the same status, that status must agree with the PASS/FAIL summary the
           guest printed, and disk images written by the two runs must be identical.
+Console input (--input) is sent only after the guest printed --prompt (see Machine).
 Exits 77 (CTest SKIP_RETURN_CODE) when a needed binary (QEMU, tandem) is missing.
 
 Stdlib only. Prints a unified diff on mismatch.
@@ -21,6 +22,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 SKIP = 77
 MEM_MIB = 128
@@ -44,17 +47,112 @@ def normalise(text):
     return "\n".join(lines)
 
 
-def run(cmd, stdin_bytes, timeout, label):
-    try:
-        proc = subprocess.run(cmd, input=stdin_bytes, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace")
-        print(f"{label}: TIMEOUT after {timeout}s: {' '.join(cmd)}")
-        print(f"--- {label} output so far ---\n{out}")
+class Machine:
+    """A machine process (QEMU or `tandem run`) whose stdout and stderr are drained by
+    threads as they come, so a test can wait for the guest's prompt before it types:
+    stdin bytes that reach QEMU before its UART is up can be lost, and the guest then waits
+    in WFI for input that never comes. Every wait ends at one deadline for the whole run;
+    a miss kills the process and fails with the output so far, it never hangs."""
+
+    def __init__(self, cmd, timeout, label):
+        self.cmd, self.timeout, self.label = cmd, timeout, label
+        self.deadline = time.monotonic() + timeout
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.changed = threading.Condition()
+        self.out = bytearray()
+        self.out_closed = False
+        self.err = bytearray()
+        self.readers = [threading.Thread(target=self._drain_stdout, daemon=True),
+                        threading.Thread(target=self._drain_stderr, daemon=True)]
+        for reader in self.readers:
+            reader.start()
+
+    def _drain_stdout(self):
+        while data := self.proc.stdout.read1(65536):
+            with self.changed:
+                self.out += data
+                self.changed.notify_all()
+        with self.changed:
+            self.out_closed = True
+            self.changed.notify_all()
+
+    def _drain_stderr(self):
+        while data := self.proc.stderr.read1(65536):
+            self.err += data
+
+    def output(self):
+        with self.changed:
+            return normalise(bytes(self.out).decode(errors="replace"))
+
+    def fail(self, why):
+        """Kills the machine, prints why with everything it printed so far, exits 1."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for reader in self.readers:
+            reader.join(timeout=5)
+        print(f"{self.label}: {why}: {' '.join(self.cmd)}")
+        print(f"--- {self.label} output so far ---\n{self.output()}")
+        print(f"--- {self.label} stderr ---\n{bytes(self.err).decode(errors='replace')}")
         sys.exit(1)
-    return proc.returncode, normalise(proc.stdout.decode(errors="replace")), \
-        proc.stderr.decode(errors="replace")
+
+    def wait_for(self, prompt):
+        """Blocks until the console has shown `prompt` (a substring)."""
+        with self.changed:
+            while prompt.encode("latin-1") not in self.out:
+                if self.out_closed:
+                    break
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.changed.wait(left)
+            else:
+                return
+        if self.out_closed:
+            self.fail(f"closed its console before its prompt {prompt!r}: its input was never sent")
+        self.fail(f"no prompt {prompt!r} within {self.timeout}s: its input was never sent")
+
+    def feed(self, data):
+        """Writes `data` to the guest's console input. A writer thread, so a guest that stops
+        reading cannot block us past the deadline."""
+        def write():
+            try:
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass  # the machine exited; finish() reports how
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(max(0.0, self.deadline - time.monotonic()))
+        if writer.is_alive():
+            self.fail(f"did not take its {len(data)} input bytes within {self.timeout}s")
+
+    def finish(self):
+        """Closes the console input, waits for the exit: (status, console, stderr)."""
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.fail(f"TIMEOUT after {self.timeout}s")
+        for reader in self.readers:
+            reader.join(timeout=5)
+        return self.proc.returncode, self.output(), bytes(self.err).decode(errors="replace")
+
+
+def run(cmd, stdin_bytes, timeout, label, prompt=None):
+    """Runs a machine to its exit. With `prompt`, `stdin_bytes` are sent only once the
+    console has shown it (see Machine); a run without input gets an empty stdin."""
+    if stdin_bytes and prompt is None:
+        raise ValueError(f"{label}: console input needs a prompt to wait for")
+    machine = Machine(cmd, timeout, label)
+    if stdin_bytes:
+        machine.wait_for(prompt)
+        machine.feed(stdin_bytes)
+    return machine.finish()
 
 
 def qemu_cmd(args, elf, disk):
@@ -118,6 +216,9 @@ def main():
     ap.add_argument("--qemu", default="qemu-system-riscv64")
     ap.add_argument("--tandem")
     ap.add_argument("--input", default="", help="bytes fed to the UART on stdin")
+    ap.add_argument("--prompt", help="console text after which the guest reads its input: "
+                                     "--input is sent only once it appeared (required with "
+                                     "--input)")
     ap.add_argument("--disk-kib", type=int, default=0, help="attach a virtio-blk disk")
     ap.add_argument("--rng", action="store_true",
                     help="QEMU: attach a virtio-rng device (Tandem: whatever its board has)")
@@ -140,6 +241,9 @@ def main():
         return SKIP
 
     stdin_bytes = args.input.encode().decode("unicode_escape").encode("latin-1")
+    if stdin_bytes and not args.prompt:
+        print("--input needs --prompt: input sent before the guest's UART is up can be lost")
+        return 2
     with tempfile.TemporaryDirectory(prefix="tandem-guest-") as tmp:
         qemu_disk = tandem_disk = None
         if args.disk_kib:
@@ -152,7 +256,7 @@ def main():
 
         if args.mode == "tandem":
             t_status, t_out, t_err = run(tandem_cmd(args, args.guest, tandem_disk), stdin_bytes,
-                                         args.timeout, "tandem")
+                                         args.timeout, "tandem", args.prompt)
             if not check_alone("tandem", t_status, t_out, t_err, args.expect_status,
                                args.expect_line):
                 return 1
@@ -161,7 +265,7 @@ def main():
             return 0
 
         q_status, q_out, q_err = run(qemu_cmd(args, args.guest, qemu_disk), stdin_bytes,
-                                     args.timeout, "qemu")
+                                     args.timeout, "qemu", args.prompt)
         if args.mode == "qemu":
             if not check_alone("qemu", q_status, q_out, q_err, args.expect_status,
                                args.expect_line):
@@ -171,7 +275,7 @@ def main():
             return 0
 
         t_status, t_out, t_err = run(tandem_cmd(args, args.guest, tandem_disk), stdin_bytes,
-                                     args.timeout, "tandem")
+                                     args.timeout, "tandem", args.prompt)
         failed = False
         if q_out != t_out:
             failed = True
