@@ -27,6 +27,23 @@ using Outcome = Grant::Outcome;
 
 const std::string kPsk = "0123456789abcdef0123456789abcdef";
 
+// Every client here that is not about the timeout itself waits kClientTimeout for a reply:
+// a grant is on disk (fsync) before the witness answers, and on a loaded machine that plus
+// a relay hop or a resolver thread took longer than the production default of 500 ms
+// (10 in 1200 runs of the two tests that used it, under load), failing tests about
+// something else.
+constexpr auto kClientTimeout = 2s;
+
+ArbiterConfig client_config(const std::string& endpoint) {
+  ArbiterConfig c;
+  c.kind = "witness";
+  c.vm_id = "vm1";
+  c.psk = kPsk;
+  c.timeout = kClientTimeout;
+  c.witness = endpoint;
+  return c;
+}
+
 class Witness : public ::testing::Test {
  protected:
   Witness() {
@@ -61,13 +78,10 @@ class Witness : public ::testing::Test {
 
   std::unique_ptr<Arbiter> client(std::chrono::milliseconds lease = 2s, const std::string& psk = kPsk,
                                   const std::string& vm = "vm1") const {
-    ArbiterConfig c;
-    c.kind = "witness";
+    ArbiterConfig c = client_config(server->endpoint());
     c.vm_id = vm;
     c.psk = psk;
     c.lease = lease;
-    c.timeout = 2s;
-    c.witness = server->endpoint();
     return make_arbiter(c);
   }
 
@@ -132,7 +146,9 @@ TEST_F(Witness, LeaseLapsesOnlyAfterItsTtlWithoutRenewals) {
   Grant g;
   do {
     g = b->acquire("b", 1);
-    if (!g.granted()) {
+    // Unreachable is no answer (the grant's fsync outlasted the client's wait on a loaded
+    // disk): ask again; a grant made meanwhile comes back as a renewal.
+    if (!g.granted() && g.outcome != Outcome::Unreachable) {
       ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
       std::this_thread::sleep_for(20ms);
     }
@@ -171,12 +187,7 @@ TEST_F(Witness, EpochsAboveKnownEpochAndPerVm) {
 
 TEST_F(Witness, HostNameIsResolved) {
   start();
-  ArbiterConfig c;
-  c.kind = "witness";
-  c.vm_id = "vm1";
-  c.psk = kPsk;
-  c.witness = "localhost:" + std::to_string(server->port());
-  const Grant g = make_arbiter(c)->acquire("a", 0);
+  const Grant g = make_arbiter(client_config("localhost:" + std::to_string(server->port())))->acquire("a", 0);
   EXPECT_TRUE(g.granted()) << g.why;
 }
 
@@ -316,12 +327,7 @@ class CapturingRelay {
 TEST_F(Witness, ReplayedAcquireGrantsNothing) {
   start();
   CapturingRelay relay(server->port());
-  ArbiterConfig c;
-  c.kind = "witness";
-  c.vm_id = "vm1";
-  c.psk = kPsk;
-  c.witness = relay.endpoint();
-  auto a = make_arbiter(c);
+  auto a = make_arbiter(client_config(relay.endpoint()));
   ASSERT_TRUE(a->acquire("a", 0).granted());
   relay.wait();
   ASSERT_FALSE(relay.captured.empty());
@@ -426,13 +432,9 @@ class FakeWitness {
   std::thread thread_;
 };
 
-std::unique_ptr<Arbiter> client_of(const std::string& endpoint, std::chrono::milliseconds timeout = 2s) {
-  ArbiterConfig c;
-  c.kind = "witness";
-  c.vm_id = "vm1";
-  c.psk = kPsk;
+std::unique_ptr<Arbiter> client_of(const std::string& endpoint, std::chrono::milliseconds timeout = kClientTimeout) {
+  ArbiterConfig c = client_config(endpoint);
   c.timeout = timeout;
-  c.witness = endpoint;
   return make_arbiter(c);
 }
 
@@ -547,7 +549,9 @@ TEST_F(Witness, AdvanceByTheHolderRefusesOlderReplicasAndIsPersisted) {
   const auto start_wait = std::chrono::steady_clock::now();
   Grant g;
   while (!(g = b2->acquire("b", 2)).granted() && std::chrono::steady_clock::now() - start_wait < 10s) {
-    ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
+    if (g.outcome != Outcome::Unreachable) {  // as above
+      ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
+    }
     std::this_thread::sleep_for(20ms);
   }
   ASSERT_TRUE(g.granted()) << g.why;
