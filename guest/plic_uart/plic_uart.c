@@ -94,6 +94,36 @@ void handle_s_trap(struct trap_frame *frame, uint64_t cause, uint64_t tval) {
   if (source) mmio_write32(PLIC_CLAIM(CTX_S), source);
 }
 
+// Sleep in WFI until `done()`, with the global interrupt enable off between the check and
+// the WFI: an interrupt taken in between (the last RX byte, the last THRE) would return to
+// the WFI with nothing left to wake it, and the guest hung there (QEMU, about 1 run in 100
+// under load: the UART's interrupts come from QEMU's I/O thread at any instruction). WFI
+// still wakes on the pending interrupt, which is taken once the enable is set again.
+static int threshold_irq_seen(void) { return m_irqs != 0; }
+static int tx_done(void) { return !tx_active; }
+static int rx_done(void) { return rx_len >= RX_LEN; }
+static int s_irq_seen(void) { return s_irqs != 0; }
+
+static void m_sleep_until(int (*done)(void)) {
+  for (;;) {
+    csr_clear(mstatus, MSTATUS_MIE);
+    if (done()) break;
+    __asm__ volatile("wfi");
+    csr_set(mstatus, MSTATUS_MIE);
+  }
+  csr_set(mstatus, MSTATUS_MIE);
+}
+
+static void s_sleep_until(int (*done)(void)) {  // the same in S-mode, with sstatus.SIE
+  for (;;) {
+    csr_clear(sstatus, MSTATUS_SIE);
+    if (done()) break;
+    __asm__ volatile("wfi");
+    csr_set(sstatus, MSTATUS_SIE);
+  }
+  csr_set(sstatus, MSTATUS_SIE);
+}
+
 static void print_log(const char *phase) {
   unsigned n = log_len < LOG_MAX ? log_len : LOG_MAX;
   unsigned thre = 0, rx = 0, other = 0, wrong_source = 0;
@@ -114,7 +144,7 @@ static void s_main(void) {
   csr_set(sstatus, MSTATUS_SIE);
   tx_active = 0;  // the THRE interrupt just switches itself off
   uart_ier(IER_THRE);
-  while (s_irqs == 0) __asm__ volatile("wfi");
+  s_sleep_until(s_irq_seen);
   print_log("s-thre");
   check_u64("s-claims", log_len, 1);
   check_u64("s-claimed-source", log_source[0], UART0_IRQ);
@@ -147,7 +177,7 @@ int main(void) {
   check_u64("threshold-masks-irq", m_irqs, 0);
   // Lowering the threshold delivers it; the handler switches THRE off.
   mmio_write32(PLIC_THRESHOLD(CTX_M), 0);
-  while (m_irqs == 0) __asm__ volatile("wfi");
+  m_sleep_until(threshold_irq_seen);
   print_log("m-threshold");
   check_u64("m-first-claim-source", log_source[0], UART0_IRQ);
   check_u64("m-first-claim-iir", log_iir[0], IIR_THRE);
@@ -160,7 +190,7 @@ int main(void) {
   tx_next = kTxMessage;
   tx_active = 1;
   uart_ier(IER_THRE);
-  while (tx_active) __asm__ volatile("wfi");
+  m_sleep_until(tx_done);
   print_log("m-tx");
   check_u64("m-tx-claims", log_len, sizeof(kTxMessage) - 1 + 1);
 
@@ -170,7 +200,7 @@ int main(void) {
   for (const char *p = RX_EXPECTED; *p; p++) printf(*p == '\n' ? "\\n" : "%c", *p);
   printf("\n");
   uart_ier(IER_RX);
-  while (rx_len < RX_LEN) __asm__ volatile("wfi");
+  m_sleep_until(rx_done);
   uart_ier(0);
   rx_buf[rx_len] = 0;
   printf("received: %c%c%c%c (%u bytes)\n", rx_buf[0], rx_buf[1], rx_buf[2], rx_buf[3], rx_len);
