@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build linux-guest demo test test-asan bench clean install lab lab-down
+.PHONY: all deps configure build linux-guest demo test test-asan asan-configure test-asan-unit bench clean install lab lab-down
 
 all: build
 
@@ -28,11 +28,25 @@ demo: build
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
-# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer, in a separate build directory.
-test-asan: deps
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer, in a separate build
+# directory (-O1 -g1, see TANDEM_SANITIZE_OPT_FLAGS). Any report fails its test: UBSan does not
+# recover, ASan aborts on the first error, LeakSanitizer runs at exit.
+SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+asan-configure: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_SANITIZE=ON -DTANDEM_LINUX_GUEST=OFF >/dev/null
+
+# Everything labelled asan (unit suites, the tandem binary's tests, guest diffs): manual, long.
+test-asan: asan-configure
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan
+	@cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest --output-on-failure -j $(JOBS) -L asan --timeout 900
+
+# The subset CI runs after `make test`: the GoogleTest suites of vmm, vmm-hooks, checkpoint,
+# replicator, fencing and netsim, building only the libraries, those tests and the guests.
+test-asan-unit: asan-configure
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target asan-unit
+	@cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest --output-on-failure -j $(JOBS) -L asan-unit --timeout 900
 
 bench: build
 	@bash bench/run.sh $(BUILD)
