@@ -44,9 +44,11 @@ test-asan: asan-configure
 
 # The subset CI runs after `make test`: the GoogleTest suites of vmm, vmm-hooks, checkpoint,
 # replicator, fencing and netsim, building only the libraries, those tests and the guests.
+# The Linux guest that `make test` built (if any) boots in checkpoint_protect_replay_test.
+ASAN_LINUX_IMAGES = $(if $(wildcard $(BUILD)/guest/linux/Image),TANDEM_LINUX_IMAGES=$(abspath $(BUILD)/guest/linux))
 test-asan-unit: asan-configure
 	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target asan-unit
-	@cd $(ASAN_BUILD) && $(SANITIZER_ENV) ctest --output-on-failure -j $(JOBS) -L asan-unit --timeout 900
+	@cd $(ASAN_BUILD) && $(SANITIZER_ENV) $(ASAN_LINUX_IMAGES) ctest --output-on-failure -j $(JOBS) -L asan-unit --timeout 900
 
 bench: build
 	@bash bench/run.sh $(BUILD)
