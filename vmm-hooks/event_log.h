@@ -16,7 +16,10 @@ namespace tandem::hooks {
 
 // 2: audit records hold the incremental state hash (per-page XXH3, docs/vmm.md); a version-1
 // log would replay into a false divergence at its first audit, so it is refused up front.
-inline constexpr uint32_t kLogFormatVersion = 2;
+// 3: the disk's content hash (in the state hash of the header and audits, and the header's
+// disk_digest) is XXH3 over 64 KiB block hashes (DiskImage); a version-2 log with a disk
+// would diverge at its initial state hash.
+inline constexpr uint32_t kLogFormatVersion = 3;
 inline constexpr char kLogMagic[8] = {'T', 'N', 'D', 'M', 'L', 'O', 'G', '1'};
 inline constexpr uint32_t kMaxFrameBytes = 64u << 20;
 inline constexpr size_t kFrameHeaderBytes = 12;

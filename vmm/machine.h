@@ -61,7 +61,10 @@ struct BootImages {
 class Machine {
  public:
   // 2: the hart has no PMP registers (read-only zero) and keeps menvcfg/senvcfg.FIOM.
-  static constexpr uint32_t kSnapshotVersion = 2;
+  // 3: "VBLK" holds the disk's content hash over 64 KiB block hashes (DiskImage), no longer
+  // XXH3 of the whole image: a version-2 snapshot would be refused as "not the image the
+  // snapshot was taken with", so it is refused up front with its version.
+  static constexpr uint32_t kSnapshotVersion = 3;
 
   Machine(const MachineConfig& config, World& world);
   ~Machine();

@@ -2,7 +2,8 @@
 // rehashes only pages written since the previous call. After random run slices of real
 // guests (CPU stores through the fast-path store TLB, virtio-blk DMA, loaders), snapshot
 // restores, checkpoint applies, direct device-style writes and checkpoint dirty-bitmap
-// takes, it must equal the same hash computed from scratch (state_hash_uncached()).
+// takes, it must equal the same hash computed from scratch (state_hash_uncached()), and the
+// disk's cached content hash must equal its from-scratch value (content_hash_uncached()).
 // Lives with the checkpoint tests because it applies checkpoints.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "checkpoint/checkpoint.h"
 #include "tests/checkpoint/test_guests.h"
 #include "tests/vmm/scratch_dir.h"
+#include "vmm/devices/disk_image.h"
 
 namespace tandem::checkpoint {
 namespace {
@@ -34,11 +36,15 @@ class StateHashTest : public ::testing::Test {
     return c;
   }
 
-  // Both ways of computing the hash agree; returns the hash.
-  static uint64_t checked_hash(const Machine& m, const std::string& where) {
+  // Both ways of computing the hash agree; returns the hash. The state hash holds the
+  // disk's cached content hash, so that one is compared with a from-scratch read too.
+  static uint64_t checked_hash(Machine& m, const std::string& where) {
     const uint64_t incremental = m.state_hash();
     const uint64_t scratch = m.state_hash_uncached();
     EXPECT_EQ(incremental, scratch) << where << " at icount " << m.icount();
+    if (const vmm::DiskImage* disk = m.board().disk()) {
+      EXPECT_EQ(disk->content_hash(), disk->content_hash_uncached()) << where << ": disk, at icount " << m.icount();
+    }
     return incremental;
   }
 
