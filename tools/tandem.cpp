@@ -401,9 +401,6 @@ int replay_command(const ReplayOptions& opt) {
   if (recorded.disk_bytes() != 0 && opt.disk.empty()) {
     throw BadInput(opt.log_path + ": the recording had a disk; pass --disk with a copy of the disk as it was when recording began");
   }
-  if (!opt.disk.empty() && tandem::hooks::file_digest(opt.disk) != recorded.disk_digest()) {
-    throw BadInput(opt.disk + ": disk content differs from the disk at the start of the recording; replay needs a copy of the original disk");
-  }
   if (recorded.guest_digest() != 0 && tandem::hooks::file_digest(opt.image.primary()) != recorded.guest_digest()) {
     throw BadInput(opt.image.primary() + ": not the guest this log was recorded with ('" + recorded.guest_name() + "')");
   }
@@ -412,6 +409,11 @@ int replay_command(const ReplayOptions& opt) {
   tandem::hooks::Replayer replayer(source, &console, opt.verify);
   std::optional<tandem::vmm::Machine> machine;
   boot(machine, config, replayer, opt.image);
+  // The same content hash the recorder put in the header (DiskImage's block hashes).
+  if (const tandem::vmm::DiskImage* disk = machine->board().disk();
+      disk && disk->content_hash() != recorded.disk_digest()) {
+    throw BadInput(opt.disk + ": disk content differs from the disk at the start of the recording; replay needs a copy of the original disk");
+  }
   if (const std::string err = tandem::hooks::Replayer::check_header(reader->header(), *machine); !err.empty()) {
     throw BadInput(opt.log_path + ": " + err);
   }

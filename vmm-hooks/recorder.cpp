@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "vmm/clock.h"
+#include "vmm/devices/disk_image.h"
 
 namespace tandem::hooks {
 
@@ -44,10 +45,11 @@ log::LogHeader Recorder::make_header(vmm::Machine& machine, const std::string& g
   config->set_mem_bytes(machine.config().mem_bytes);
   config->set_guest_name(std::filesystem::path(guest_path).filename().string());
   config->set_guest_digest(file_digest(guest_path));
-  if (!machine.config().disk_path.empty()) {
-    std::error_code ec;
-    config->set_disk_bytes(std::filesystem::file_size(machine.config().disk_path, ec));
-    config->set_disk_digest(file_digest(machine.config().disk_path));
+  if (const vmm::DiskImage* disk = machine.board().disk()) {
+    // The disk's content hash (cached block hashes), not a read of the whole image: the pair
+    // builds this header while the guest is paused for the stop-and-copy.
+    config->set_disk_bytes(disk->size_bytes());
+    config->set_disk_digest(disk->content_hash());
   }
   header.set_initial_state_hash(machine.state_hash());
   header.set_audit_interval(options_.audit_interval);

@@ -23,7 +23,7 @@ inline uint64_t chain_output_digest(uint64_t digest, uint8_t byte) {
   return (digest ^ byte) * 0x100000001b3ull;
 }
 
-// XXH3-64 of a file's bytes (guest and disk identity in the log header); 0 if unreadable.
+// XXH3-64 of a file's bytes (the guest's identity in the log header); 0 if unreadable.
 uint64_t file_digest(const std::string& path);
 
 enum class GuestTime {

@@ -1,6 +1,7 @@
 // `tandem replay` against a consistently edited log (valid frames, one record changed or
 // dropped): the replay must stop with exit status 4 and name the icount of the first audit
-// whose hash differs, with both hashes.
+// whose hash differs, with both hashes. And a recording with a disk: its header holds the
+// disk's content hash, and replay refuses a disk whose content differs.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,10 +9,12 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 
 #include "vmm-hooks/event_log.h"
+#include "vmm/devices/disk_image.h"
 
 namespace {
 
@@ -116,6 +119,40 @@ TEST_F(ReplayDivergence, DroppedRecordIsReported) {
 TEST_F(ReplayDivergence, NoVerifySkipsAuditsButStillRuns) {
   const Result rep = run_tandem("replay --no-verify --log " + log_ + " " + guest("timer"));
   EXPECT_EQ(rep.status, 0) << rep.err;
+}
+
+// The header's disk_digest is DiskImage::content_hash() (cached block hashes, not a read of
+// the image): replay accepts a copy of the disk and refuses it once one byte changed.
+TEST(ReplayDisk, HeaderHoldsTheDiskContentHashAndReplayRefusesAnotherDisk) {
+  const auto dir = std::filesystem::temp_directory_path() / ("tandem_replay_disk_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string disk = (dir / "disk.img").string(), copy = (dir / "copy.img").string();
+  const std::string log = (dir / "disk.log").string();
+  {
+    std::ofstream out(disk, std::ios::binary);
+    for (int i = 0; i < (1 << 20); ++i) out.put(static_cast<char>(i % 251 == 0 ? i / 251 : 0));
+  }
+  std::filesystem::copy_file(disk, copy);
+  const Result rec = run_tandem("record --time virtual --disk " + disk + " --log " + log + " " + guest("timer"));
+  ASSERT_EQ(rec.status, 0) << rec.err;
+
+  const log::LogHeader header = hooks::LogFileReader(log).header();
+  EXPECT_EQ(header.config().disk_bytes(), 1u << 20);
+  EXPECT_NE(header.config().disk_digest(), 0u);
+  EXPECT_EQ(header.config().disk_digest(), vmm::DiskImage(copy).content_hash());
+  EXPECT_EQ(header.config().disk_digest(), vmm::DiskImage(copy).content_hash_uncached());
+
+  Result rep = run_tandem("replay --disk " + copy + " --log " + log + " " + guest("timer"));
+  EXPECT_EQ(rep.status, 0) << rep.err;
+  {
+    std::fstream edit(copy, std::ios::binary | std::ios::in | std::ios::out);
+    edit.seekp(700'001);
+    edit.put('x');
+  }
+  rep = run_tandem("replay --disk " + copy + " --log " + log + " " + guest("timer"));
+  EXPECT_EQ(rep.status, 2) << rep.err;
+  EXPECT_NE(rep.err.find("disk content differs"), std::string::npos) << rep.err;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
