@@ -113,7 +113,8 @@ class Machine {
   // XXH3-64 (docs/vmm.md). Page hashes are cached: only pages written since the last call
   // are rehashed. A pure function of the machine state, like save().
   uint64_t state_hash() const;
-  // The same value computed from scratch, without the page hash cache (for tests).
+  // The same value computed from scratch, without the page hash cache (for tests). The disk's
+  // part is still DiskImage::content_hash() (its block cache): check it with content_hash_uncached().
   uint64_t state_hash_uncached() const;
 
   // The same stream without RAM (header, clock, hart, devices), for checkpoint/, which

@@ -41,7 +41,7 @@ class DiskImage {
   bool write(uint64_t offset, std::span<const uint8_t> in);
   bool flush();
 
-  // 64 KiB: a guest write (4 KiB to 128 KiB in practice) rehashes one or two blocks (~10 µs
+  // 64 KiB: a guest write (4 KiB to 128 KiB in practice) rehashes one or two blocks (~15 µs
   // each), while the array hashed per audit stays 1/8192 of the disk (128 KiB for 1 GiB,
   // 8 MiB for 64 GiB). 4 KiB blocks would make that array (and the cache) 16x bigger.
   static constexpr uint64_t kHashBlockBytes = uint64_t{64} << 10;
