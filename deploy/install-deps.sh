@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build pkg-config ccache
   # libraries
   libboost-dev libboost-system-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   libprotobuf-dev protobuf-compiler nlohmann-json3-dev libfdt-dev libxxhash-dev libzstd-dev liblz4-dev libssl-dev
