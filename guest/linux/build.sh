@@ -45,7 +45,11 @@ fi
 export KBUILD_BUILD_USER=tandem KBUILD_BUILD_HOST=tandem
 export KBUILD_BUILD_TIMESTAMP="Thu Jan  1 00:00:00 UTC 2026" KBUILD_BUILD_VERSION=1
 cc="${cross}gcc"
-if command -v ccache >/dev/null; then cc="ccache ${cross}gcc"; fi
+# ccache keyed relative to the source tree, so a fresh clone (CI) reuses this machine's objects.
+if command -v ccache >/dev/null; then
+  cc="ccache ${cross}gcc"
+  export CCACHE_BASEDIR="$src" CCACHE_NOHASHDIR=1
+fi
 kmake=(make -C "$src" ARCH=riscv CROSS_COMPILE="$cross" CC="$cc" -j"$jobs")
 
 # 2. The kernel.
