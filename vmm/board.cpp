@@ -34,6 +34,7 @@ Board::Board(Bus& bus, const VirtualClock& clock, BoardWiring wiring) {
     blk_ = std::make_unique<VirtioBlk>(*disk_);
   }
   rng_ = std::make_unique<VirtioRng>(wiring.entropy);
+  if (wiring.nic) net_ = std::make_unique<VirtioNet>(*wiring.nic, wiring.net_output);
 
   unsigned virtio_slot = 0;
   for (const BoardRegion& r : kBoardMap) {
@@ -52,11 +53,12 @@ Board::Board(Bus& bus, const VirtualClock& clock, BoardWiring wiring) {
         device = uart_.get();
         break;
       case DeviceKind::VirtioMmio: {
-        // The disk goes in the first slot, the entropy source in the second; the rest
-        // stay empty (device id 0).
-        VirtioDevice* dev = virtio_slot == 0   ? static_cast<VirtioDevice*>(blk_.get())
-                            : virtio_slot == 1 ? static_cast<VirtioDevice*>(rng_.get())
-                                               : nullptr;
+        // The disk, the entropy source and the NIC have fixed slots; the rest stay empty
+        // (device id 0), as does the slot of a device the machine does not have.
+        VirtioDevice* dev = virtio_slot == kVirtioSlotBlk   ? static_cast<VirtioDevice*>(blk_.get())
+                            : virtio_slot == kVirtioSlotRng ? static_cast<VirtioDevice*>(rng_.get())
+                            : virtio_slot == kVirtioSlotNet ? static_cast<VirtioDevice*>(net_.get())
+                                                            : nullptr;
         virtio_.push_back(std::make_unique<VirtioMmio>(dev, bus.ram(), IrqLine{plic_.get(), r.irq}));
         device = virtio_.back().get();
         ++virtio_slot;

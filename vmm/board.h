@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "vmm/bus.h"
 #include "vmm/clock.h"
 #include "vmm/device.h"
+#include "vmm/devices/virtio_net.h"
 
 namespace tandem::vmm {
 
@@ -71,7 +73,6 @@ class TestFinisher;
 class DiskImage;
 class VirtioBlk;
 class VirtioRng;
-class VirtioMmio;
 
 // What the board needs from its surroundings.
 struct BoardWiring {
@@ -80,7 +81,12 @@ struct BoardWiring {
   std::function<void(uint8_t)> console_output;  // UART transmit
   std::function<void(std::span<uint8_t>)> entropy;  // virtio-rng requests
   std::string disk_path;                        // empty: no virtio-blk
+  std::optional<NicConfig> nic;                 // empty: no virtio-net
+  std::function<void(std::span<const uint8_t>)> net_output;  // virtio-net transmit
 };
+
+// Which virtio-mmio slot (index into the virtio part of kBoardMap) holds which device.
+inline constexpr unsigned kVirtioSlotBlk = 0, kVirtioSlotRng = 1, kVirtioSlotNet = 2;
 
 // Owns the devices of the virt board, wires their interrupt lines (devices → PLIC →
 // hart; CLINT → hart) and maps them on the bus at the addresses of kBoardMap.
@@ -99,6 +105,8 @@ class Board {
   const TestFinisher& finisher() const { return *finisher_; }
   VirtioBlk* blk() { return blk_.get(); }
   DiskImage* disk() { return disk_.get(); }
+  VirtioNet* net() { return net_.get(); }
+  const VirtioNet* net() const { return net_.get(); }
 
   // Every device, in save order (the order of kBoardMap).
   void save(StateWriter& out) const;
@@ -114,6 +122,7 @@ class Board {
   std::unique_ptr<DiskImage> disk_;
   std::unique_ptr<VirtioBlk> blk_;
   std::unique_ptr<VirtioRng> rng_;
+  std::unique_ptr<VirtioNet> net_;
   std::vector<std::unique_ptr<VirtioMmio>> virtio_;
   std::vector<Device*> in_map_order_;
 };

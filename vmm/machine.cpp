@@ -115,6 +115,8 @@ Machine::Machine(const MachineConfig& config, World& world)
   wiring.console_output = [this](uint8_t byte) { world_.console_output(hart_->icount(), byte); };
   wiring.entropy = [this](std::span<uint8_t> out) { world_.entropy(hart_->icount(), out); };
   wiring.disk_path = config.disk_path;
+  wiring.nic = config.nic;
+  wiring.net_output = [this](std::span<const uint8_t> frame) { world_.net_output(hart_->icount(), frame); };
   board_ = std::make_unique<Board>(bus_, clock_, std::move(wiring));
 }
 
@@ -218,6 +220,20 @@ uint64_t Machine::icount() const { return hart_->icount(); }
 size_t Machine::console_input(std::span<const uint8_t> bytes) { return board_->uart().push_input(bytes); }
 
 size_t Machine::console_input_space() const { return board_->uart().input_space(); }
+
+bool Machine::net_input(std::span<const uint8_t> frame) {
+  VirtioNet* net = board_->net();
+  return net && net->receive(frame);
+}
+
+bool Machine::net_can_receive() {
+  VirtioNet* net = board_->net();
+  return net && net->can_receive();
+}
+
+void Machine::net_set_link(bool up) {
+  if (VirtioNet* net = board_->net()) net->set_link(up);
+}
 
 uint64_t Machine::next_timer_deadline() const { return board_->clint().mtimecmp(); }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ struct MachineConfig {
   uint64_t mem_bytes = kDefaultMemBytes;
   std::string disk_path;  // empty: no virtio-blk
   std::string bootargs;   // /chosen/bootargs
+  std::optional<NicConfig> nic;  // empty: no virtio-net
 };
 
 enum class Exit {
@@ -94,6 +96,16 @@ class Machine {
   // the UART FIFO holds at most console_input_space() more.
   size_t console_input(std::span<const uint8_t> bytes);
   size_t console_input_space() const;
+
+  // Host → guest network frames (called by the World at service points; a logged input).
+  // True if the frame is now in a guest receive buffer; false if the NIC dropped (and
+  // counted) it, or the machine has no NIC.
+  bool net_input(std::span<const uint8_t> frame);
+  // True if the NIC has a receive buffer for a frame now (a World holds frames until then).
+  bool net_can_receive();
+  // Link up/down as the guest sees it (also a logged input).
+  void net_set_link(bool up);
+  bool has_nic() const { return board_->net() != nullptr; }
 
   VirtualClock& clock() { return clock_; }
   // The mtime at which the timer interrupt fires (UINT64_MAX if none is armed).

@@ -33,6 +33,11 @@ class World {
 
   // Entropy requested by a device at `icount` (virtio-rng); fill `out`.
   virtual void entropy(uint64_t icount, std::span<uint8_t> out) = 0;
+
+  // Guest output: one Ethernet frame (without the virtio header) transmitted by the NIC at
+  // `icount`. Already checked against the NIC's MTU. The default drops it (a World
+  // without a network). Temporary until World::output(channel, icount, bytes) lands.
+  virtual void net_output(uint64_t /*icount*/, std::span<const uint8_t> /*frame*/) {}
 };
 
 }  // namespace tandem::vmm

@@ -175,11 +175,36 @@ bool VirtioMmio::write(uint64_t offset, unsigned size, uint64_t value) {
   return true;
 }
 
+bool VirtioMmio::queue_live(unsigned index) const {
+  if (!device_ || index >= device_->queue_count() || index >= kMaxQueues) return false;
+  if (!(state_.status & kStatusDriverOk) || (state_.status & kStatusNeedsReset)) return false;
+  return queues_[index].state().ready != 0;
+}
+
+bool VirtioMmio::device_work(unsigned index, const std::function<bool(VirtQueue&, GuestMemory&)>& work) {
+  if (!queue_live(index)) return false;
+  try {
+    if (work(queues_[index], mem_)) {
+      state_.interrupt_status |= kInterruptUsedBuffer;
+      refresh_irq();
+      return true;
+    }
+  } catch (const VirtioError& e) {
+    fail(e.what());
+  }
+  return false;
+}
+
+void VirtioMmio::config_changed() {
+  ++state_.config_generation;
+  if (!(state_.status & kStatusDriverOk)) return;
+  state_.interrupt_status |= kInterruptConfigChange;
+  refresh_irq();
+}
+
 void VirtioMmio::notify(uint32_t queue_index) {
-  if (!device_ || queue_index >= device_->queue_count() || queue_index >= kMaxQueues) return;
-  if (!(state_.status & kStatusDriverOk) || (state_.status & kStatusNeedsReset)) return;
+  if (!queue_live(queue_index)) return;
   VirtQueue& q = queues_[queue_index];
-  if (!q.state().ready) return;
   try {
     if (device_->process_queue(queue_index, q, mem_)) {
       state_.interrupt_status |= kInterruptUsedBuffer;
@@ -220,7 +245,7 @@ void VirtioMmio::restore(StateReader& in) {
   if (id != expected) {
     throw StateError("snapshot: virtio slot holds device id " + std::to_string(id) +
                      " but this machine has " + std::to_string(expected) +
-                     " there (was it saved with a different --disk setting?)");
+                     " there (was it saved with a different --disk or --net setting?)");
   }
   State s;
   in.pod(s);

@@ -6,6 +6,7 @@
 // never assert.
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <type_traits>
 
@@ -16,6 +17,8 @@
 namespace tandem::vmm {
 
 inline constexpr uint64_t kVirtioFVersion1 = uint64_t{1} << 32;
+
+class VirtioMmio;
 
 // What a concrete virtio device (blk, later net/rng) implements.
 class VirtioDevice {
@@ -35,6 +38,9 @@ class VirtioDevice {
   virtual bool process_queue(unsigned index, VirtQueue& queue, GuestMemory& mem) = 0;
   // Driver reset (status written to 0).
   virtual void reset() {}
+  // The transport this device sits behind (called once, by the transport's constructor), for
+  // devices that start work themselves (virtio-net receive, link changes).
+  virtual void attach(VirtioMmio& /*transport*/) {}
   virtual void save(StateWriter& out) const = 0;
   virtual void restore(StateReader& in) = 0;
 };
@@ -61,7 +67,9 @@ class VirtioMmio final : public Device {
 
   // `device` may be nullptr (empty slot); it is not owned.
   VirtioMmio(VirtioDevice* device, GuestMemory& mem, IrqLine irq)
-      : device_(device), mem_(mem), irq_(irq) {}
+      : device_(device), mem_(mem), irq_(irq) {
+    if (device_) device_->attach(*this);
+  }
 
   std::string_view name() const override { return device_ ? device_->name() : "virtio-mmio (empty)"; }
   bool read(uint64_t offset, unsigned size, uint64_t& value) override;
@@ -72,6 +80,15 @@ class VirtioMmio final : public Device {
   uint32_t status() const { return state_.status; }
   uint32_t interrupt_status() const { return state_.interrupt_status; }
   void refresh_irq() { irq_.set(state_.interrupt_status != 0); }
+
+  // Device-initiated work on queue `index` (a received frame). Runs `work` only while the
+  // queue is live (DRIVER_OK, no NEEDS_RESET, queue ready) and returns false otherwise;
+  // when `work` returns true (a buffer was used) the used-buffer interrupt is raised. A
+  // VirtioError from `work` is a driver error (NEEDS_RESET), and false is returned.
+  bool device_work(unsigned index, const std::function<bool(VirtQueue&, GuestMemory&)>& work);
+  // The device changed its configuration space: a new generation, and a configuration-change
+  // interrupt once the driver is live.
+  void config_changed();
 
  private:
   struct State {
@@ -87,6 +104,7 @@ class VirtioMmio final : public Device {
 
   uint64_t offered_features() const;
   VirtQueue* selected_queue();
+  bool queue_live(unsigned index) const;
   void reset();
   void notify(uint32_t queue_index);
   // A driver error: the device stops until the driver resets it.
