@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "vmm/clock.h"
 #include "vmm/machine.h"
@@ -17,6 +18,8 @@ namespace {
 constexpr auto kIdleWakeup = std::chrono::milliseconds(100);
 // Seeds the Live world's entropy stream (any fixed value: it only has to stay the same).
 constexpr uint64_t kEntropySeed = 0x74616e64656d2d72;  // "tandem-r"
+// Received frames moved into the NIC per service point at most (the rest wait for the next).
+constexpr unsigned kMaxFramesPerService = 64;
 }  // namespace
 
 Live::Live(ConsolePort& console, LiveOptions options) : console_(console), options_(options) {
@@ -31,6 +34,21 @@ uint64_t Live::next_service_icount(uint64_t now) {
 void Live::service(vmm::Machine& machine) {
   console_.flush();
   deliver_input(machine);
+  deliver_frames(machine);
+}
+
+bool Live::deliver_frames(vmm::Machine& machine) {
+  if (!options_.net) return false;
+  bool any = false;
+  for (unsigned n = 0; n < kMaxFramesPerService && machine.net_can_receive() && options_.net->receive(frame_); ++n) {
+    machine.net_input(frame_);
+    any = true;
+  }
+  return any;
+}
+
+void Live::net_output(uint64_t /*icount*/, std::span<const uint8_t> frame) {
+  if (options_.net) options_.net->send(frame);
 }
 
 bool Live::deliver_input(vmm::Machine& machine) {
@@ -44,19 +62,22 @@ bool Live::deliver_input(vmm::Machine& machine) {
 
 bool Live::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
   console_.flush();
-  if (deliver_input(machine)) return true;
+  NetPort* net = options_.net;
+  // Both run: console input and frames that arrived together both go in.
+  const auto deliver = [&] { return deliver_input(machine) | deliver_frames(machine); };
+  if (deliver()) return true;
   const bool can_take_input = machine.console_input_space() > 0;
 
   if (deadline_mtime != UINT64_MAX) {
     const uint64_t now = machine.clock().mtime(machine.icount());
     const uint64_t ticks = deadline_mtime > now ? deadline_mtime - now : 0;
-    if (options_.interactive && can_take_input) {
-      // Sleep the guest's wait in real time, cut short by a key press.
+    if ((options_.interactive && can_take_input) || net) {
+      // Sleep the guest's wait in real time, cut short by a key press or a frame.
       // Capped, so a guest arming a timer years ahead does not stall the user for years.
       constexpr uint64_t kMaxSleepTicks = 60 * vmm::kTimebaseHz;
       const auto wait = std::chrono::nanoseconds(std::min(ticks, kMaxSleepTicks) * (1'000'000'000 / vmm::kTimebaseHz));
       const auto start = std::chrono::steady_clock::now();
-      if (console_.wait_input(wait) && deliver_input(machine)) {
+      if (wait_console_or_net(console_, net, machine.net_can_receive(), wait) && deliver()) {
         const auto slept = std::chrono::steady_clock::now() - start;
         const uint64_t slept_ticks = static_cast<uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(slept).count() /
@@ -69,10 +90,13 @@ bool Live::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     return true;
   }
 
-  // No timer: only console input can wake the guest.
-  if (!can_take_input) return false;  // it does not drain the UART: nothing will change
-  while (!console_.input_closed() && !interrupted()) {
-    if (console_.wait_input(kIdleWakeup) && deliver_input(machine)) return true;
+  // No timer: only console input or a frame can wake the guest.
+  if (!can_take_input && !net) return false;  // it does not drain the UART: nothing will change
+  while ((net || !console_.input_closed()) && !interrupted()) {
+    if (wait_console_or_net(console_, net, machine.net_can_receive(), kIdleWakeup)) {
+      if (deliver()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // input the guest cannot take yet
+    }
   }
   return false;
 }

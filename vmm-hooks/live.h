@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vmm-hooks/console_port.h"
+#include "vmm-hooks/net_port.h"
 #include "vmm/world.h"
 
 namespace tandem::hooks {
@@ -22,6 +23,9 @@ struct LiveOptions {
   bool interactive = false;
   // Set asynchronously (e.g. by a SIGINT handler): idle waits give up and return false.
   const volatile std::sig_atomic_t* interrupted = nullptr;
+  // The NIC's host side (nullptr: no network). With a network, timer waits pass in real time
+  // (cut short by a frame or console input), so the guest's clock keeps pace with its peers.
+  NetPort* net = nullptr;
 };
 
 class Live : public vmm::World {
@@ -33,6 +37,7 @@ class Live : public vmm::World {
   bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
   void console_output(uint64_t icount, uint8_t byte) override;
   void entropy(uint64_t icount, std::span<uint8_t> out) override;
+  void net_output(uint64_t icount, std::span<const uint8_t> frame) override;
 
   // Writes out any buffered guest output (called at exit).
   void flush();
@@ -40,11 +45,14 @@ class Live : public vmm::World {
  private:
   // Moves waiting console input into the UART as far as its FIFO allows; true if any moved.
   bool deliver_input(vmm::Machine& machine);
+  // Moves received frames into the NIC while it has receive buffers; true if any moved.
+  bool deliver_frames(vmm::Machine& machine);
   bool interrupted() const { return options_.interrupted && *options_.interrupted; }
 
   ConsolePort& console_;
   LiveOptions options_;
   std::vector<uint8_t> pending_input_;  // read from the console, not yet in the UART
+  std::vector<uint8_t> frame_;          // scratch for one received frame
   uint8_t output_byte_[1] = {};
   // Where the entropy stream is: several requests in one instruction get different bytes.
   uint64_t entropy_icount_ = UINT64_MAX;

@@ -18,7 +18,13 @@ namespace {
 constexpr uint64_t kNsPerTick = 1'000'000'000 / vmm::kTimebaseHz;
 // While idle with no deadline the recorder still wakes this often to flush its batch.
 constexpr auto kIdleWakeup = std::chrono::milliseconds(50);
+// Received frames injected per service point at most (the rest wait for the next).
+constexpr unsigned kMaxFramesPerService = 64;
 }  // namespace
+
+uint64_t chain_frame_digest(uint64_t digest, uint64_t icount, std::span<const uint8_t> frame) {
+  return XXH3_64bits_withSeed(frame.data(), frame.size(), XXH3_64bits_withSeed(&icount, sizeof icount, digest));
+}
 
 uint64_t file_digest(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -65,6 +71,7 @@ void Recorder::begin(vmm::Machine& machine, BatchSink& sink) {
   next_sequence_ = 0;
   last_icount_ = last_complete_to_ = machine.icount();
   output_digest_ = last_logged_digest_ = kOutputDigestSeed;
+  frame_digest_ = last_logged_frame_digest_ = kFrameDigestSeed;
   output_since_flush_ = false;
   start_wall_ = last_flush_ = std::chrono::steady_clock::now();
   start_mtime_ = machine.clock().mtime(machine.icount());
@@ -107,12 +114,20 @@ void Recorder::maybe_flush() {
   }
 }
 
-void Recorder::finish(vmm::Machine& machine, const vmm::RunResult& result) {
-  last_icount_ = machine.icount();
+void Recorder::log_digests(uint64_t icount) {
   if (output_digest_ != last_logged_digest_) {
-    add(machine.icount(), log::OUTPUT_DIGEST).set_value(output_digest_);
+    add(icount, log::OUTPUT_DIGEST).set_value(output_digest_);
     last_logged_digest_ = output_digest_;
   }
+  if (frame_digest_ != last_logged_frame_digest_) {
+    add(icount, log::NET_TX_DIGEST).set_value(frame_digest_);
+    last_logged_frame_digest_ = frame_digest_;
+  }
+}
+
+void Recorder::finish(vmm::Machine& machine, const vmm::RunResult& result) {
+  last_icount_ = machine.icount();
+  log_digests(machine.icount());
   add(machine.icount(), log::AUDIT).set_value(machine.state_hash());
   add(machine.icount(), log::END).set_value(static_cast<uint64_t>(result.exit) << 32 | result.code);
   flush();
@@ -157,12 +172,35 @@ bool Recorder::inject_console(vmm::Machine& machine) {
   return true;
 }
 
+bool Recorder::inject_frames(vmm::Machine& machine) {
+  if (!options_.net) return false;
+  bool any = false;
+  for (unsigned n = 0; n < kMaxFramesPerService && machine.net_can_receive() && options_.net->receive(frame_scratch_); ++n) {
+    const bool delivered = machine.net_input(frame_scratch_);
+    log::Record& r = add(machine.icount(), log::NET_RX);
+    r.set_payload(std::string(frame_scratch_.begin(), frame_scratch_.end()));
+    r.set_value(delivered ? 1 : 0);
+    any = true;
+  }
+  return any;
+}
+
+void Recorder::set_link(vmm::Machine& machine, bool up) {
+  machine.net_set_link(up);
+  add(machine.icount(), log::NET_LINK).set_value(up ? 1 : 0);
+}
+
+void Recorder::net_output(uint64_t icount, std::span<const uint8_t> frame) {
+  last_icount_ = icount;
+  output_since_flush_ = true;
+  frame_digest_ = chain_frame_digest(frame_digest_, icount, frame);
+  ++frames_sent_;
+  if (options_.net) options_.net->send(frame);
+}
+
 void Recorder::audit_if_due(vmm::Machine& machine) {
   if (machine.icount() < next_audit_) return;
-  if (output_digest_ != last_logged_digest_) {
-    add(machine.icount(), log::OUTPUT_DIGEST).set_value(output_digest_);
-    last_logged_digest_ = output_digest_;
-  }
+  log_digests(machine.icount());
   add(machine.icount(), log::AUDIT).set_value(machine.state_hash());
   next_audit_ = (machine.icount() / options_.audit_interval + 1) * options_.audit_interval;
 }
@@ -171,7 +209,7 @@ void Recorder::service(vmm::Machine& machine) {
   last_icount_ = machine.icount();
   audit_if_due(machine);
   sync_time(machine);
-  inject_console(machine);
+  inject_all(machine);
   write_pending_output();
   maybe_flush();
 }
@@ -188,7 +226,7 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     // the replayer knows the guest waited here; inputs delivered while idle follow it.
     if (input_waiting(machine)) {
       add(machine.icount(), log::IDLE_SKIP).set_value(0);
-      inject_console(machine);
+      inject_all(machine);
       return true;
     }
     if (has_deadline) {
@@ -199,13 +237,14 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
       return true;
     }
     // No timer armed: only input can wake the guest, however long it takes.
-    while (!console_.input_closed() && !interrupted()) {
-      console_.wait_input(kIdleWakeup);
+    while ((options_.net || !console_.input_closed()) && !interrupted()) {
+      wait_console_or_net(console_, options_.net, machine.net_can_receive(), kIdleWakeup);
       if (input_waiting(machine)) {
         add(machine.icount(), log::IDLE_SKIP).set_value(0);
-        inject_console(machine);
+        inject_all(machine);
         return true;
       }
+      maybe_flush();
     }
     return false;
   }
@@ -223,19 +262,15 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
       const uint64_t skip = std::max(target, due ? deadline_mtime : 0) - guest_now;
       machine.clock().advance(skip);
       add(machine.icount(), log::IDLE_SKIP).set_value(skip);
-      inject_console(machine);
+      inject_all(machine);
       return true;
     }
-    if ((!has_deadline && console_.input_closed()) || interrupted()) return false;
+    if ((!has_deadline && console_.input_closed() && !options_.net) || interrupted()) return false;
     auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleWakeup);
     if (has_deadline) {
       wait = std::min(wait, std::chrono::nanoseconds((deadline_mtime - wall_now) * kNsPerTick));
     }
-    if (console_.input_closed()) {
-      std::this_thread::sleep_for(wait);
-    } else {
-      console_.wait_input(wait);
-    }
+    wait_console_or_net(console_, options_.net, machine.net_can_receive(), wait);
     maybe_flush();
   }
 }
@@ -245,7 +280,8 @@ bool Recorder::interrupted() const {
 }
 
 bool Recorder::input_waiting(vmm::Machine& machine) {
-  return machine.console_input_space() > 0 && console_.wait_input(std::chrono::nanoseconds(0));
+  if (machine.console_input_space() > 0 && console_.wait_input(std::chrono::nanoseconds(0))) return true;
+  return options_.net && machine.net_can_receive() && options_.net->wait_frame(std::chrono::nanoseconds(0));
 }
 
 void Recorder::write_pending_output() {

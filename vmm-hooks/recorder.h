@@ -11,6 +11,7 @@
 #include "proto/event_log.pb.h"
 #include "vmm-hooks/batch_stream.h"
 #include "vmm-hooks/console_port.h"
+#include "vmm-hooks/net_port.h"
 #include "vmm/machine.h"
 #include "vmm/world.h"
 
@@ -22,6 +23,11 @@ inline constexpr uint64_t kOutputDigestSeed = 0xcbf29ce484222325ull;
 inline uint64_t chain_output_digest(uint64_t digest, uint8_t byte) {
   return (digest ^ byte) * 0x100000001b3ull;
 }
+
+// Running digest of all transmitted frames: each frame's XXH3-64 over its icount and bytes,
+// seeded by the digest so far.
+inline constexpr uint64_t kFrameDigestSeed = 0x74616e64656d2d6eull;  // "tandem-n"
+uint64_t chain_frame_digest(uint64_t digest, uint64_t icount, std::span<const uint8_t> frame);
 
 // XXH3-64 of a file's bytes (the guest's identity in the log header); 0 if unreadable.
 uint64_t file_digest(const std::string& path);
@@ -47,6 +53,9 @@ struct RecorderOptions {
   size_t max_batch_records = 1024;
   // When set and non-zero (a signal handler's flag), idle waits end early and return false.
   const volatile std::sig_atomic_t* interrupt_flag = nullptr;
+  // The NIC's host side (nullptr: no network). Received frames are logged as NET_RX at the
+  // icount they enter the guest; transmitted frames go to it as they are produced.
+  NetPort* net = nullptr;
 };
 
 class Recorder : public vmm::World {
@@ -82,6 +91,11 @@ class Recorder : public vmm::World {
 
   uint64_t records_written() const { return records_written_; }
   uint64_t output_digest() const { return output_digest_; }
+  uint64_t frame_digest() const { return frame_digest_; }
+  uint64_t frames_sent() const { return frames_sent_; }
+  // Sets the NIC's link state as the guest sees it, logged (NET_LINK). Call from a World
+  // callback (service or idle), or before the first instruction.
+  void set_link(vmm::Machine& machine, bool up);
 
   // vmm::World
   uint64_t next_service_icount(uint64_t now) override;
@@ -89,10 +103,14 @@ class Recorder : public vmm::World {
   bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
   void console_output(uint64_t icount, uint8_t byte) override;
   void entropy(uint64_t icount, std::span<uint8_t> out) override;
+  void net_output(uint64_t icount, std::span<const uint8_t> frame) override;
 
  private:
   log::Record& add(uint64_t icount, log::RecordKind kind);
   bool inject_console(vmm::Machine& machine);  // true if input was delivered
+  bool inject_frames(vmm::Machine& machine);   // true if a frame was handed to the NIC
+  bool inject_all(vmm::Machine& machine) { return inject_console(machine) | inject_frames(machine); }
+  void log_digests(uint64_t icount);
   void write_pending_output();
   bool input_waiting(vmm::Machine& machine);  // input ready and the UART has room
   bool interrupted() const;
@@ -116,7 +134,11 @@ class Recorder : public vmm::World {
   std::chrono::steady_clock::time_point start_wall_;
   std::chrono::steady_clock::time_point last_flush_;
   uint64_t start_mtime_ = 0;
+  uint64_t frame_digest_ = kFrameDigestSeed;
+  uint64_t last_logged_frame_digest_ = kFrameDigestSeed;
+  uint64_t frames_sent_ = 0;
   std::vector<uint8_t> input_scratch_;
+  std::vector<uint8_t> frame_scratch_;
   std::string output_scratch_;
 };
 

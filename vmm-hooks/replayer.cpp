@@ -9,7 +9,8 @@
 namespace tandem::hooks {
 
 Replayer::Replayer(BatchSource& source, ConsolePort* output, bool verify)
-    : source_(source), output_(output), verify_(verify), output_digest_(kOutputDigestSeed) {}
+    : source_(source), output_(output), verify_(verify), output_digest_(kOutputDigestSeed),
+      frame_digest_(kFrameDigestSeed) {}
 
 std::string Replayer::check_header(const log::LogHeader& header, vmm::Machine& machine) {
   if (header.config().mem_bytes() != machine.config().mem_bytes) {
@@ -123,6 +124,20 @@ bool Replayer::apply_service_records(vmm::Machine& machine) {
         }
         break;
       }
+      case log::NET_RX: {
+        const auto* bytes = reinterpret_cast<const uint8_t*>(rec.payload().data());
+        const bool delivered = machine.net_input({bytes, rec.payload().size()});
+        if (delivered != (rec.value() != 0)) diverge(now, "network frame delivered", rec.value(), delivered);
+        break;
+      }
+      case log::NET_LINK:
+        machine.net_set_link(rec.value() != 0);
+        break;
+      case log::NET_TX_DIGEST:
+        if (verify_ && frame_digest_ != rec.value()) {
+          diverge(now, "transmitted frames digest", rec.value(), frame_digest_);
+        }
+        break;
       case log::TIME_ADJUST:
         machine.clock().advance(rec.value());
         break;
@@ -221,6 +236,12 @@ void Replayer::console_output(uint64_t, uint8_t byte) {
     output_->write_output({reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
     output_scratch_.clear();
   }
+}
+
+void Replayer::net_output(uint64_t icount, std::span<const uint8_t> frame) {
+  frame_digest_ = chain_frame_digest(frame_digest_, icount, frame);
+  ++frames_sent_;
+  if (frame_output_) frame_output_(icount, frame);
 }
 
 void Replayer::entropy(uint64_t icount, std::span<uint8_t> out) {

@@ -5,6 +5,8 @@
 // first mismatch is a divergence: the replayer records where and stops the run.
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <span>
 #include <optional>
 #include <string>
 
@@ -49,6 +51,13 @@ class Replayer : public vmm::World {
   uint64_t complete_to() const { return complete_to_; }
   uint64_t audits_checked() const { return audits_checked_; }
   uint64_t output_digest() const { return output_digest_; }
+  uint64_t frame_digest() const { return frame_digest_; }
+  uint64_t frames_sent() const { return frames_sent_; }
+  // Where the guest's transmitted frames go (nullptr, the default: nowhere, as on a
+  // secondary). Frames are checked against the log's NET_TX_DIGEST either way.
+  void set_frame_output(std::function<void(uint64_t icount, std::span<const uint8_t> frame)> out) {
+    frame_output_ = std::move(out);
+  }
   // The latest OUTPUT_RELEASED marker: console bytes the recording side had released.
   uint64_t released_output() const { return released_output_; }
   // Writes buffered console output (an incomplete line) to the output port now.
@@ -64,6 +73,7 @@ class Replayer : public vmm::World {
   bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
   void console_output(uint64_t icount, uint8_t byte) override;
   void entropy(uint64_t icount, std::span<uint8_t> out) override;
+  void net_output(uint64_t icount, std::span<const uint8_t> frame) override;
 
  private:
   const log::Record* peek();  // next record not yet applied, pulling batches as needed
@@ -88,6 +98,9 @@ class Replayer : public vmm::World {
   uint64_t audits_checked_ = 0;
   uint64_t output_digest_;
   uint64_t released_output_ = 0;
+  uint64_t frame_digest_;
+  uint64_t frames_sent_ = 0;
+  std::function<void(uint64_t, std::span<const uint8_t>)> frame_output_;
   uint64_t complete_to_ = 0;
   std::string output_scratch_;
 };

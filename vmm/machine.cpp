@@ -226,8 +226,8 @@ bool Machine::net_input(std::span<const uint8_t> frame) {
   return net && net->receive(frame);
 }
 
-bool Machine::net_can_receive() {
-  VirtioNet* net = board_->net();
+bool Machine::net_can_receive() const {
+  const VirtioNet* net = board_->net();
   return net && net->can_receive();
 }
 

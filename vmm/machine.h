@@ -102,7 +102,8 @@ class Machine {
   // counted) it, or the machine has no NIC.
   bool net_input(std::span<const uint8_t> frame);
   // True if the NIC has a receive buffer for a frame now (a World holds frames until then).
-  bool net_can_receive();
+  // Changes no machine state.
+  bool net_can_receive() const;
   // Link up/down as the guest sees it (also a logged input).
   void net_set_link(bool up);
   bool has_nic() const { return board_->net() != nullptr; }

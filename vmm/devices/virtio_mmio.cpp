@@ -195,6 +195,15 @@ bool VirtioMmio::device_work(unsigned index, const std::function<bool(VirtQueue&
   return false;
 }
 
+bool VirtioMmio::queue_has_available(unsigned index) const {
+  if (!queue_live(index)) return false;
+  try {
+    return queues_[index].has_available(mem_);
+  } catch (const VirtioError&) {
+    return false;
+  }
+}
+
 void VirtioMmio::config_changed() {
   ++state_.config_generation;
   if (!(state_.status & kStatusDriverOk)) return;

@@ -86,6 +86,10 @@ class VirtioMmio final : public Device {
   // when `work` returns true (a buffer was used) the used-buffer interrupt is raised. A
   // VirtioError from `work` is a driver error (NEEDS_RESET), and false is returned.
   bool device_work(unsigned index, const std::function<bool(VirtQueue&, GuestMemory&)>& work);
+  // True if queue `index` is live and the driver has made a buffer available. No side
+  // effects (a corrupt ring answers false here and fails the device only when it is used),
+  // so a World may ask as often as it likes without changing the machine's state.
+  bool queue_has_available(unsigned index) const;
   // The device changed its configuration space: a new generation, and a configuration-change
   // interrupt once the driver is live.
   void config_changed();

@@ -94,14 +94,8 @@ bool VirtioNet::transmit_one(const DescriptorChain& chain, GuestMemory& mem) {
   return true;
 }
 
-bool VirtioNet::can_receive() {
-  if (!transport_ || !link_up_) return false;
-  bool available = false;
-  transport_->device_work(kRxQueue, [&available](VirtQueue& q, GuestMemory& mem) {
-    available = q.has_available(mem);
-    return false;
-  });
-  return available;
+bool VirtioNet::can_receive() const {
+  return transport_ && link_up_ && transport_->queue_has_available(kRxQueue);
 }
 
 bool VirtioNet::receive(std::span<const uint8_t> frame) {

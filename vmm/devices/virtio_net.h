@@ -75,7 +75,8 @@ class VirtioNet final : public VirtioDevice {
   // dropped and counted (not ready, link down, no or too small a buffer, invalid frame).
   bool receive(std::span<const uint8_t> frame);
   // True if receive() would find a receive buffer now (driver live, link up, buffer posted).
-  bool can_receive();
+  // Changes nothing: a World may ask at any time (its answer is not part of the replay).
+  bool can_receive() const;
   // Link up/down as the guest sees it (VIRTIO_NET_S_LINK_UP); a change raises a
   // configuration-change interrupt.
   void set_link(bool up);
