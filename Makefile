@@ -22,7 +22,10 @@ build: configure
 linux-guest: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target linux-guest
 
-demo: build
+# Builds only what the demo runs (target demo-deps: tandem, tandemd, tandemctl, the guests,
+# the Linux image), not the tests and benchmarks.
+demo: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target demo-deps
 	@bash tools/demo.sh $(BUILD)
 
 test: build

@@ -85,4 +85,4 @@ fi
 install -d -m 0750 -o root -g tandem /etc/tandem
 install -d -m 0750 -o tandem -g tandem /var/lib/tandem
 echo "install.sh: installed under $prefix; next: tandemctl keygen --out /etc/tandem/pair.psk,"
-echo "  configs from $prefix/share/tandem/examples into /etc/tandem (README: Deploying a pair)"
+echo "  configs from $prefix/share/tandem/examples into /etc/tandem (docs/deploy.md: Walk-through)"

@@ -33,7 +33,7 @@ namespace {
 
 using tandem::vmm::Exit;
 
-// Exit statuses of `tandem run` (also in README).
+// Exit statuses of `tandem run` (also in docs/tandem-run.md).
 constexpr int kStatusBadInput = 2;     // bad command line, image, disk or snapshot
 constexpr int kStatusLimit = 3;        // --max-instructions reached
 constexpr int kStatusIdle = 4;         // the guest waits for input that can never come

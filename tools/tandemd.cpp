@@ -103,7 +103,7 @@ class SignalStopper {
 // The pre-copy and the log move messages of several MiB (checkpoint parts, their frames,
 // parsed copies) on both sides. With glibc's default thresholds each such buffer is a
 // fresh mmap whose pages fault in again on every message; on the shared VM that was most of
-// the initial sync's CPU (bench/pair, README "The pair"). Buffers under 32 MiB (glibc's
+// the initial sync's CPU (bench/pair, docs/benchmarks.md). Buffers under 32 MiB (glibc's
 // ceiling for this) come from the heap and freed ones stay there for the next message,
 // up to 128 MiB kept.
 void keep_big_buffers() {

@@ -1,4 +1,4 @@
-// The kv line protocol, shared by the bare-metal guest and the Linux /init (see README):
+// The kv line protocol, shared by the bare-metal guest and the Linux /init (see docs/guests.md):
 //   SET k v -> OK | GET k -> value | NOT_FOUND | DEL k -> OK | NOT_FOUND | SYNC -> OK |
 //   COUNT -> n | QUIT -> BYE | anything else -> ERR <reason>
 // plus whatever stop commands the platform adds (Linux: POWEROFF, REBOOT). One reply line
