@@ -9,6 +9,8 @@ packages=(
   # libraries
   libboost-dev libboost-system-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   libprotobuf-dev protobuf-compiler nlohmann-json3-dev libfdt-dev libxxhash-dev libzstd-dev liblz4-dev libssl-dev
+  # the guest NIC's user-mode (NAT) backend
+  libslirp-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
   # the etcd arbiter's tests run a real etcd (3.4 serves the v3 JSON gateway)

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "hostnet/backend.h"
 #include "vmm-hooks/event_log.h"
 #include "vmm-hooks/live.h"
 #include "vmm-hooks/recorder.h"
@@ -70,6 +71,7 @@ struct RunOptions {
   uint64_t poll_interval = 1u << 20;
   std::string console = "stdio";
   std::string dump_dtb;
+  std::string net;  // --net SPEC (hostnet/spec.h); empty: no NIC
 };
 
 struct RecordOptions {
@@ -123,6 +125,18 @@ std::unique_ptr<tandem::hooks::ConsolePort> open_console_or_throw(const std::str
       std::fprintf(stderr, "tandem: console listening on tcp:127.0.0.1:%u\n", tcp->port());
     }
     return console;
+  } catch (const std::exception& e) {
+    throw BadInput(e.what());
+  }
+}
+
+// --net SPEC: gives the machine its NIC and opens the host backend (nullptr without --net).
+std::unique_ptr<tandem::hooks::NetPort> open_net(const std::string& spec, tandem::vmm::MachineConfig& config) {
+  if (spec.empty()) return nullptr;
+  try {
+    const tandem::hostnet::NetSpec net = tandem::hostnet::parse_net_spec(spec);
+    config.nic = tandem::vmm::NicConfig{net.mac, net.mtu, net.link_up};
+    return tandem::hostnet::open_backend(net);
   } catch (const std::exception& e) {
     throw BadInput(e.what());
   }
@@ -265,11 +279,13 @@ int run_command(const RunOptions& opt) {
   config.mem_bytes = opt.mem_mib << 20;
   config.disk_path = opt.disk;
   config.bootargs = opt.image.append;
+  const auto net = open_net(opt.net, config);
 
   tandem::hooks::StdioConsole console;
   InterruptibleLive live(console, {.poll_interval = opt.poll_interval,
                                    .interactive = ::isatty(STDIN_FILENO) != 0,
-                                   .interrupted = &g_interrupted});
+                                   .interrupted = &g_interrupted,
+                                   .net = net.get()});
   std::optional<tandem::vmm::Machine> machine;
   try {
     machine.emplace(config, live);
@@ -341,8 +357,10 @@ int record_command(const RecordOptions& opt) {
   config.mem_bytes = run.mem_mib << 20;
   config.disk_path = run.disk;
   config.bootargs = run.image.append;
+  const auto net = open_net(run.net, config);
   auto console = open_console_or_throw(run.console);
   tandem::hooks::RecorderOptions options;
+  options.net = net.get();
   options.audit_interval = opt.audit_interval;
   options.poll_interval = run.poll_interval;
   options.time = opt.time == "wall" ? tandem::hooks::GuestTime::Wall : tandem::hooks::GuestTime::Virtual;
@@ -398,6 +416,11 @@ int replay_command(const ReplayOptions& opt) {
   config.mem_bytes = opt.mem_mib << 20;
   config.disk_path = opt.disk;
   config.bootargs = opt.image.append;
+  try {
+    config.nic = tandem::hooks::Replayer::recorded_nic(reader->header());  // no host network: frames come from the log
+  } catch (const std::exception& e) {
+    throw BadInput(opt.log_path + ": " + e.what());
+  }
   if (recorded.disk_bytes() != 0 && opt.disk.empty()) {
     throw BadInput(opt.log_path + ": the recording had a disk; pass --disk with a copy of the disk as it was when recording began");
   }
@@ -474,6 +497,9 @@ int main(int argc, char** argv) {
   add_image_options(run_cmd, run.image);
   run_cmd->add_option("--mem", run.mem_mib, "Guest RAM in MiB")->capture_default_str();
   run_cmd->add_option("--disk", run.disk, "Attach FILE as a virtio-blk disk (writes go to the file)");
+  run_cmd->add_option("--net", run.net,
+                      "Attach a virtio-net NIC: 'user[,hostfwd=tcp:127.0.0.1:8080-:80]...' (libslirp NAT) or "
+                      "'tap,ifname=NAME'; NIC options mac=, mtu=, link= (docs/networking.md)");
   run_cmd->add_option("--max-instructions", run.max_instructions,
                       "Stop when the icount reaches N (absolute, also after --restore); exit status 3");
   run_cmd->add_flag("--stats", run.stats, "Print 'instructions=N wall_s=S mips=M' on stderr at the end");
@@ -500,6 +526,8 @@ int main(int argc, char** argv) {
   record_cmd->add_option("--log", rec.log_path, "Event log to write (created or truncated)")->required();
   record_cmd->add_option("--mem", rec.run.mem_mib, "Guest RAM in MiB")->capture_default_str();
   record_cmd->add_option("--disk", rec.run.disk, "Attach FILE as a virtio-blk disk (writes go to the file)");
+  record_cmd->add_option("--net", rec.run.net,
+                         "Attach a virtio-net NIC as for run; received frames are logged (replay needs no network)");
   record_cmd->add_option("--max-instructions", rec.run.max_instructions, "Stop when the icount reaches N; exit status 3");
   record_cmd->add_option("--console", rec.run.console, "Console: 'stdio' or 'tcp:127.0.0.1:PORT'")->capture_default_str();
   record_cmd->add_option("--poll-interval", rec.run.poll_interval, "Instructions between console polls")

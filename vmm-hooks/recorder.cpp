@@ -57,6 +57,12 @@ log::LogHeader Recorder::make_header(vmm::Machine& machine, const std::string& g
     config->set_disk_bytes(disk->size_bytes());
     config->set_disk_digest(disk->content_hash());
   }
+  if (const vmm::VirtioNet* net = machine.board().net()) {
+    auto* nic = config->mutable_nic();
+    nic->set_mac(std::string(net->config().mac.begin(), net->config().mac.end()));
+    nic->set_mtu(net->config().mtu);
+    nic->set_link_up(net->link_up());
+  }
   header.set_initial_state_hash(machine.state_hash());
   header.set_audit_interval(options_.audit_interval);
   header.set_start_icount(machine.icount());

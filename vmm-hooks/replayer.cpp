@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "vmm-hooks/recorder.h"
@@ -29,6 +30,21 @@ std::string Replayer::check_header(const log::LogHeader& header, vmm::Machine& m
         hash, header.initial_state_hash(), header.config().guest_name());
   }
   return {};
+}
+
+std::optional<vmm::NicConfig> Replayer::recorded_nic(const log::LogHeader& header) {
+  if (!header.config().has_nic()) return std::nullopt;
+  const log::NicConfig& nic = header.config().nic();
+  vmm::NicConfig out;
+  if (nic.mac().size() != out.mac.size() || nic.mtu() < vmm::VirtioNet::kMinMtu ||
+      nic.mtu() > vmm::VirtioNet::kMaxMtu) {
+    throw LogError(0, "the log header's NIC (MAC of " + std::to_string(nic.mac().size()) + " bytes, MTU " +
+                          std::to_string(nic.mtu()) + ") is malformed");
+  }
+  std::copy(nic.mac().begin(), nic.mac().end(), out.mac.begin());
+  out.mtu = static_cast<uint16_t>(nic.mtu());
+  out.link_up = nic.link_up();
+  return out;
 }
 
 bool Replayer::pull() {

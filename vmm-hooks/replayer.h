@@ -36,6 +36,10 @@ class Replayer : public vmm::World {
   // `output` receives the guest's console output (nullptr: swallowed, as on a secondary).
   Replayer(BatchSource& source, ConsolePort* output, bool verify = true);
 
+  // The NIC the log was recorded with (nullopt: none), for building the replay machine.
+  // Throws LogError for a malformed NIC description.
+  static std::optional<vmm::NicConfig> recorded_nic(const log::LogHeader& header);
+
   // Checks the machine against the header (config and initial state hash). Returns an
   // error message, or an empty string if it matches.
   static std::string check_header(const log::LogHeader& header, vmm::Machine& machine);

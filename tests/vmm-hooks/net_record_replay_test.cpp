@@ -113,7 +113,10 @@ class NetRecordReplayTest : public ::testing::Test {
     Replayer replayer(source, &console);
     Replayed out;
     replayer.set_frame_output([&out](uint64_t, std::span<const uint8_t> f) { out.sent.emplace_back(f.begin(), f.end()); });
-    vmm::Machine machine(nic_config(), replayer);  // no NetPort anywhere
+    vmm::MachineConfig config;
+    config.nic = Replayer::recorded_nic(reader.header());  // the NIC comes from the log header
+    EXPECT_TRUE(config.nic.has_value());
+    vmm::Machine machine(config, replayer);  // no NetPort anywhere
     machine.load(kGuest);
     EXPECT_EQ(Replayer::check_header(reader.header(), machine), "");
     replayer.run(machine, max_icount);
