@@ -19,7 +19,9 @@ namespace tandem::hooks {
 // 3: the disk's content hash (in the state hash of the header and audits, and the header's
 // disk_digest) is XXH3 over 64 KiB block hashes (DiskImage); a version-2 log with a disk
 // would diverge at its initial state hash.
-inline constexpr uint32_t kLogFormatVersion = 3;
+// 4: the state hash covers the F/D state (f registers, fcsr): a version-3 log would diverge at
+// its initial state hash.
+inline constexpr uint32_t kLogFormatVersion = 4;
 inline constexpr char kLogMagic[8] = {'T', 'N', 'D', 'M', 'L', 'O', 'G', '1'};
 inline constexpr uint32_t kMaxFrameBytes = 64u << 20;
 inline constexpr size_t kFrameHeaderBytes = 12;

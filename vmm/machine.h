@@ -66,7 +66,8 @@ class Machine {
   // 3: "VBLK" holds the disk's content hash over 64 KiB block hashes (DiskImage), no longer
   // XXH3 of the whole image: a version-2 snapshot would be refused as "not the image the
   // snapshot was taken with", so it is refused up front with its version.
-  static constexpr uint32_t kSnapshotVersion = 3;
+  // 4: the hart has F and D (f0..f31, fcsr, mstatus.FS; hart state version 3).
+  static constexpr uint32_t kSnapshotVersion = 4;
 
   Machine(const MachineConfig& config, World& world);
   ~Machine();

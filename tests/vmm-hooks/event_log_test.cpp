@@ -87,6 +87,20 @@ TEST_F(EventLogTest, WrongFormatVersionIsRefused) {
   EXPECT_THROW({ LogFileReader r(path_.string()); }, LogError);
 }
 
+TEST_F(EventLogTest, PreFpLogIsRefusedWithItsVersion) {
+  // Version 3 logs predate the F/D state in the state hash: refused up front, by version.
+  EXPECT_EQ(kLogFormatVersion, 4u);
+  auto h = header();
+  h.set_format_version(3);
+  { LogFileWriter w(path_.string(), h); }
+  try {
+    LogFileReader r(path_.string());
+    FAIL() << "a version-3 log was accepted";
+  } catch (const LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("format version 3 "), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(EventLogTest, TruncatedTailNamesTheOffsetOfTheLastFrame) {
   write_three();
   const std::string full = bytes();

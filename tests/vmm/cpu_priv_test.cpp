@@ -35,8 +35,9 @@ class CpuPrivTest : public HartTest {
 };
 
 TEST_F(CpuPrivTest, MachineInformationRegisters) {
-  EXPECT_EQ(hart_.csr(kMisa), (2ull << 62) | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) |
-                                  (1 << 18) | (1 << 20));
+  // RV64 with A, C, D, F, I, M, S, U.
+  EXPECT_EQ(hart_.csr(kMisa), (2ull << 62) | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 5) |
+                                  (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20));
   Program p;
   p << rv::csrr(a0, 0xf11) << rv::csrr(a1, 0xf12) << rv::csrr(a2, 0xf13) << rv::csrr(a3, 0xf14)
     << rv::csrr(a4, 0xf15) << rv::kWfi;
@@ -79,10 +80,13 @@ TEST_F(CpuPrivTest, MstatusFieldsAreWarl) {
   p.li(t0, 2ull << 11) << rv::csrw(kMstatus, t0) << rv::csrr(a2, kMstatus) << rv::kWfi;
   ASSERT_EQ(run_program(p), HartStop::Wfi);
   const uint64_t writable = (1 << 1) | (1 << 3) | (1 << 5) | (1 << 7) | (1 << 8) | (3 << 11) |
-                            (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 22);
-  const uint64_t fixed = (2ull << 32) | (2ull << 34);  // UXL = SXL = 64-bit, FS = 0
+                            (3 << 13) | (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20) |
+                            (1 << 21) | (1 << 22);
+  // UXL = SXL = 64-bit; SD (bit 63) reads 1 because FS = Dirty.
+  const uint64_t fixed = (2ull << 32) | (2ull << 34) | (1ull << 63);
   EXPECT_EQ(hart_.reg(a0), writable | fixed);
-  EXPECT_EQ(hart_.reg(a1), (1u << 1) | (1u << 5) | (1u << 8) | (1u << 18) | (1u << 19) | (2ull << 32));
+  EXPECT_EQ(hart_.reg(a1), (1u << 1) | (1u << 5) | (1u << 8) | (3u << 13) | (1u << 18) |
+                               (1u << 19) | (2ull << 32) | (1ull << 63));
   // MPP = 2 is reserved: the old MPP (M, from the all-ones write) stays.
   EXPECT_EQ((hart_.reg(a2) >> 11) & 3, 3u);
 }

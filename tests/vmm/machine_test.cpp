@@ -301,6 +301,27 @@ struct StringSource : StateSource {
   }
 };
 
+TEST_F(MachineTest, PreFpSnapshotIsRefusedWithItsVersion) {
+  ScriptWorld w1, w2;
+  Machine a(small(), w1), b(small(), w2);
+  a.load(counter_image());
+  a.run_until(100);
+  StringSink core;
+  StateWriter cw(core);
+  a.save_core(cw);
+  ASSERT_EQ(Machine::kSnapshotVersion, 4u) << "4 = the hart has F and D";
+  const uint32_t old_version = 3;
+  core.bytes.replace(4, 4, reinterpret_cast<const char*>(&old_version), 4);
+  StringSource src(core.bytes);
+  StateReader r(src);
+  try {
+    b.restore_core(r);
+    FAIL() << "a version-3 snapshot was accepted";
+  } catch (const StateError& e) {
+    EXPECT_NE(std::string(e.what()).find("version 3 is not supported"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(MachineTest, CoreStateIsThePrefixOfTheSnapshotAndRestoresWithCopiedRam) {
   ScriptWorld w1, w2;
   Machine a(small(), w1), b(small(), w2);

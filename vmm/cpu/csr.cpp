@@ -66,7 +66,13 @@ bool Hart::Impl::csr_read(uint16_t number, uint64_t& value, uint64_t icount_befo
     return true;
   }
   switch (number) {
-    case csr::kSstatus: value = s.mstatus & mstatus::kSstatusView; return true;
+    case csr::kFflags: case csr::kFrm: case csr::kFcsr:
+      if (!(s.mstatus & mstatus::kFS)) return false;  // FS = Off: illegal
+      value = number == csr::kFflags ? (s.fcsr & 0x1f)
+              : number == csr::kFrm  ? (s.fcsr >> 5) & 7
+                                     : s.fcsr & 0xff;
+      return true;
+    case csr::kSstatus: value = mstatus::with_sd(s.mstatus) & mstatus::kSstatusView; return true;
     case csr::kSie: value = s.mie & s.mideleg; return true;
     case csr::kStvec: value = s.stvec; return true;
     case csr::kScounteren: value = s.scounteren; return true;
@@ -80,7 +86,7 @@ bool Hart::Impl::csr_read(uint16_t number, uint64_t& value, uint64_t icount_befo
       if (s.priv == 1 && (s.mstatus & mstatus::kTVM)) return false;
       value = s.satp;
       return true;
-    case csr::kMstatus: value = s.mstatus; return true;
+    case csr::kMstatus: value = mstatus::with_sd(s.mstatus); return true;
     case csr::kMisa: value = s.misa; return true;
     case csr::kMedeleg: value = s.medeleg; return true;
     case csr::kMideleg: value = s.mideleg; return true;
@@ -113,6 +119,12 @@ bool Hart::Impl::csr_write(uint16_t number, uint64_t value, uint64_t icount_befo
   // After this write retires, icount is icount_before + 1; the counter must then read `value`.
   const uint64_t icount_after = icount_before + 1;
   switch (number) {
+    case csr::kFflags: case csr::kFrm: case csr::kFcsr:
+      if (number == csr::kFflags) s.fcsr = (s.fcsr & ~uint64_t{0x1f}) | (value & 0x1f);
+      else if (number == csr::kFrm) s.fcsr = (s.fcsr & 0x1f) | ((value & 7) << 5);
+      else s.fcsr = value & 0xff;
+      s.mstatus |= mstatus::kFS;  // Dirty
+      return true;
     case csr::kSstatus:
       set_mstatus((s.mstatus & ~mstatus::kSstatusView) | (value & mstatus::kSstatusView));
       return true;

@@ -1,4 +1,4 @@
-// Instruction decoder: 32-bit RV64IMA + Zicsr/Zifencei/privileged encodings, and the
+// Instruction decoder: 32-bit RV64IMAFD + Zicsr/Zifencei/privileged encodings, and the
 // compressed (C) encodings expanded to the same internal ops. Decoding happens once per
 // instruction (the result is cached per code page), so clarity beats speed here.
 #include "vmm/cpu/decoded.h"
@@ -75,6 +75,82 @@ DecodedInsn finish(DecodedInsn d) {
   return d;
 }
 
+// F and D (opcodes LOAD-FP, STORE-FP, OP-FP and the four fused multiply-adds).
+DecodedInsn decode_fp(uint32_t x) {
+  const unsigned rd = bits_of(x, 11, 7);
+  const unsigned rs1 = bits_of(x, 19, 15);
+  const unsigned rs2 = bits_of(x, 24, 20);
+  const unsigned f3 = bits_of(x, 14, 12);
+  const unsigned opcode = x & 0x7f;
+  auto fp = [&](FpKind kind, bool dbl, bool uses_rm) {
+    // A static reserved rounding mode is illegal; 7 (dynamic) is checked against frm at run time.
+    if (uses_rm && (f3 == 5 || f3 == 6)) return illegal(x, 4);
+    const int32_t imm = static_cast<int32_t>(kind) | (dbl ? kFpDouble : 0) | (uses_rm ? kFpUsesRm : 0);
+    return make(Op::FpOp, x, rd, rs1, rs2, imm, 4);
+  };
+  if (opcode == 0x07) {  // FLW / FLD
+    if (f3 != 2 && f3 != 3) return illegal(x, 4);
+    return make(f3 == 2 ? Op::Flw : Op::Fld, x, rd, rs1, 0, static_cast<int32_t>(x) >> 20, 4);
+  }
+  if (opcode == 0x27) {  // FSW / FSD
+    if (f3 != 2 && f3 != 3) return illegal(x, 4);
+    const int32_t imm_s = static_cast<int32_t>((x >> 25) << 5 | bits_of(x, 11, 7)) << 20 >> 20;
+    return make(f3 == 2 ? Op::Fsw : Op::Fsd, x, 0, rs1, rs2, imm_s, 4);
+  }
+  if (opcode != 0x53) {  // FMADD / FMSUB / FNMSUB / FNMADD
+    const unsigned fmt = bits_of(x, 26, 25);
+    if (fmt > 1) return illegal(x, 4);
+    static constexpr FpKind kFma[4] = {FpKind::Madd, FpKind::Msub, FpKind::Nmsub, FpKind::Nmadd};
+    return fp(kFma[(opcode >> 2) & 3], fmt == 1, true);
+  }
+  const unsigned f7 = bits_of(x, 31, 25);
+  const unsigned fmt = f7 & 3;
+  const unsigned f5 = f7 >> 2;
+  if (fmt > 1) return illegal(x, 4);
+  const bool dbl = fmt == 1;
+  switch (f5) {
+    case 0x00: return fp(FpKind::Add, dbl, true);
+    case 0x01: return fp(FpKind::Sub, dbl, true);
+    case 0x02: return fp(FpKind::Mul, dbl, true);
+    case 0x03: return fp(FpKind::Div, dbl, true);
+    case 0x0b: return rs2 == 0 ? fp(FpKind::Sqrt, dbl, true) : illegal(x, 4);
+    case 0x04: {
+      static constexpr FpKind kSgnj[3] = {FpKind::Sgnj, FpKind::Sgnjn, FpKind::Sgnjx};
+      return f3 < 3 ? fp(kSgnj[f3], dbl, false) : illegal(x, 4);
+    }
+    case 0x05:
+      if (f3 > 1) return illegal(x, 4);
+      return fp(f3 == 0 ? FpKind::Min : FpKind::Max, dbl, false);
+    case 0x08:  // fcvt.s.d (fmt S, rs2 = 1) / fcvt.d.s (fmt D, rs2 = 0)
+      if (!dbl && rs2 == 1) return fp(FpKind::CvtSD, false, true);
+      if (dbl && rs2 == 0) return fp(FpKind::CvtDS, false, true);
+      return illegal(x, 4);
+    case 0x14: {
+      static constexpr FpKind kCmp[3] = {FpKind::Le, FpKind::Lt, FpKind::Eq};
+      return f3 < 3 ? fp(kCmp[f3], dbl, false) : illegal(x, 4);
+    }
+    case 0x18: {
+      static constexpr FpKind kToInt[4] = {FpKind::CvtW, FpKind::CvtWu, FpKind::CvtL, FpKind::CvtLu};
+      return rs2 < 4 ? fp(kToInt[rs2], dbl, true) : illegal(x, 4);
+    }
+    case 0x1a: {
+      static constexpr FpKind kFromInt[4] = {FpKind::CvtFromW, FpKind::CvtFromWu,
+                                             FpKind::CvtFromL, FpKind::CvtFromLu};
+      return rs2 < 4 ? fp(kFromInt[rs2], dbl, true) : illegal(x, 4);
+    }
+    case 0x1c:
+      if (rs2 != 0) return illegal(x, 4);
+      if (f3 == 0) return fp(FpKind::MvToX, dbl, false);
+      if (f3 == 1) return fp(FpKind::Class, dbl, false);
+      return illegal(x, 4);
+    case 0x1e:
+      if (rs2 != 0 || f3 != 0) return illegal(x, 4);
+      return fp(FpKind::MvFromX, dbl, false);
+    default:
+      return illegal(x, 4);
+  }
+}
+
 DecodedInsn decode32(uint32_t x) {
   const unsigned rd = bits_of(x, 11, 7);
   const unsigned rs1 = bits_of(x, 19, 15);
@@ -95,6 +171,8 @@ DecodedInsn decode32(uint32_t x) {
   auto s = [&](Op op, int32_t imm) { return make(op, x, 0, rs1, rs2, imm, 4); };
 
   switch (x & 0x7f) {
+    case 0x07: case 0x27: case 0x43: case 0x47: case 0x4b: case 0x4f: case 0x53:
+      return decode_fp(x);
     case 0x37: return i(Op::Li, imm_u);
     case 0x17: return i(Op::Auipc, imm_u);
     case 0x6f: return i(Op::Jal, imm_j);
@@ -238,11 +316,13 @@ DecodedInsn decode16(uint32_t x) {
           if (imm == 0) return illegal(x, 2);
           return c(Op::Addi, rd_short, 2, 0, static_cast<int32_t>(imm));
         }
+        case 1: return c(Op::Fld, rd_short, rs1_short, 0, static_cast<int32_t>(uimm_d));  // C.FLD
         case 2: return c(Op::Lw, rd_short, rs1_short, 0, static_cast<int32_t>(uimm_w));
         case 3: return c(Op::Ld, rd_short, rs1_short, 0, static_cast<int32_t>(uimm_d));
+        case 5: return c(Op::Fsd, 0, rs1_short, rd_short, static_cast<int32_t>(uimm_d));  // C.FSD
         case 6: return c(Op::Sw, 0, rs1_short, rd_short, static_cast<int32_t>(uimm_w));
         case 7: return c(Op::Sd, 0, rs1_short, rd_short, static_cast<int32_t>(uimm_d));
-        default: return illegal(x, 2);  // C.FLD/C.FSD (no F/D) and reserved
+        default: return illegal(x, 2);  // reserved
       }
     case 1:
       switch (f3) {
@@ -303,6 +383,10 @@ DecodedInsn decode16(uint32_t x) {
           if (shamt == 0) return c(Op::Nop, 0, 0, 0, 0);
           return c(Op::Slli, rd_full, rd_full, 0, shamt);
         }
+        case 1: {  // C.FLDSP (f0 is a real register)
+          const uint32_t imm = bits_of(x, 12, 12) << 5 | bits_of(x, 6, 5) << 3 | bits_of(x, 4, 2) << 6;
+          return c(Op::Fld, rd_full, 2, 0, static_cast<int32_t>(imm));
+        }
         case 2: {  // C.LWSP
           if (rd_full == 0) return illegal(x, 2);
           const uint32_t imm = bits_of(x, 12, 12) << 5 | bits_of(x, 6, 4) << 2 | bits_of(x, 3, 2) << 6;
@@ -332,8 +416,12 @@ DecodedInsn decode16(uint32_t x) {
           const uint32_t imm = bits_of(x, 12, 10) << 3 | bits_of(x, 9, 7) << 6;
           return c(Op::Sd, 0, 2, rs2_full, static_cast<int32_t>(imm));
         }
+        case 5: {  // C.FSDSP
+          const uint32_t imm = bits_of(x, 12, 10) << 3 | bits_of(x, 9, 7) << 6;
+          return c(Op::Fsd, 0, 2, rs2_full, static_cast<int32_t>(imm));
+        }
         default:
-          return illegal(x, 2);  // C.FLDSP/C.FSDSP (no F/D)
+          return illegal(x, 2);
       }
     default:
       return illegal(x, 2);  // unreachable: quadrant 3 is a 32-bit instruction

@@ -31,7 +31,8 @@ inline constexpr uint8_t kSinkReg = 32;
   X(Jal) X(Jalr)                                                                           \
   X(Fence) X(FenceI) X(Ecall) X(Ebreak) X(Mret) X(Sret) X(Wfi) X(SfenceVma)                \
   X(Csrrw) X(Csrrs) X(Csrrc) X(Csrrwi) X(Csrrsi) X(Csrrci)                                 \
-  X(LrW) X(LrD) X(ScW) X(ScD) X(AmoW) X(AmoD)
+  X(LrW) X(LrD) X(ScW) X(ScD) X(AmoW) X(AmoD)                                              \
+  X(Flw) X(Fld) X(Fsw) X(Fsd) X(FpOp)
 
 enum class Op : uint16_t {
 #define TANDEM_CPU_OP_ENUM(name) name,
@@ -45,6 +46,19 @@ enum class AmoFunc : uint8_t {
   Add = 0x00, Swap = 0x01, Xor = 0x04, Or = 0x08, And = 0x0c,
   Min = 0x10, Max = 0x14, Minu = 0x18, Maxu = 0x1c,
 };
+
+// F/D operations other than loads and stores: Op::FpOp with imm = FpKind | flags below. The
+// rounding mode (bits 14:12) and rs3 (bits 31:27) are read from `raw`.
+enum class FpKind : uint8_t {
+  Add, Sub, Mul, Div, Sqrt, Sgnj, Sgnjn, Sgnjx, Min, Max, Eq, Lt, Le, Class,
+  MvToX, MvFromX,                  // fmv.x.w/d, fmv.w/d.x
+  CvtW, CvtWu, CvtL, CvtLu,        // float -> integer
+  CvtFromW, CvtFromWu, CvtFromL, CvtFromLu,
+  Madd, Msub, Nmsub, Nmadd,
+  CvtSD, CvtDS,                    // fcvt.s.d, fcvt.d.s (kFpDouble clear)
+};
+inline constexpr int32_t kFpDouble = 0x100;  // operates on binary64 (else binary32)
+inline constexpr int32_t kFpUsesRm = 0x200;  // has an rm field (dynamic rm read from frm)
 
 struct DecodedInsn {
   Op op = Op::Undecoded;

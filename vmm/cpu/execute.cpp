@@ -178,6 +178,35 @@ HartStop Hart::Impl::run(uint64_t stop) {
     goto slow_store;                                                                       \
   }
 
+// F/D loads and stores: FS = Off makes them illegal; loads box binary32 values and set Dirty.
+#define FP_LOAD_OP(NAME, TYPE, BOX)                                                        \
+  op_##NAME : {                                                                            \
+    if (!(s.mstatus & mstatus::kFS)) [[unlikely]] goto op_Illegal;                         \
+    const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);                          \
+    const TlbEntry& t = cur_load_tlb[(va >> kPageShift) & (kTlbSize - 1)];                 \
+    if (t.tag == (va & (kPageMask | (sizeof(TYPE) - 1)))) [[likely]] {                     \
+      TYPE v;                                                                              \
+      std::memcpy(&v, reinterpret_cast<const void*>(t.addend + va), sizeof(TYPE));         \
+      s.fregs[e->rd] = uint64_t{v} | (BOX);                                                \
+      s.mstatus |= mstatus::kFS;                                                           \
+      NEXT();                                                                              \
+    }                                                                                      \
+    goto slow_fp_load;                                                                     \
+  }
+
+#define FP_STORE_OP(NAME, TYPE)                                                            \
+  op_##NAME : {                                                                            \
+    if (!(s.mstatus & mstatus::kFS)) [[unlikely]] goto op_Illegal;                         \
+    const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);                          \
+    const TlbEntry& t = cur_store_tlb[(va >> kPageShift) & (kTlbSize - 1)];                \
+    if (t.tag == (va & (kPageMask | (sizeof(TYPE) - 1)))) [[likely]] {                     \
+      const TYPE v = static_cast<TYPE>(s.fregs[e->rs2]);                                   \
+      std::memcpy(reinterpret_cast<void*>(t.addend + va), &v, sizeof(TYPE));              \
+      NEXT();                                                                              \
+    }                                                                                      \
+    goto slow_fp_store;                                                                    \
+  }
+
 #define ALU(NAME, EXPR)                                                                    \
   op_##NAME : {                                                                            \
     const uint64_t a = x[e->rs1];                                                          \
@@ -413,6 +442,15 @@ op_Fence:
   STORE_OP(Sw, uint32_t)
   STORE_OP(Sd, uint64_t)
 
+  FP_LOAD_OP(Flw, uint32_t, 0xffffffff00000000)
+  FP_LOAD_OP(Fld, uint64_t, 0)
+  FP_STORE_OP(Fsw, uint32_t)
+  FP_STORE_OP(Fsd, uint64_t)
+
+op_FpOp:
+  if (!fp_op(*e)) [[unlikely]] goto op_Illegal;
+  NEXT();
+
   BRANCH(Beq, a == b)
   BRANCH(Bne, a != b)
   BRANCH(Blt, as_signed(a) < as_signed(b))
@@ -468,6 +506,34 @@ slow_store: {
   NEXT();
 }
 
+slow_fp_load: {
+  const unsigned size = e->op == Op::Flw ? 4 : 8;
+  const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);
+  const uint64_t pending = unretired();
+  s.pc = pc;
+  s.icount = icount - pending;
+  mmio_accessed = false;
+  uint64_t value = 0;
+  if (!load_slow(va, size, value)) goto raise;
+  s.fregs[e->rd] = size == 4 ? (value & 0xffffffffu) | 0xffffffff00000000 : value;
+  s.mstatus |= mstatus::kFS;
+  if (mmio_accessed || code_written) goto retire_and_leave_block;
+  NEXT();
+}
+
+slow_fp_store: {
+  const unsigned size = e->op == Op::Fsw ? 4 : 8;
+  const uint64_t va = x[e->rs1] + static_cast<int64_t>(e->imm);
+  const uint64_t pending = unretired();
+  s.pc = pc;
+  s.icount = icount - pending;
+  mmio_accessed = false;
+  const uint64_t value = size == 4 ? (s.fregs[e->rs2] & 0xffffffffu) : s.fregs[e->rs2];
+  if (!store_slow(va, size, value)) goto raise;
+  if (mmio_accessed || code_written) goto retire_and_leave_block;
+  NEXT();
+}
+
 retire_and_leave_block: {
   // e retired; the rest of its block did not run. After a device access, the machine gets
   // control back (an MMIO store may have changed interrupt state or asked to stop).
@@ -476,7 +542,8 @@ retire_and_leave_block: {
   if (mmio_accessed) {
     mmio_accessed = false;
     const bool was_store =
-        e->op == Op::Sb || e->op == Op::Sh || e->op == Op::Sw || e->op == Op::Sd;
+        e->op == Op::Sb || e->op == Op::Sh || e->op == Op::Sw || e->op == Op::Sd ||
+        e->op == Op::Fsw || e->op == Op::Fsd;
     if (was_store) {
       s.pc = pc;
       s.icount = icount;
@@ -585,6 +652,8 @@ op_FenceI:
 #undef NEXT
 #undef LOAD_OP
 #undef STORE_OP
+#undef FP_LOAD_OP
+#undef FP_STORE_OP
 #undef ALU
 #undef BRANCH
 }

@@ -6,7 +6,8 @@
 namespace tandem::vmm {
 
 namespace {
-constexpr uint64_t kStateVersion = 2;  // 2: no PMP registers, menvcfg/senvcfg added
+// 2: no PMP registers, menvcfg/senvcfg added; 3: F and D (f registers, fcsr, mstatus.FS)
+constexpr uint64_t kStateVersion = 3;
 }
 
 Hart::Impl::Impl(Bus& bus_in, const VirtualClock& clock_in)
@@ -37,6 +38,10 @@ void Hart::set_pc(uint64_t pc) { impl_->s.pc = pc; }
 uint64_t Hart::reg(unsigned index) const { return index < 32 ? impl_->s.regs[index] : 0; }
 void Hart::set_reg(unsigned index, uint64_t value) {
   if (index > 0 && index < 32) impl_->s.regs[index] = value;
+}
+uint64_t Hart::freg(unsigned index) const { return index < 32 ? impl_->s.fregs[index] : 0; }
+void Hart::set_freg(unsigned index, uint64_t value) {
+  if (index < 32) impl_->s.fregs[index] = value;
 }
 Privilege Hart::privilege() const { return impl_->priv(); }
 
@@ -71,7 +76,8 @@ void Hart::restore(StateReader& in) {
   // Values no CSR write could have produced mean the snapshot is corrupt.
   const uint64_t satp_mode = loaded.satp >> 60;
   if ((satp_mode != 0 && satp_mode != 8) || (loaded.mtvec & 3) >= 2 || (loaded.stvec & 3) >= 2 ||
-      ((loaded.mstatus >> mstatus::kMPPShift) & 3) == 2 || loaded.reservation_valid > 1) {
+      ((loaded.mstatus >> mstatus::kMPPShift) & 3) == 2 || loaded.reservation_valid > 1 ||
+      (loaded.mstatus & mstatus::kSD) || loaded.fcsr > 0xff) {
     throw StateError("snapshot: invalid hart CSR values");
   }
   loaded.regs[0] = 0;

@@ -1,5 +1,5 @@
 #pragma once
-// The RV64IMAC hart (M/S/U, Zicsr, Zifencei, Sv39). This header is the contract between
+// The RV64GC hart (RV64IMAFDC, M/S/U, Zicsr, Zifencei, Sv39). This header is the contract between
 // the CPU and the machine: the machine owns the bus, the clock and the run loop; the hart
 // executes instructions and keeps an exact retired-instruction count (icount).
 //
@@ -71,6 +71,9 @@ class Hart {
   void set_pc(uint64_t pc);
   uint64_t reg(unsigned index) const;
   void set_reg(unsigned index, uint64_t value);
+  // f registers as raw 64-bit patterns (binary32 values NaN-boxed).
+  uint64_t freg(unsigned index) const;
+  void set_freg(unsigned index, uint64_t value);
   Privilege privilege() const;
   // CSR access for tests and the debugger (no privilege checks, no side effects).
   uint64_t csr(uint16_t number) const;

@@ -16,6 +16,7 @@
 namespace tandem::vmm {
 
 namespace csr {
+inline constexpr uint16_t kFflags = 0x001, kFrm = 0x002, kFcsr = 0x003;
 inline constexpr uint16_t kSstatus = 0x100, kSie = 0x104, kStvec = 0x105, kScounteren = 0x106,
                           kSenvcfg = 0x10a, kSscratch = 0x140, kSepc = 0x141, kScause = 0x142,
                           kStval = 0x143, kSip = 0x144, kSatp = 0x180;
@@ -38,8 +39,11 @@ inline constexpr unsigned kMPPShift = 11;
 inline constexpr uint64_t kUXL = uint64_t{3} << 32, kSXL = uint64_t{3} << 34;
 // UXL = SXL = 2 (64-bit), read-only.
 inline constexpr uint64_t kFixed = (uint64_t{2} << 32) | (uint64_t{2} << 34);
-inline constexpr uint64_t kWritable = kSIE | kMIE | kSPIE | kMPIE | kSPP | kMPP | kMPRV | kSUM |
-                                      kMXR | kTVM | kTW | kTSR;
+inline constexpr uint64_t kWritable = kSIE | kMIE | kSPIE | kMPIE | kSPP | kMPP | kFS | kMPRV |
+                                      kSUM | kMXR | kTVM | kTW | kTSR;
+// SD (bit 63) is not stored: reads derive it from FS == Dirty (XS and VS are always 0).
+inline constexpr uint64_t kSD = uint64_t{1} << 63;
+inline uint64_t with_sd(uint64_t v) { return (v & kFS) == kFS ? v | kSD : v; }
 inline constexpr uint64_t kSstatusView = kSIE | kSPIE | kSPP | kFS | kSUM | kMXR | kUXL |
                                          (uint64_t{1} << 63);
 }  // namespace mstatus
@@ -69,6 +73,9 @@ struct ArchState {
   uint64_t stvec, scounteren, sscratch, sepc, scause, stval, satp;
   uint64_t cycle_offset, instret_offset;  // written mcycle/minstret minus icount
   uint64_t menvcfg, senvcfg;  // only FIOM (bit 0) is implemented; the rest reads zero
+  // F and D: f0..f31 (binary32 values NaN-boxed) and fcsr (frm in bits 7:5, fflags in 4:0).
+  uint64_t fregs[32];
+  uint64_t fcsr;
 };
 
 // A software TLB entry: `tag` is the virtual page address (low bits clear), and host
@@ -167,6 +174,10 @@ struct Hart::Impl {
   void on_code_write(uint64_t page_index);
   void apply_code_invalidations();
   void drop_decoded_code();
+
+  // ---- rv64fd.cpp ----
+  // Executes an Op::FpOp. False = illegal instruction (FS off, or a reserved rounding mode).
+  bool fp_op(const cpu::DecodedInsn& d);
 
   // ---- rv64a.cpp ----
   bool load_reserved(uint64_t vaddr, unsigned size, uint64_t& value);

@@ -5,10 +5,10 @@ namespace tandem::vmm {
 
 namespace {
 constexpr uint64_t kInterruptBit = uint64_t{1} << 63;
-// Misa: RV64 (MXL=2) with I, M, A, C, S, U.
+// Misa: RV64 (MXL=2) with I, M, A, F, D, C, S, U.
 constexpr uint64_t kMisa = (uint64_t{2} << 62) | (1u << ('I' - 'A')) | (1u << ('M' - 'A')) |
-                           (1u << ('A' - 'A')) | (1u << ('C' - 'A')) | (1u << ('S' - 'A')) |
-                           (1u << ('U' - 'A'));
+                           (1u << ('A' - 'A')) | (1u << ('F' - 'A')) | (1u << ('D' - 'A')) |
+                           (1u << ('C' - 'A')) | (1u << ('S' - 'A')) | (1u << ('U' - 'A'));
 }  // namespace
 
 void Hart::Impl::reset(uint64_t pc) {
@@ -18,7 +18,7 @@ void Hart::Impl::reset(uint64_t pc) {
   s.pc = pc;
   s.priv = static_cast<uint8_t>(Privilege::Machine);
   s.misa = kMisa;
-  s.mstatus = mstatus::kFixed;
+  s.mstatus = mstatus::kFixed;  // FS = Off, as on QEMU: firmware or the OS turns the FPU on
   // icount is kept, so the counters keep reading from where they were.
   s.cycle_offset = 0;
   s.instret_offset = 0;
