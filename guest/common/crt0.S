@@ -18,6 +18,12 @@ _start:
     j       1b
 2:  la      t0, m_trap_entry
     csrw    mtvec, t0
+#ifdef __riscv_flen
+    # Built with F/D: turn the FPU on (mstatus.FS = Initial) before C code can use it.
+    li      t0, 1 << 13
+    csrs    mstatus, t0
+    fscsr   zero
+#endif
     call    main
     # main's return value is the exit status: 0 = pass, anything else = fail code.
     call    guest_exit

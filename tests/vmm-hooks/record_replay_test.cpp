@@ -112,6 +112,26 @@ TEST_F(RecordReplayTest, TimerGuestWithIdleSkipsReplaysBitForBit) {
   EXPECT_GT(rep.audits, 1u);
 }
 
+TEST_F(RecordReplayTest, FloatingPointGuestReplaysBitForBitAndIsDeterministic) {
+  // fpdiff_1: thousands of F/D instructions over edge values in every rounding mode; audits
+  // compare the state hash (f registers and fcsr included) during the replay.
+  RecorderOptions options;
+  options.time = GuestTime::Virtual;
+  options.audit_interval = 5'000;
+  const Recorded rec = record(guest("fpdiff_1"), "", options);
+  ASSERT_EQ(rec.result.exit, vmm::Exit::GuestPass);
+  const Replayed rep = replay(guest("fpdiff_1"));
+  ASSERT_FALSE(rep.divergence) << rep.divergence->what << " at " << rep.divergence->icount;
+  ASSERT_TRUE(rep.end);
+  EXPECT_EQ(rep.output, rec.output);
+  EXPECT_EQ(rep.final_hash, rec.final_hash);
+  EXPECT_GT(rep.audits, 3u);
+  // The same guest recorded again ends in the same state.
+  const Recorded again = record(guest("fpdiff_1"), "", options);
+  EXPECT_EQ(again.final_hash, rec.final_hash);
+  EXPECT_EQ(again.output, rec.output);
+}
+
 TEST_F(RecordReplayTest, ConsoleInputGuestReplaysWithoutItsInput) {
   RecorderOptions options;
   options.time = GuestTime::Virtual;

@@ -301,6 +301,18 @@ struct StringSource : StateSource {
   }
 };
 
+TEST_F(MachineTest, StateHashCoversFpRegisters) {
+  ScriptWorld w;
+  Machine m(small(), w);
+  m.load(counter_image());
+  const uint64_t before = m.state_hash();
+  m.hart().set_freg(7, 0x400921fb54442d18);
+  const uint64_t with_freg = m.state_hash();
+  EXPECT_NE(with_freg, before);
+  m.hart().set_freg(7, 0);
+  EXPECT_EQ(m.state_hash(), before);
+}
+
 TEST_F(MachineTest, PreFpSnapshotIsRefusedWithItsVersion) {
   ScriptWorld w1, w2;
   Machine a(small(), w1), b(small(), w2);
