@@ -108,7 +108,7 @@ std::vector<uint8_t> build_fdt(const FdtConfig& config) {
   w.prop_u32("reg", 0);
   w.prop_str("status", "okay");
   w.prop_str("compatible", "riscv");
-  w.prop_str("riscv,isa", "rv64imac");
+  w.prop_str("riscv,isa", "rv64imafdc");  // Linux 6.1 reads this string
   w.prop_str("mmu-type", "riscv,sv39");
   w.prop_u32("phandle", kPhandleCpu);
   w.begin("interrupt-controller");

@@ -49,7 +49,7 @@ DISK_BYTES = 1 << 20
 SECTOR = 512
 BANNER = "tandem-kv ready"
 APPEND = "console=ttyS0 printk.time=0"
-QEMU_CPU = "rv64,f=false,d=false,h=false,sstc=false"  # the hart Tandem emulates
+QEMU_CPU = "rv64,h=false,sstc=false"  # the hart Tandem emulates (RV64GC)
 OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 SB_FORMAT = "<QIIIIQI"
 SB_MAGIC = int.from_bytes(b"TANDEMKV", "little")
@@ -57,8 +57,8 @@ SB_MAGIC = int.from_bytes(b"TANDEMKV", "little")
 # Console lines that may differ between QEMU and Tandem booting the same image, with why.
 # Everything from "Linux version" up to the kv banner must otherwise be identical, in order.
 # (Before "Linux version" is OpenSBI's banner, which describes each board's M-mode hardware:
-# PMP and HPM counter counts.) QEMU runs with `-cpu rv64,f=false,d=false,h=false,sstc=false`
-# so that its hart offers what Tandem's rv64imac hart does; with the H extension or Sstc on,
+# PMP and HPM counter counts.) QEMU runs with `-cpu rv64,h=false,sstc=false`
+# so that its hart offers what Tandem's rv64imafdc hart does; with the H extension or Sstc on,
 # "riscv: base ISA extensions" and the riscv-timer lines would differ too.
 HOST_SPECIFIC = [
     (r"Memory: \d+K/\d+K available .*",

@@ -25,8 +25,8 @@ import tempfile
 SKIP = 77
 DEFAULT_FW = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 TIMEOUT = 120
-# QEMU's hart made as close to ours as its options allow (rv64imac + Zicsr/Zifencei).
-QEMU_CPU = "rv64,f=false,d=false,h=false,sstc=false"
+# QEMU's hart made as close to ours as its options allow (rv64imafdc + Zicsr/Zifencei).
+QEMU_CPU = "rv64,h=false,sstc=false"
 # OpenSBI banner lines that still differ: QEMU's hart has 16 PMP entries and 16 MHPM
 # counters, Tandem's none (docs/vmm.md, CPU policies).
 HART_LINES = ("Boot HART PMP Count", "Boot HART PMP Granularity", "Boot HART PMP Address Bits",
@@ -72,7 +72,7 @@ def main():
         check("OpenSBI v1.1" in out, "OpenSBI banner on the console")
         check("Platform Shutdown Device  : sifive_test" in out, "OpenSBI found the syscon poweroff device")
         check("sbi_payload: PASS, shutting down" in out, "payload checks passed")
-        check("Boot HART Base ISA        : rv64imac" in out, "OpenSBI sees rv64imac")
+        check("Boot HART Base ISA        : rv64imafdc" in out, "OpenSBI sees rv64imafdc")
         check("Boot HART PMP Count       : 0" in out, "OpenSBI detects no PMP (PMP CSRs read zero)")
         first = state_hash(err)
         check(first is not None, "--state-hash printed")
@@ -125,7 +125,7 @@ def main():
         check(rc == 0 and blob[:4] == bytes.fromhex("d00dfeed") and int.from_bytes(blob[4:8], "big") == len(blob),
               f"--dump-dtb writes a whole device tree (status {rc}, {len(blob)} bytes, {err.strip()!r})")
         check(all(x in blob for x in (b"linux,initrd-start", b"linux,initrd-end", b"console=ttyS0 quiet\0",
-                                       b"rv64imac\0", b"riscv,sv39\0", b"syscon-poweroff\0")),
+                                       b"rv64imafdc\0", b"riscv,sv39\0", b"syscon-poweroff\0")),
               "the dumped tree has the initrd range, bootargs, ISA and the syscon poweroff node")
 
         # 5. Bad input.

@@ -60,7 +60,7 @@ TEST_F(FdtTest, CpuNode) {
   EXPECT_EQ(str("/cpus/cpu@0", "device_type"), "cpu");
   EXPECT_EQ(str("/cpus/cpu@0", "status"), "okay");
   EXPECT_EQ(str("/cpus/cpu@0", "compatible"), "riscv");
-  EXPECT_EQ(str("/cpus/cpu@0", "riscv,isa"), "rv64imac");
+  EXPECT_EQ(str("/cpus/cpu@0", "riscv,isa"), "rv64imafdc");
   EXPECT_EQ(str("/cpus/cpu@0", "mmu-type"), "riscv,sv39");
   EXPECT_EQ(cells("/cpus/cpu@0", "reg"), (std::vector<uint32_t>{0}));
   const char* intc = "/cpus/cpu@0/interrupt-controller";
