@@ -182,7 +182,11 @@ void SlirpBackend::fire_timers() {
 
 void SlirpBackend::run() {
   std::deque<std::vector<uint8_t>> tx;
-  while (!stop_) {
+  for (;;) {
+    // Read stop_ before draining: frames the guest sent just before the machine stopped
+    // (a last reply, then power-off) still reach slirp, which writes them to their host
+    // sockets at once or in the final poll below.
+    const bool stopping = stop_;
     {
       std::lock_guard lock(tx_mutex_);
       tx.swap(tx_);
@@ -200,13 +204,15 @@ void SlirpBackend::run() {
     pollfds_.clear();
     pollfds_.push_back({wake_fd_, POLLIN, 0});
     slirp_pollfds_fill(slirp_, &timeout_ms, cb_add_poll, this);
-    const int rc = ::poll(pollfds_.data(), pollfds_.size(), static_cast<int>(std::min(timeout_ms, kMaxPollMs)));
+    const int rc = ::poll(pollfds_.data(), pollfds_.size(),
+                          stopping ? 0 : static_cast<int>(std::min(timeout_ms, kMaxPollMs)));
     slirp_pollfds_poll(slirp_, rc < 0, cb_get_revents, this);
     if (pollfds_[0].revents & POLLIN) {
       uint64_t count;
       [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &count, sizeof count);
     }
     fire_timers();
+    if (stopping) break;
   }
 }
 

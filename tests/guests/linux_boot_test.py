@@ -201,7 +201,7 @@ class Images:
         cmd = [self.qemu, "-M", "virt", "-cpu", QEMU_CPU, "-m", f"{MEM_MIB}M",
                "-bios", self.bios, "-kernel", self.kernel, "-initrd", self.initrd,
                "-append", APPEND, "-icount", "shift=0", "-display", "none",
-               "-monitor", "none", "-serial", "stdio",
+               "-monitor", "none", "-serial", "stdio", "-nic", "none",
                "-global", "virtio-mmio.force-legacy=false"]
         if disk:
             cmd += ["-drive", f"file={disk},if=none,format=raw,id=d0",

@@ -38,6 +38,7 @@ void console_set_fd(int fd) { console_fd = fd; }
 
 void out_flush(void) {
   size_t done = 0;
+  if (console_fd < 0) out_len = 0;  // output for a client that is gone
   while (done < out_len) {
     long n = sys_write(console_fd, out_buf + done, out_len - done);
     if (n == -EINTR || n == -EAGAIN) continue;

@@ -6,6 +6,12 @@
 #include <stdint.h>
 
 #define SYS_ioctl 29
+#define SYS_ppoll 73
+#define SYS_socket 198
+#define SYS_bind 200
+#define SYS_listen 201
+#define SYS_accept 202
+#define SYS_setsockopt 208
 #define SYS_mkdirat 34
 #define SYS_mount 40
 #define SYS_openat 56
@@ -62,6 +68,26 @@ struct kernel_termios {
 
 #define SYSLOG_ACTION_CONSOLE_LEVEL 8
 
+// Sockets (the kv service's TCP listener) and ppoll.
+#define AF_INET 2
+#define SOCK_STREAM 1
+#define SOCK_CLOEXEC 02000000
+#define SOL_SOCKET 1
+#define SO_REUSEADDR 2
+struct sockaddr_in {
+  uint16_t sin_family;
+  uint16_t sin_port;  // network byte order
+  uint32_t sin_addr;  // network byte order
+  uint8_t sin_zero[8];
+};
+struct pollfd {
+  int fd;
+  short events, revents;
+};
+#define POLLIN 0x001
+#define POLLERR 0x008
+#define POLLHUP 0x010
+
 #define LINUX_REBOOT_MAGIC1 0xfee1deadUL
 #define LINUX_REBOOT_MAGIC2 672274793UL
 #define LINUX_REBOOT_CMD_RESTART 0x01234567UL
@@ -107,6 +133,17 @@ static inline long sys_mkdir(const char *path, int mode) {
 }
 static inline long sys_mount(const char *source, const char *target, const char *type) {
   return syscall6(SYS_mount, (long)source, (long)target, (long)type, 0, 0, 0);
+}
+static inline long sys_socket(int domain, int type) { return syscall3(SYS_socket, domain, type, 0); }
+static inline long sys_bind(int fd, const void *addr, size_t len) { return syscall3(SYS_bind, fd, addr, len); }
+static inline long sys_listen(int fd, int backlog) { return syscall3(SYS_listen, fd, backlog, 0); }
+static inline long sys_accept(int fd) { return syscall3(SYS_accept, fd, 0, 0); }
+static inline long sys_setsockopt(int fd, int level, int name, const void *value, size_t len) {
+  return syscall6(SYS_setsockopt, fd, level, name, (long)value, (long)len, 0);
+}
+// ppoll without a timeout or signal mask: waits until a descriptor is ready.
+static inline long sys_poll(struct pollfd *fds, unsigned n) {
+  return syscall6(SYS_ppoll, (long)fds, (long)n, 0, 0, 0, 0);
 }
 static inline long sys_syslog(int type, int level) { return syscall3(SYS_syslog, type, 0, level); }
 static inline long sys_reboot(unsigned long cmd) {
