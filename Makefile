@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build linux-guest demo test test-asan asan-configure test-asan-unit bench clean install lab lab-down
+.PHONY: all deps configure build linux-guest debian-guest demo test test-asan asan-configure test-asan-unit bench clean install lab lab-down
 
 all: build
 
@@ -21,6 +21,11 @@ build: configure
 # The Linux guest image alone (kernel + initramfs, guest/linux/build.sh); `build` includes it.
 linux-guest: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target linux-guest
+
+# The Debian guest alone (guest/debian, docs/debian-guest.md): its kernel and the ext4 root
+# image of Debian trixie riscv64 packages, under $(BUILD)/guest/debian.
+debian-guest: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target debian-guest
 
 # Builds only what the demo runs (target demo-deps: tandem, tandemd, tandemctl, the guests,
 # the Linux image), not the tests and benchmarks.

@@ -21,6 +21,9 @@ packages=(
   gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc
   # the Linux guest (guest/linux): kernel source, Linux cross compiler, firmware, kernel build tools
   linux-source-6.1 gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu opensbi bc flex bison libelf-dev cpio xz-utils
+  # the Debian guest (guest/debian): apt fetches and verifies the riscv64 .debs against the
+  # archive keyring; fakeroot + dpkg-deb unpack them, e2fsprogs writes the ext4 image
+  apt debian-archive-keyring gpgv fakeroot dpkg e2fsprogs
 )
 
 missing=()

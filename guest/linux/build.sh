@@ -2,9 +2,12 @@
 # Builds the Tandem Linux guest: a riscv64 kernel Image from the Debian linux-source-6.1
 # tarball plus tandem.config, and an initramfs holding the static kv init (init/).
 #
-#   guest/linux/build.sh OUT_DIR
+#   guest/linux/build.sh OUT_DIR [FRAGMENT...]
 #
 # Outputs in OUT_DIR: Image, vmlinux (symbols), initramfs.cpio, init (the ELF), kernel.config.
+# Extra FRAGMENTs (file names in guest/linux, e.g. debian.config) are merged after
+# tandem.config, later lines winning; such a variant builds the kernel only (no initramfs):
+# the Debian guest's root is a disk image (guest/debian).
 # Work is skipped when its inputs are unchanged (hash stamps, not mtimes): the kernel is keyed
 # on the source package version, tandem.config and `kernel_recipe` below; the initramfs on
 # init/*, the shared kv sources (guest/kv: store.c, persist.c, protocol.c, kv.h),
@@ -16,7 +19,10 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-out="${1:?usage: build.sh OUT_DIR}"
+out="${1:?usage: build.sh OUT_DIR [FRAGMENT...]}"
+shift
+fragments=("$here/tandem.config")
+for f in "$@"; do fragments+=("$here/$f"); done
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
@@ -26,6 +32,7 @@ jobs="${JOBS:-2}"
 src="$out/linux-source-6.1"
 
 die() { echo "linux-guest: $*" >&2; exit 2; }
+for f in "${fragments[@]}"; do [ -r "$f" ] || die "config fragment $f missing"; done
 [ -r "$tarball" ] || die "$tarball missing: run deploy/install-deps.sh (package linux-source-6.1)"
 command -v "${cross}gcc" >/dev/null || die "${cross}gcc missing: run deploy/install-deps.sh (gcc-riscv64-linux-gnu)"
 
@@ -36,7 +43,8 @@ stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 src_key="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s-%Y "$tarball")"
 if ! stamp_ok "$out/.source.stamp" "$src_key"; then
   echo "linux-guest: extracting $tarball ($src_key)"
-  rm -rf "$src" "$out/.source.stamp" "$out/.kernel.stamp" "$out/.initramfs.stamp"
+  rm -rf "$src" "$out/.source.stamp" "$out/.kernel.stamp" "$out/.initramfs.stamp" \
+      "$out/Image" "$out/kernel.config"
   tar -xJf "$tarball" -C "$out"
   echo "$src_key" > "$out/.source.stamp"
 fi
@@ -56,34 +64,57 @@ kmake=(make -C "$src" ARCH=riscv CROSS_COMPILE="$cross" CC="$cc" -j"$jobs")
 # Bump when the kernel steps below change (editing the rest of this script must not cost a
 # kernel rebuild).
 kernel_recipe=1
-kernel_key="$src_key-$kernel_recipe-$(hash_of "$here/tandem.config")"
+kernel_key="$src_key-$kernel_recipe-$(hash_of "${fragments[@]}")"
+names="$(for f in "${fragments[@]}"; do basename "$f"; done | paste -sd+)"
 if ! stamp_ok "$out/.kernel.stamp" "$kernel_key" || [ ! -f "$out/Image" ]; then
-  echo "linux-guest: configuring (allnoconfig + tandem.config)"
+  echo "linux-guest: configuring (allnoconfig + $names)"
   rm -f "$out/.kernel.stamp"
-  # allnoconfig with the fragment as KCONFIG_ALLCONFIG: what the fragment does not name is
+  # allnoconfig with the fragments as KCONFIG_ALLCONFIG: what no fragment names is
   # off (or, for symbols without a prompt, its default).
   (cd "$src" && ARCH=riscv CROSS_COMPILE="$cross" CC="$cc" \
-      scripts/kconfig/merge_config.sh -n /dev/null "$here/tandem.config" >/dev/null)
+      scripts/kconfig/merge_config.sh -n /dev/null "${fragments[@]}" >/dev/null)
   # merge_config only warns when a symbol did not survive (missing dependency, renamed);
-  # fail instead, so the fragment cannot silently stop meaning what it says.
-  missing=0
+  # fail instead, so a fragment cannot silently stop meaning what it says. A symbol named
+  # in several fragments is checked against its last setting.
+  declare -A want=()
+  order=()
   while IFS= read -r line; do
     case "$line" in
-      CONFIG_*=*) grep -qxF "$line" "$src/.config" || { echo "linux-guest: not in .config: $line" >&2; missing=1; } ;;
-      "# CONFIG_"*" is not set")
-        sym="${line#\# }"; sym="${sym%% *}"
-        if grep -q "^$sym=" "$src/.config"; then echo "linux-guest: still set: $sym" >&2; missing=1; fi ;;
+      CONFIG_*=*) sym="${line%%=*}" ;;
+      "# CONFIG_"*" is not set") sym="${line#\# }"; sym="${sym%% *}" ;;
+      *) continue ;;
     esac
-  done < "$here/tandem.config"
-  [ "$missing" -eq 0 ] || die "tandem.config does not apply cleanly to linux-source $src_key"
-  echo "linux-guest: building Image (-j$jobs)"
-  start=$(date +%s)
-  "${kmake[@]}" -s Image
-  echo "linux-guest: kernel built in $(( $(date +%s) - start ))s"
-  cp "$src/arch/riscv/boot/Image" "$out/Image.tmp" && mv "$out/Image.tmp" "$out/Image"
-  cp "$src/vmlinux" "$out/vmlinux"
-  cp "$src/.config" "$out/kernel.config"
+    [ -n "${want[$sym]+x}" ] || order+=("$sym")
+    want[$sym]="$line"
+  done < <(cat "${fragments[@]}")
+  missing=0
+  for sym in "${order[@]}"; do
+    line="${want[$sym]}"
+    case "$line" in
+      CONFIG_*=*) grep -qxF "$line" "$src/.config" || { echo "linux-guest: not in .config: $line" >&2; missing=1; } ;;
+      *) if grep -q "^$sym=" "$src/.config"; then echo "linux-guest: still set: $sym" >&2; missing=1; fi ;;
+    esac
+  done
+  [ "$missing" -eq 0 ] || die "$names does not apply cleanly to linux-source $src_key"
+  # A fragment edit that leaves the resulting .config unchanged (a comment, a line another
+  # fragment overrides) costs no kernel build.
+  if [ -f "$out/Image" ] && [ -f "$out/kernel.config" ] && cmp -s "$src/.config" "$out/kernel.config"; then
+    echo "linux-guest: .config unchanged, keeping $out/Image"
+  else
+    echo "linux-guest: building Image (-j$jobs)"
+    start=$(date +%s)
+    "${kmake[@]}" -s Image
+    echo "linux-guest: kernel built in $(( $(date +%s) - start ))s"
+    cp "$src/arch/riscv/boot/Image" "$out/Image.tmp" && mv "$out/Image.tmp" "$out/Image"
+    cp "$src/vmlinux" "$out/vmlinux"
+    cp "$src/.config" "$out/kernel.config"
+  fi
   echo "$kernel_key" > "$out/.kernel.stamp"
+fi
+
+if [ $# -gt 0 ]; then
+  echo "linux-guest: $out/Image $(stat -c %s "$out/Image") bytes ($names)"
+  exit 0
 fi
 
 # 3. Userspace: the static init and the initramfs.
