@@ -339,6 +339,14 @@ struct Node::Impl {
 
   // A primary connects to us (we are an empty secondary).
   void on_incoming(std::shared_ptr<Link> l) {
+    if (l->peer().role != wire::PRIMARY) {
+      // The transport refuses any other role pair already (auth.h role_pair_allowed); an
+      // epoch is adopted only from a primary.
+      spdlog::warn("refusing a pair link from {} ({}): only a primary opens a pair link", l->peer().address,
+                   wire::Role_Name(l->peer().role));
+      l->close("not a primary");
+      return;
+    }
     std::unique_lock lock(mutex);
     if (l->peer().epoch < epoch) {
       // A primary of an older epoch was superseded: it must not run on, but be re-synced.

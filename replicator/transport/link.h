@@ -21,7 +21,11 @@ namespace tandem::replicator {
 
 // 2: the initial sync is chunked (SyncChunk.sequence/part, SyncAck); a version-1 peer
 // would misread the parts, so it is refused at the handshake.
-inline constexpr uint32_t kProtocolVersion = 2;
+// 3: each handshake proof binds both challenges, both announcements and the direction
+// (auth.h), which closes the cross-node proof relay; the role pair is checked. A version-2
+// peer computes the old proofs, so it is refused at once with "protocol version 2 not
+// supported (this side speaks 3)", and refuses a version-3 Hello the same way.
+inline constexpr uint32_t kProtocolVersion = 3;
 // A PSK shorter than this is refused by make_tcp_transport(): the handshake hands an
 // unauthenticated peer an HMAC it could brute-force offline if the key were guessable.
 inline constexpr size_t kMinPskBytes = 16;

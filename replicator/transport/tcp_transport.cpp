@@ -294,6 +294,18 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     return "";
   }
 
+  // The handshake as this side saw it, which both proofs cover (auth.h).
+  HandshakeTranscript transcript() const {
+    const Announcement mine{core_->me.role, core_->me.epoch, my_challenge_, core_->me.node_name};
+    const Announcement theirs{peer_.role, peer_.epoch, peer_challenge_, peer_.node_name};
+    return {kProtocolVersion, core_->me.vm_id, acceptor_side_ ? theirs : mine, acceptor_side_ ? mine : theirs};
+  }
+
+  static std::string role_pair_refusal(wire::Role initiator, wire::Role acceptor) {
+    return "role pair " + wire::Role_Name(initiator) + " -> " + wire::Role_Name(acceptor) +
+           " not allowed (only a primary opens a link, to a secondary or a primary)";
+  }
+
   void on_hello(const wire::Envelope& envelope) {
     if (!envelope.has_hello()) {
       if (envelope.has_refused()) return terminate("refused by peer: " + printable(envelope.refused().reason(), 200));
@@ -305,12 +317,15 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
         !reason.empty()) {
       return refuse(reason);
     }
-    // A challenge we issued ourselves, sent back to us, would make us compute the proof the
-    // other connection needs (a reflection attack when both sides present the same role).
+    // A challenge we issued ourselves, sent back to us. Since version 3 the proofs bind the
+    // direction, so this no longer yields a useful proof; it is refused all the same.
     if (core_->issued_challenges.count(hello.challenge())) return refuse("reflected challenge");
+    // Before any proof is computed: a peer in a role that may not open this link gets nothing.
+    if (!role_pair_allowed(hello.role(), core_->me.role)) return refuse(role_pair_refusal(hello.role(), core_->me.role));
     peer_.node_name = hello.node_name();
     peer_.epoch = hello.epoch();
     peer_.role = hello.role();
+    peer_challenge_ = hello.challenge();
     my_challenge_ = make_challenge();
     core_->issued_challenges.insert(my_challenge_);
 
@@ -321,7 +336,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     reply->set_epoch(core_->me.epoch);
     reply->set_role(core_->me.role);
     reply->set_challenge(my_challenge_);
-    reply->set_proof(compute_proof(core_->me.psk, core_->me.role, hello.challenge(), core_->me.vm_id, core_->me.epoch));
+    reply->set_proof(compute_proof(core_->me.psk, ProofDirection::kFromAcceptor, transcript()));
     reply->set_node_name(core_->me.node_name);
     send_handshake(std::move(reply_envelope));
     phase_ = Phase::kAwaitAuthProof;
@@ -332,7 +347,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
       if (envelope.has_refused()) return terminate("refused by peer: " + printable(envelope.refused().reason(), 200));
       return refuse(std::string("expected AuthProof, got ") + body_name(envelope));
     }
-    auto expected = compute_proof(core_->me.psk, peer_.role, my_challenge_, core_->me.vm_id, peer_.epoch);
+    auto expected = compute_proof(core_->me.psk, ProofDirection::kFromInitiator, transcript());
     if (!proofs_equal(expected, envelope.auth_proof().proof())) {
       // The peer's proof is over our fresh challenge: a wrong key, a replayed or a forged proof.
       return refuse("authentication failed", "wrong PSK (or a replayed/forged proof)");
@@ -352,17 +367,19 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
       return refuse(reason);
     }
     if (reply.challenge() == my_challenge_) return refuse("reflected challenge");
-    auto expected = compute_proof(core_->me.psk, reply.role(), my_challenge_, core_->me.vm_id, reply.epoch());
-    if (!proofs_equal(expected, reply.proof())) {
-      return refuse("authentication failed", "wrong PSK: the peer's proof does not verify");
-    }
+    if (!role_pair_allowed(core_->me.role, reply.role())) return refuse(role_pair_refusal(core_->me.role, reply.role()));
     peer_.node_name = reply.node_name();
     peer_.epoch = reply.epoch();
     peer_.role = reply.role();
+    peer_challenge_ = reply.challenge();
+    auto expected = compute_proof(core_->me.psk, ProofDirection::kFromAcceptor, transcript());
+    if (!proofs_equal(expected, reply.proof())) {
+      return refuse("authentication failed", "wrong PSK: the peer's proof does not verify");
+    }
 
     wire::Envelope proof_envelope;
     proof_envelope.mutable_auth_proof()->set_proof(
-        compute_proof(core_->me.psk, core_->me.role, reply.challenge(), core_->me.vm_id, core_->me.epoch));
+        compute_proof(core_->me.psk, ProofDirection::kFromInitiator, transcript()));
     send_handshake(std::move(proof_envelope));
     authenticated();
   }
@@ -680,6 +697,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
   // I/O thread only.
   Phase phase_ = Phase::kConnecting;
   std::string my_challenge_;
+  std::string peer_challenge_;
   bool counted_pending_ = false;
   bool reading_ = false;
   bool writing_ = false;

@@ -126,20 +126,62 @@ TEST(Auth, ChallengesAreFreshAndFullSize) {
   EXPECT_NE(a, b);
 }
 
-TEST(Auth, ProofBindsKeyRoleChallengeVmIdAndEpoch) {
-  const std::string challenge(kChallengeBytes, 'c');
-  auto base = compute_proof(testing::kPsk, wire::PRIMARY, challenge, "vm", 4);
+const std::string kInitiatorChallenge(kChallengeBytes, 'i');
+const std::string kAcceptorChallenge(kChallengeBytes, 'a');
+
+HandshakeTranscript sample_transcript() {
+  return {kProtocolVersion, "vm", {wire::PRIMARY, 4, kInitiatorChallenge, "node-a"},
+          {wire::SECONDARY, 3, kAcceptorChallenge, "node-b"}};
+}
+
+TEST(Auth, ProofBindsKeyDirectionVersionVmIdAndBothAnnouncements) {
+  const auto t = sample_transcript();
+  const auto base = compute_proof(testing::kPsk, ProofDirection::kFromAcceptor, t);
   EXPECT_EQ(base.size(), kProofBytes);
-  EXPECT_EQ(base, compute_proof(testing::kPsk, wire::PRIMARY, challenge, "vm", 4));
-  EXPECT_NE(base, compute_proof(testing::kPsk + "x", wire::PRIMARY, challenge, "vm", 4));
-  EXPECT_NE(base, compute_proof(testing::kPsk, wire::SECONDARY, challenge, "vm", 4));
-  EXPECT_NE(base, compute_proof(testing::kPsk, wire::PRIMARY, std::string(kChallengeBytes, 'd'), "vm", 4));
-  EXPECT_NE(base, compute_proof(testing::kPsk, wire::PRIMARY, challenge, "vm2", 4));
-  EXPECT_NE(base, compute_proof(testing::kPsk, wire::PRIMARY, challenge, "vm", 5));
+  EXPECT_EQ(base, compute_proof(testing::kPsk, ProofDirection::kFromAcceptor, sample_transcript()));
+  EXPECT_NE(base, compute_proof(testing::kPsk + "x", ProofDirection::kFromAcceptor, t));
+  // The direction: an acceptor's proof is never an initiator's (the relay and reflection).
+  EXPECT_NE(base, compute_proof(testing::kPsk, ProofDirection::kFromInitiator, t));
+  const std::string other_challenge(kChallengeBytes, 'x');
+  std::vector<HandshakeTranscript> changed(11, t);
+  changed[0].protocol_version = 2;
+  changed[1].vm_id = "vm2";
+  changed[2].initiator.role = wire::SECONDARY;
+  changed[3].initiator.epoch = 5;
+  changed[4].initiator.challenge = other_challenge;
+  changed[5].initiator.node_name = "node-x";
+  changed[6].acceptor.role = wire::PRIMARY;
+  changed[7].acceptor.epoch = 5;
+  changed[8].acceptor.challenge = other_challenge;
+  changed[9].acceptor.node_name = "node-x";
+  changed[10].initiator = t.acceptor;  // the two sides swapped
+  changed[10].acceptor = t.initiator;
+  for (size_t i = 0; i < changed.size(); ++i) {
+    EXPECT_NE(base, compute_proof(testing::kPsk, ProofDirection::kFromAcceptor, changed[i])) << "change " << i;
+  }
+  // Lengths are encoded: a byte moved from one field to the next changes the proof.
+  auto shifted_a = t;
+  shifted_a.initiator.node_name = "node-ab";
+  shifted_a.acceptor.challenge = kAcceptorChallenge;
+  auto shifted_b = t;
+  shifted_b.initiator.node_name = "node-a";
+  const std::string longer_challenge = "b" + kAcceptorChallenge;
+  shifted_b.acceptor.challenge = longer_challenge;
+  EXPECT_NE(compute_proof(testing::kPsk, ProofDirection::kFromAcceptor, shifted_a),
+            compute_proof(testing::kPsk, ProofDirection::kFromAcceptor, shifted_b));
+}
+
+TEST(Auth, RolePairs) {
+  EXPECT_TRUE(role_pair_allowed(wire::PRIMARY, wire::SECONDARY));  // protect
+  EXPECT_TRUE(role_pair_allowed(wire::PRIMARY, wire::PRIMARY));    // a fenced primary's rejoin
+  EXPECT_FALSE(role_pair_allowed(wire::SECONDARY, wire::SECONDARY));
+  EXPECT_FALSE(role_pair_allowed(wire::SECONDARY, wire::PRIMARY));
+  EXPECT_FALSE(role_pair_allowed(wire::ROLE_UNSPECIFIED, wire::SECONDARY));
+  EXPECT_FALSE(role_pair_allowed(wire::PRIMARY, wire::ROLE_UNSPECIFIED));
 }
 
 TEST(Auth, ProofsCompareExactly) {
-  auto proof = compute_proof(testing::kPsk, wire::PRIMARY, std::string(kChallengeBytes, 'c'), "vm", 1);
+  auto proof = compute_proof(testing::kPsk, ProofDirection::kFromInitiator, sample_transcript());
   EXPECT_TRUE(proofs_equal(proof, proof));
   auto flipped = proof;
   flipped[31] = static_cast<char>(flipped[31] ^ 1);

@@ -283,11 +283,16 @@ class RawPeer {
   // Runs the connecting side of the handshake with `me`; the AuthProof sent is kept in
   // last_proof(). With `proof_override` that proof is sent instead of the right one.
   bool handshake(const LinkIdentity& me, std::optional<std::string> proof_override = std::nullopt) {
-    auto reply = hello(me, make_challenge());
+    const std::string challenge = make_challenge();
+    auto reply = hello(me, challenge);
     if (!reply || !reply->has_hello_reply()) return false;
-    last_peer_challenge_ = reply->hello_reply().challenge();
+    const auto& r = reply->hello_reply();
+    last_peer_challenge_ = r.challenge();
+    const HandshakeTranscript transcript{kProtocolVersion, me.vm_id,
+                                         {me.role, me.epoch, challenge, me.node_name},
+                                         {r.role(), r.epoch(), r.challenge(), r.node_name()}};
     last_proof_ = proof_override ? *proof_override
-                                 : compute_proof(me.psk, me.role, last_peer_challenge_, me.vm_id, me.epoch);
+                                 : compute_proof(me.psk, ProofDirection::kFromInitiator, transcript);
     wire::Envelope proof;
     proof.set_epoch(me.epoch);
     proof.mutable_auth_proof()->set_proof(last_proof_);

@@ -229,6 +229,46 @@ TEST(HostilePeer, ReflectedChallengeIsRefused) {
   EXPECT_EQ(server.accepted(), 0u);
 }
 
+TEST(HostilePeer, SecondaryOpeningALinkIsRefusedBeforeAnyProof) {
+  // Only a primary opens a link: a secondary (or a peer claiming to be one) gets no proof.
+  LogCapture log;
+  Server server(identity(wire::SECONDARY));
+  RawPeer peer;
+  ASSERT_TRUE(peer.connect(server.port()));
+  auto answer = peer.hello(identity(wire::SECONDARY), make_challenge());
+  ASSERT_TRUE(answer && answer->has_refused()) << "a HelloReply (with a proof) went to a secondary";
+  EXPECT_EQ(answer->refused().reason().rfind("role pair SECONDARY -> SECONDARY not allowed", 0), 0u)
+      << answer->refused().reason();
+  EXPECT_TRUE(peer.wait_closed());
+  EXPECT_TRUE(log.eventually_contains("role pair SECONDARY -> SECONDARY not allowed"));
+  EXPECT_EQ(server.accepted(), 0u);
+  // The same through a real transport that presents itself as a secondary.
+  auto secondary = make_tcp_transport(identity(wire::SECONDARY));
+  auto result = connect_and_wait(*secondary, server.port());
+  EXPECT_EQ(result.link, nullptr);
+  EXPECT_EQ(result.error.rfind("refused by peer: role pair SECONDARY -> SECONDARY not allowed", 0), 0u) << result.error;
+  expect_listener_serves_good_peer(server);
+}
+
+TEST(HostilePeer, VersionTwoPeerGetsAClearRefusal) {
+  // A node of the previous release (protocol 2, the proofs without direction) is told why.
+  Server server;
+  RawPeer peer;
+  ASSERT_TRUE(peer.connect(server.port()));
+  wire::Envelope envelope;
+  auto* hello = envelope.mutable_hello();
+  hello->set_protocol_version(2);
+  hello->set_vm_id(kVmId);
+  hello->set_role(wire::PRIMARY);
+  hello->set_epoch(1);
+  hello->set_challenge(make_challenge());
+  peer.send(envelope);
+  auto answer = peer.receive();
+  ASSERT_TRUE(answer && answer->has_refused());
+  EXPECT_EQ(answer->refused().reason(), "protocol version 2 not supported (this side speaks 3)");
+  EXPECT_EQ(server.accepted(), 0u);
+}
+
 TEST(HostilePeer, SilentPeerIsDroppedWhenTheHandshakeTimesOut) {
   LogCapture log;
   TransportOptions options;
@@ -373,7 +413,11 @@ TEST(HostileListener, ProofUnderAWrongKeyFailsTheConnect) {
   r->set_vm_id(kVmId);
   r->set_role(wire::SECONDARY);
   r->set_challenge(make_challenge());
-  r->set_proof(compute_proof("guessed-key-guessed-key-guessed", wire::SECONDARY, hello->hello().challenge(), kVmId, 0));
+  const auto& h = hello->hello();
+  const HandshakeTranscript transcript{kProtocolVersion, kVmId,
+                                       {h.role(), h.epoch(), h.challenge(), h.node_name()},
+                                       {wire::SECONDARY, 0, r->challenge(), ""}};
+  r->set_proof(compute_proof("guessed-key-guessed-key-guessed", ProofDirection::kFromAcceptor, transcript));
   server.send(reply);
   auto result = connecting.wait();
   EXPECT_EQ(result.link, nullptr);
