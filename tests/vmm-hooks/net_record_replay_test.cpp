@@ -220,3 +220,27 @@ TEST(NetLive, FramesWaitForReceiveBuffersInsteadOfBeingDropped) {
 
 }  // namespace
 }  // namespace tandem::hooks
+
+namespace tandem::hooks {
+namespace {
+
+using testing::ScriptedConsole;
+
+TEST(WaitConsoleOrNet, WakesForAFrameOnlyWhenTheGuestCanTakeIt) {
+  using namespace std::chrono_literals;
+  ScriptedConsole closed;  // no input: closed from the start
+  ScriptedNet net(client_frames(1));
+  EXPECT_TRUE(wait_console_or_net(closed, &net, /*frames_wanted=*/true, 5s));
+  // Without a receive buffer the frame does not count: the wait runs its course.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(wait_console_or_net(closed, &net, /*frames_wanted=*/false, 20ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);
+  ScriptedConsole typing("x");
+  ScriptedNet empty({});
+  EXPECT_TRUE(wait_console_or_net(typing, &empty, true, 5s));
+  EXPECT_TRUE(wait_console_or_net(typing, nullptr, false, 5s));
+  EXPECT_FALSE(wait_console_or_net(closed, &empty, true, 5ms));
+}
+
+}  // namespace
+}  // namespace tandem::hooks
