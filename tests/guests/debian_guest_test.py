@@ -100,7 +100,8 @@ class Images:
 
     def tandem_boot_args(self, disk, services=None):
         append = APPEND + (f" tandem.services={services}" if services else "")
-        return ["--mem", str(MEM_MIB), "--bios", self.bios, "--kernel", self.kernel,
+        initrd = ["--initrd", self.initrd] if self.initrd else []
+        return ["--mem", str(MEM_MIB), "--bios", self.bios, "--kernel", self.kernel, *initrd,
                 "--append", append, "--disk", disk]
 
     def tandem_cmd(self, disk, services=None):
@@ -497,7 +498,7 @@ def main():
                     help="the build's guest/debian directory (debian.img, kernel/Image)")
     ap.add_argument("--bios", default=OPENSBI)
     ap.add_argument("--kernel", help="another kernel Image (default IMAGES/kernel/Image)")
-    ap.add_argument("--initrd", help="QEMU only: an initramfs to boot through (a kernel "
+    ap.add_argument("--initrd", help="an initramfs to boot through (a kernel "
                                      "whose virtio/ext4 drivers are modules)")
     ap.add_argument("--kernel-release", default=r"6\.1\.\S+",
                     help="regex for uname -r (with another --kernel)")
