@@ -1,13 +1,17 @@
 // CPU-only throughput benchmark: runs a guest image on a bare hart (RAM, test finisher and a
 // console sink; no timers, no World) and prints the retired instructions per second.
 // Usage: tandem_cpu_bench GUEST.elf [--repeat N]
+// TANDEM_FPU_ENGINE=software runs every F/D operation on the software path (to measure what
+// the host SSE/FMA3 path buys).
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "vmm/bus.h"
 #include "vmm/clock.h"
+#include "vmm/cpu/fpu.h"
 #include "vmm/cpu/hart.h"
 #include "vmm/devices/test_finisher.h"
 #include "vmm/guest_memory.h"
@@ -67,6 +71,9 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s GUEST.elf [--repeat N]\n", argv[0]);
     return 2;
+  }
+  if (const char* e = std::getenv("TANDEM_FPU_ENGINE"); e && std::string(e) == "software") {
+    fpu::set_engine(fpu::Engine::Software);
   }
   int repeat = 1;
   if (argc >= 4 && std::strcmp(argv[2], "--repeat") == 0) repeat = std::max(1, std::atoi(argv[3]));

@@ -617,6 +617,16 @@ TEST_F(CpuFpTest, CompressedLoadsAndStores) {
   EXPECT_EQ(peek64(kData + 0x100), 0x2222222222222222u);
 }
 
+TEST_F(CpuFpTest, PauseAndFenceTsoAreHints) {
+  // Zihintpause's pause (fence w,0) and fence.tso (fm = 1000) retire as fences/no-ops.
+  halt_on_trap();
+  Program p;
+  p << 0x0100000fu << 0x8330000fu << rv::addi(a1, 0, 5) << rv::kWfi;
+  ASSERT_EQ(run_program(p), HartStop::Wfi);
+  EXPECT_EQ(hart_.reg(a1), 5u);
+  EXPECT_EQ(hart_.pc(), kCode + p.size()) << "no trap: the WFI at the end retired";
+}
+
 TEST_F(CpuFpTest, SnapshotCoversFpState) {
   hart_.set_freg(5, 0x123456789abcdef0);
   fs_initial();

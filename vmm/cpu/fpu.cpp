@@ -332,16 +332,30 @@ inline uint32_t flags_from_mxcsr(uint32_t st) {
   return f;
 }
 
+// Every host operation: save the caller's MXCSR; load ours only if it differs (the common
+// case in the hart thread is that it already is: default mode, no flags); run the one
+// instruction; read the flags; restore the caller's MXCSR only if the instruction changed it
+// (it raised a flag). All volatile asm, so the compiler keeps the order.
+struct MxcsrScope {
+  uint32_t saved, mx;
+  explicit MxcsrScope(unsigned rm) : mx(mxcsr_for(rm)) {
+    __asm__ volatile("stmxcsr %0" : "=m"(saved));
+    if (saved != mx) __asm__ volatile("ldmxcsr %0" ::"m"(mx));
+  }
+  void restore(uint32_t st) {
+    if (st != saved) __asm__ volatile("ldmxcsr %0" ::"m"(saved));
+  }
+};
+
 #define TANDEM_HOST_BINOP(NAME, INSN, REG)                                                    \
   inline uint64_t NAME(uint64_t a, uint64_t b, unsigned rm, uint32_t& status) {              \
-    uint32_t saved, st;                                                                      \
-    const uint32_t mx = mxcsr_for(rm);                                                       \
-    __asm__ volatile("stmxcsr %[saved]\n\t"                                                  \
-                     "ldmxcsr %[mx]\n\t" INSN " %[b], %[a]\n\t"                              \
-                     "stmxcsr %[st]\n\t"                                                     \
-                     "ldmxcsr %[saved]"                                                      \
-                     : [a] "+x"(a), [saved] "=m"(saved), [st] "=m"(st)                       \
-                     : [b] "x"(b), [mx] "m"(mx));                                            \
+    MxcsrScope scope(rm);                                                                    \
+    uint32_t st;                                                                             \
+    __asm__ volatile(INSN " %[b], %[a]\n\t"                                                  \
+                     "stmxcsr %[st]"                                                         \
+                     : [a] "+x"(a), [st] "=m"(st)                                            \
+                     : [b] "x"(b));                                                          \
+    scope.restore(st);                                                                       \
     status = st;                                                                             \
     return a & REG;                                                                          \
   }
@@ -361,14 +375,13 @@ TANDEM_HOST_BINOP(host_sqrt64, "sqrtsd", ~uint64_t{0})
 // c = a * b + c (vfmadd231: dest += src1 * src2).
 #define TANDEM_HOST_FMA(NAME, INSN, REG)                                                      \
   inline uint64_t NAME(uint64_t a, uint64_t b, uint64_t c, unsigned rm, uint32_t& status) {  \
-    uint32_t saved, st;                                                                      \
-    const uint32_t mx = mxcsr_for(rm);                                                       \
-    __asm__ volatile("stmxcsr %[saved]\n\t"                                                  \
-                     "ldmxcsr %[mx]\n\t" INSN " %[b], %[a], %[c]\n\t"                        \
-                     "stmxcsr %[st]\n\t"                                                     \
-                     "ldmxcsr %[saved]"                                                      \
-                     : [c] "+x"(c), [saved] "=m"(saved), [st] "=m"(st)                       \
-                     : [a] "x"(a), [b] "x"(b), [mx] "m"(mx));                                \
+    MxcsrScope scope(rm);                                                                    \
+    uint32_t st;                                                                             \
+    __asm__ volatile(INSN " %[b], %[a], %[c]\n\t"                                           \
+                     "stmxcsr %[st]"                                                         \
+                     : [c] "+x"(c), [st] "=m"(st)                                            \
+                     : [a] "x"(a), [b] "x"(b));                                              \
+    scope.restore(st);                                                                       \
     status = st;                                                                             \
     return c & REG;                                                                          \
   }
