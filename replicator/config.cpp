@@ -1,5 +1,7 @@
 #include "replicator/config.h"
 
+#include "vmm/boot_spec.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -432,14 +434,32 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
 
   // [vm]: a primary boots the guest; a secondary receives the machine from its primary and
   // only needs to know which VM it protects.
-  // The guest is either a bare image (guest) or a firmware boot (bios [+ kernel [+ initrd]]).
-  if (raw.guest.set && raw.bios.set)
-    fail(raw.bios.origin, fmt::format("exclusive with [vm] guest ({}): a bare image or a firmware boot, not both",
-                                      raw.guest.origin.where));
-  if (raw.kernel.set && !raw.bios.set)
-    fail(raw.kernel.origin, "needs [vm] bios (or --bios): the kernel is entered through the firmware");
-  if (raw.initrd.set && !raw.kernel.set) fail(raw.initrd.origin, "needs [vm] kernel (or --kernel)");
-  if (raw.append.set && !raw.kernel.set) fail(raw.append.origin, "needs [vm] kernel (or --kernel)");
+  // The guest is either a bare image (guest) or a firmware boot (bios [+ kernel [+ initrd]]):
+  // vmm::BootSpec's rules, the same as `tandem run`'s; here only whether a key is given counts.
+  {
+    const auto given = [](const Setting<std::string>& s) { return s.set ? std::string("given") : std::string(); };
+    const vmm::BootSpec keys{given(raw.guest), given(raw.bios), given(raw.kernel), given(raw.initrd), given(raw.append)};
+    if (const auto broken = keys.check()) {
+      const auto setting = [&](vmm::BootField f) -> const Setting<std::string>& {
+        switch (f) {
+          case vmm::BootField::Guest: return raw.guest;
+          case vmm::BootField::Bios: return raw.bios;
+          case vmm::BootField::Kernel: return raw.kernel;
+          case vmm::BootField::Initrd: return raw.initrd;
+          case vmm::BootField::Append: return raw.append;
+        }
+        return raw.guest;
+      };
+      if (broken->excludes) {
+        fail(setting(broken->field).origin,
+             fmt::format("exclusive with [vm] guest ({}): a bare image or a firmware boot, not both",
+                         setting(broken->other).origin.where));
+      }
+      if (broken->other == vmm::BootField::Bios)
+        fail(setting(broken->field).origin, "needs [vm] bios (or --bios): the kernel is entered through the firmware");
+      fail(setting(broken->field).origin, "needs [vm] kernel (or --kernel)");
+    }
+  }
   if (c.role == Role::Primary && !raw.bios.set)
     required(raw.guest, "vm", "guest", "--guest or --bios", "on a primary (or bios for a firmware boot)");
   auto image = [](const Setting<std::string>& s, std::string& out) {
@@ -466,10 +486,9 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
     if (raw.vm_id.value.empty() || raw.vm_id.value.size() > 128)
       fail(raw.vm_id.origin, fmt::format("expected 1-128 characters, got {}", quote(raw.vm_id.value)));
     c.vm_id = raw.vm_id.value;
-  } else if (!c.guest.empty() || !c.bios.empty()) {
+  } else if (const vmm::BootSpec spec = boot_spec(c); !spec.empty()) {
     // The image that makes this VM what it is: the kernel of a firmware boot, not OpenSBI.
-    const std::string& named = !c.guest.empty() ? c.guest : !c.kernel.empty() ? c.kernel : c.bios;
-    c.vm_id = fs::path(named).filename().string();
+    c.vm_id = fs::path(spec.identity_image()).filename().string();
   } else {
     required(raw.vm_id, "vm", "id", nullptr, "when neither [vm] guest nor bios is given");
   }

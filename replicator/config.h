@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "replicator/node.h"
+#include "vmm/boot_spec.h"
 #include "replicator/transport/link.h"  // kMinPskBytes: one minimum for config and handshake
 
 namespace tandem::replicator {
@@ -45,6 +46,12 @@ struct ConfigOverrides {
   std::optional<std::string> state_dir;       // --state-dir DIR
   std::optional<std::string> log_level;       // --log-level LEVEL
 };
+
+// What a primary boots, as the one BootSpec every front end shares: Machine loading
+// (`boot_spec(cfg).load_into(machine)`) and naming (`identity_image()`, `log_image()`).
+inline vmm::BootSpec boot_spec(const NodeConfig& c) {
+  return vmm::BootSpec{c.guest, c.bios, c.kernel, c.initrd, c.bootargs};
+}
 
 // Reads, validates and returns the configuration. The PSK file is read into `psk`: it must
 // exist and hold at least kMinPskBytes after trailing line breaks are dropped. Non-fatal
