@@ -78,10 +78,16 @@ bool Replayer::log_exhausted() { return peek() == nullptr; }
 uint64_t Replayer::stop_icount() {
   if (end_) return end_->icount;
   if (const log::Record* r = peek()) {
-    // Run no further than the next record; the machine stops there for service() anyway.
-    return r->kind() == log::END ? r->icount() : UINT64_MAX;
+    // Run no further than the next record, so that the last record of a log is seen to be
+    // the last: entropy is taken during the instruction at its icount and an idle skip in
+    // the wait there, so those stop one instruction later.
+    const bool taken_while_running = r->kind() == log::ENTROPY || r->kind() == log::IDLE_SKIP;
+    return taken_while_running ? r->icount() + 1 : r->icount();
   }
-  return last_record_icount_;  // interrupted recording: replay up to its last record
+  if (!source_done_) return UINT64_MAX;  // a live stream: more may come
+  // The log ends without END (an interrupted recording): replay what it covers, every
+  // instruction before its last batch's complete_to_icount, and not one past it.
+  return std::max(last_record_icount_, complete_to_);
 }
 
 uint64_t Replayer::next_service_icount(uint64_t now) {
@@ -240,7 +246,19 @@ vmm::RunResult Replayer::run(vmm::Machine& machine, uint64_t max_icount) {
       return result;
     }
     if (divergence_ || end_ || result.icount >= max_icount) return result;
-    if (result.icount >= stop && !peek()) return result;  // interrupted recording: its end
+    const log::Record* r = peek();
+    if (!r) {
+      if (source_done_ && result.icount >= stop) return result;  // interrupted recording: its end
+      continue;
+    }
+    if (r->icount() < result.icount) {
+      // The machine went past a record without taking it (an entropy request or a wait
+      // that did not come): that is a divergence, never a reason to run on.
+      apply_due(machine, false);
+      if (!divergence_) diverge(result.icount, fmt::format("missed {} record", log::RecordKind_Name(r->kind())),
+                                r->icount(), result.icount);
+      return result;
+    }
   }
 }
 

@@ -44,8 +44,9 @@ class Replayer : public vmm::World {
   // error message, or an empty string if it matches.
   static std::string check_header(const log::LogHeader& header, vmm::Machine& machine);
 
-  // The icount the driver should run to next: the recorded END, or the last record when
-  // the log ended without one (an interrupted recording), or UINT64_MAX if more may come.
+  // The icount the driver should run to next: the next record's (one past it for entropy
+  // and idle skips), the recorded END, or, when the log ended without one (an interrupted
+  // recording), the end of what it covers; UINT64_MAX if nothing is pending and more may come.
   uint64_t stop_icount();
   const std::optional<Divergence>& divergence() const { return divergence_; }
   const std::optional<ReplayEnd>& end() const { return end_; }
@@ -68,7 +69,9 @@ class Replayer : public vmm::World {
   void flush_output();
 
   // Runs the machine along the log until the recorded end, a divergence, the end of an
-  // interrupted log, or max_icount. After it: divergence(), end().
+  // interrupted log (the last batch's complete_to_icount, or its last record), or
+  // max_icount. After it: divergence(), end(). Only for a finite log (a file): at the
+  // frontier of a live stream it runs on.
   vmm::RunResult run(vmm::Machine& machine, uint64_t max_icount = UINT64_MAX);
 
   // vmm::World

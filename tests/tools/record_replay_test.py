@@ -9,6 +9,7 @@ Usage: record_replay_test.py TANDEM GUEST_DIR
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -174,11 +175,100 @@ def case_interrupted_recording_stays_readable(tmp):
           f"a killed recorder's log replays up to its last batch (rc {rc}, {err[-200:]!r})")
 
 
+def start_tcp_recording(log, elf, extra=()):
+    """Starts `tandem record` of `elf` with a TCP console; returns (process, port)."""
+    proc = subprocess.Popen([TANDEM, "record", "--log", log, "--console", "tcp:127.0.0.1:0", *extra, elf],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            return proc, None
+        m = re.search(rb"console listening on tcp:127\.0\.0\.1:(\d+)", line)
+        if m:
+            return proc, int(m.group(1))
+
+
+def read_until(sock, received, done):
+    """Reads from `sock` until done(received + what arrived) holds; returns all of it."""
+    while not done(received):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def case_replay_of_killed_interactive_session_ends(tmp):
+    """Issue 20, finding 9: the log of a recorder killed by SIGKILL ends cleanly at a frame
+    boundary; its replay must end there too (status 0, the icount it reached). The guest
+    answers its console by polling, never waiting (memfill: `s` -> its pass count), so
+    nothing but the end of the log can stop the replay: before the fix it ran on forever."""
+    log = os.path.join(tmp, "interactive_killed.log")
+    proc, port = start_tcp_recording(log, guest("memfill_small"))  # wall time, as an operator records
+    check(port is not None, "the recorder of the interactive guest listens")
+    if port is None:
+        proc.kill()
+        proc.communicate()
+        return
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.settimeout(60)
+        received = read_until(s, received, lambda r: b"memfill: ready\n" in r)
+        for n in (1, 2, 3):
+            s.sendall(b"s")
+            received = read_until(s, received, lambda r: len(re.findall(rb"memfill: passes \d+\n", r)) >= n)
+        proc.kill()  # SIGKILL: no END record, the log ends after the last batch written
+        proc.communicate()
+    check(received.count(b"memfill: passes") == 3, f"the guest answered three requests ({received[-200:]!r})")
+    try:
+        r = subprocess.run([TANDEM, "replay", "--log", log, "--state-hash", guest("memfill_small")],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        check(False, "the replay of a killed recording ends by itself (it ran on past the end of the log)")
+        return
+    m = re.search(rb"the log ends at icount (\d+) without an END record", r.stderr)
+    check(r.returncode == 0 and m is not None,
+          f"the end of the log is the replay's outcome: status 0 and the icount reached (rc {r.returncode}, {r.stderr[-300:]!r})")
+    sh = state_hash(r.stderr)
+    check(m is not None and sh is not None and sh[1] == int(m.group(1)),
+          f"the state hash is taken where the log ends ({sh}, {m.group(0) if m else None})")
+    check(len(r.stdout) > 0 and received.startswith(r.stdout),
+          f"the replay printed what the recording printed, up to the log's end ({r.stdout[-200:]!r})")
+
+
+def case_replay_honours_sigterm(tmp):
+    """A replay of a long CPU-bound recording stops on SIGTERM with status 130."""
+    log = os.path.join(tmp, "forever.log")
+    rec = subprocess.Popen([TANDEM, "record", "--log", log, "--time", "virtual", guest("bench_forever")],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Let the recording grow to a few hundred million instructions (audits, batches), then stop it.
+    while rec.poll() is None and (not os.path.exists(log) or os.path.getsize(log) < 4096):
+        time.sleep(0.05)
+    rec.send_signal(signal.SIGINT)
+    _, rerr = rec.communicate(timeout=60)
+    check(rec.returncode == 130, f"the recorder stops on SIGINT with 130 (got {rec.returncode}: {rerr[-200:]!r})")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([TANDEM, "replay", "--log", log, guest("bench_forever")],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()  # the guest's first line: the replay is running
+        proc.send_signal(sig)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            check(False, f"replay stops on {sig.name}")
+            continue
+        check(first.startswith(b"bench:") and proc.returncode == 130 and b"interrupted at icount" in err,
+              f"replay stops on {sig.name} with status 130 (got {proc.returncode}: {err[-200:]!r})")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="tandem_rr_")
     try:
         for case in [case_interactive_tcp_session, case_wall_time_with_idle_and_adjustments,
-                     case_edited_payload_fails_its_checksum, case_damaged_logs, case_interrupted_recording_stays_readable]:
+                     case_edited_payload_fails_its_checksum, case_damaged_logs, case_interrupted_recording_stays_readable,
+                     case_replay_of_killed_interactive_session_ends, case_replay_honours_sigterm]:
             print("==", case.__name__, flush=True)
             case(tmp)
     finally:
