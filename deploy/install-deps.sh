@@ -24,6 +24,8 @@ packages=(
   # the Debian guest (guest/debian): apt fetches and verifies the riscv64 .debs against the
   # archive keyring; fakeroot + dpkg-deb unpack them, e2fsprogs writes the ext4 image
   apt debian-archive-keyring gpgv fakeroot dpkg e2fsprogs
+  # static glibc programs for the Linux guest (guest/linux/fptest): Debian's riscv64 cross glibc
+  libc6-dev-riscv64-cross
 )
 
 missing=()

@@ -124,16 +124,21 @@ kv="$here/../kv"
 kv_shared=("$kv/store.c" "$kv/persist.c" "$kv/protocol.c")
 init_sources=("$here"/init/*.c "$here/init/start.S" "${kv_shared[@]}")
 initramfs_key="$src_key-$(hash_of "$here"/init/* "${kv_shared[@]}" "$kv/kv.h" \
-    "$here/initramfs.list" "$here/build.sh")"
+    "$here"/fptest/* "$here/initramfs.list" "$here/build.sh")"
 if ! stamp_ok "$out/.initramfs.stamp" "$initramfs_key" || [ ! -f "$out/initramfs.cpio" ]; then
   rm -f "$out/.initramfs.stamp"
   "${cross}gcc" -march=rv64imac -mabi=lp64 -static -nostdlib -ffreestanding -fno-builtin \
       -fno-tree-loop-distribute-patterns -fno-stack-protector -fno-pic -no-pie \
       -fno-asynchronous-unwind-tables -O2 -Wall -Wextra -Werror -I "$here/init" -I "$kv" \
       -s -Wl,--build-id=none -Wl,-e,_start -o "$out/init" "${init_sources[@]}"
+  # fptest: stock glibc userland (Debian's cross glibc, libc6-dev-riscv64-cross), RV64GC lp64d.
+  [ -f /usr/riscv64-linux-gnu/lib/libc.a ] ||
+    die "/usr/riscv64-linux-gnu/lib/libc.a missing: run deploy/install-deps.sh (libc6-dev-riscv64-cross)"
+  "${cross}gcc" -march=rv64gc -mabi=lp64d -static -O2 -Wall -Wextra -Werror -pthread \
+      -s -Wl,--build-id=none -o "$out/fptest" "$here/fptest/fptest.c" -lm
   cc -O2 -o "$out/gen_init_cpio" "$src/usr/gen_init_cpio.c"
-  touch -d @0 "$out/init"  # gen_init_cpio stores a file's own mtime; -t 0 covers the rest
-  INIT="$out/init" "$out/gen_init_cpio" -t 0 "$here/initramfs.list" > "$out/initramfs.cpio.tmp"
+  touch -d @0 "$out/init" "$out/fptest"  # gen_init_cpio stores a file's own mtime; -t 0 covers the rest
+  INIT="$out/init" FPTEST="$out/fptest" "$out/gen_init_cpio" -t 0 "$here/initramfs.list" > "$out/initramfs.cpio.tmp"
   mv "$out/initramfs.cpio.tmp" "$out/initramfs.cpio"
   echo "$initramfs_key" > "$out/.initramfs.stamp"
 fi
