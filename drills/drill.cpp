@@ -8,7 +8,6 @@
 
 #include "drills/monitor.h"
 #include "drills/workload.h"
-#include "netsim/control.h"
 
 namespace tandem::drills {
 
@@ -85,7 +84,7 @@ Roles current_roles(PairEnv& env) {
 }
 
 json netsim_request(PairEnv& env, const json& request) {
-  const json reply = netsim::control_request(env.netsim_socket(), request, std::chrono::seconds(5));
+  const json reply = drills::netsim_request(env.netsim_socket(), request, std::chrono::seconds(5));
   if (!reply.value("ok", false))
     throw std::runtime_error(
         fmt::format("netsim {}: {}", request.dump(), reply.value("error", std::string("request failed"))));

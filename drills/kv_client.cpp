@@ -20,35 +20,6 @@ namespace tandem::drills {
 
 using Clock = std::chrono::steady_clock;
 
-std::string Endpoint::str() const {
-  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
-}
-
-Endpoint parse_endpoint_text(const std::string& text) {
-  std::string host, port_text;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find("]:");
-    if (close == std::string::npos) throw std::invalid_argument(fmt::format("\"{}\": expected [IPv6]:PORT", text));
-    host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0)
-      throw std::invalid_argument(fmt::format("\"{}\": expected HOST:PORT", text));
-    host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-  }
-  unsigned port = 0;
-  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 || port > 65535)
-    throw std::invalid_argument(fmt::format("\"{}\": bad port", text));
-  in6_addr v6{};
-  in_addr v4{};
-  if (::inet_pton(AF_INET, host.c_str(), &v4) != 1 && ::inet_pton(AF_INET6, host.c_str(), &v6) != 1)
-    throw std::invalid_argument(fmt::format("\"{}\": the host must be a numeric address", text));
-  return {host, static_cast<uint16_t>(port)};
-}
-
 namespace {
 int remaining_ms(Clock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();

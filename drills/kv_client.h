@@ -7,15 +7,13 @@
 #include <optional>
 #include <string>
 
+#include "net/endpoint.h"
+
 namespace tandem::drills {
 
-struct Endpoint {
-  std::string host;
-  uint16_t port = 0;
-  std::string str() const;
-};
+using net::Endpoint;
 // "HOST:PORT" or "[v6]:PORT" with a numeric host; throws std::invalid_argument.
-Endpoint parse_endpoint_text(const std::string& text);
+inline Endpoint parse_endpoint_text(const std::string& text) { return net::parse_endpoint(text); }
 
 class KvConnection {
  public:

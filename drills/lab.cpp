@@ -14,8 +14,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "netsim/control.h"
-#include "replicator/control.h"
+#include "control/client.h"
+#include "net/encoding.h"
+#include "net/hmac.h"
 
 namespace tandem::drills {
 
@@ -114,10 +115,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)) {
       throw UsageError(fmt::format("--arbiter witness: {}/tandemd does not know the [fencing] section", bin.string()));
     use_witness_ = arbiter_ == "witness";
     psk_file_ = (fs::path(dir_) / "pair.psk").string();
-    std::random_device rd;
-    std::string psk;
-    for (int i = 0; i < 32; ++i) psk += fmt::format("{:02x}", rd() & 0xff);
-    write_file(psk_file_, psk + "\n");
+    write_file(psk_file_, net::to_hex(net::random_bytes(32)) + "\n");  // mode 0600: others may not read a key
 
     // Per slot: replication listener, console, heartbeat listener, and three proxies
     // (replication towards it, heartbeat towards it, its witness path); plus the witness.
@@ -143,7 +141,7 @@ Lab::Lab(LabOptions options) : options_(std::move(options)) {
                            (fs::path(dir_) / "netsim.log").string());
     wait_for(netsim_, std::chrono::seconds(20), "netsim's control socket", [&] {
       try {
-        return netsim::control_request(netsim_socket_, {{"cmd", "list"}}, std::chrono::milliseconds(500))
+        return netsim_request(netsim_socket_, {{"cmd", "list"}}, std::chrono::milliseconds(500))
             .value("ok", false);
       } catch (const std::exception&) {
         return false;
@@ -254,7 +252,7 @@ void Lab::protect(int primary_slot, int secondary_slot) {
   // A primary that has just started may refuse until it holds the lease: ask again.
   const auto deadline = Clock::now() + std::chrono::seconds(20);
   while (true) {
-    const json reply = replicator::control_request(slots_[primary_slot].socket, {{"cmd", "protect"}, {"peer", peer}});
+    const json reply = control::control_request(slots_[primary_slot].socket, {{"cmd", "protect"}, {"peer", peer}});
     if (reply.value("ok", false)) return;
     if (Clock::now() >= deadline)
       throw std::runtime_error(fmt::format("{}: protect {} refused: {}", slots_[primary_slot].name, peer,
@@ -336,8 +334,8 @@ void Lab::restart_witness() {
 void Lab::cleanup_faults() {
   for (auto& s : slots_) s.process.signal(SIGCONT);
   try {
-    netsim::control_request(netsim_socket_, {{"cmd", "heal"}}, std::chrono::seconds(2));
-    netsim::control_request(netsim_socket_, {{"cmd", "clear"}}, std::chrono::seconds(2));
+    netsim_request(netsim_socket_, {{"cmd", "heal"}}, std::chrono::seconds(2));
+    netsim_request(netsim_socket_, {{"cmd", "clear"}}, std::chrono::seconds(2));
   } catch (const std::exception&) {
   }
   if (use_witness_ && !witness_.running()) {

@@ -12,8 +12,8 @@
 #include <fmt/format.h>
 
 #include "drills/external_pair.h"
-#include "netsim/control.h"
-#include "replicator/control.h"
+#include "control/client.h"
+#include "net/json_lines.h"
 
 namespace tandem::drills {
 
@@ -38,9 +38,13 @@ void sleep_interruptible(std::chrono::milliseconds duration) {
   }
 }
 
+json netsim_request(const std::string& socket, const json& request, std::chrono::milliseconds timeout) {
+  return net::json_lines_request(socket, request, timeout, " (is tandem-netsim running?)", 64u << 20);
+}
+
 std::optional<json> node_status(const std::string& socket, int timeout_ms) {
   try {
-    json reply = replicator::control_request(socket, {{"cmd", "status"}}, std::chrono::milliseconds(timeout_ms));
+    json reply = control::control_request(socket, {{"cmd", "status"}}, std::chrono::milliseconds(timeout_ms));
     if (!reply.value("ok", false) || !reply.contains("status") || !reply["status"].is_object()) return std::nullopt;
     return reply["status"];
   } catch (const std::exception&) {
@@ -85,7 +89,7 @@ ExternalPair::ExternalPair(std::string control_a, std::string control_b, std::st
   }
   if (!netsim_socket_.empty()) {
     try {
-      netsim::control_request(netsim_socket_, {{"cmd", "list"}}, std::chrono::seconds(3));
+      netsim_request(netsim_socket_, {{"cmd", "list"}}, std::chrono::seconds(3));
     } catch (const std::exception& e) {
       throw UsageError(fmt::format("--netsim {}: {}", netsim_socket_, e.what()));
     }
@@ -145,11 +149,11 @@ void ExternalPair::cleanup_faults() {
   if (netsim_socket_.empty()) return;
   try {
     // Only what a drill sets: its named partition and faults on the links it names.
-    netsim::control_request(netsim_socket_, {{"cmd", "heal"}, {"name", "drill"}}, std::chrono::seconds(2));
+    netsim_request(netsim_socket_, {{"cmd", "heal"}, {"name", "drill"}}, std::chrono::seconds(2));
     const LinkSet set = links(0);
     for (const auto* group : {&set.replication, &set.heartbeat, &set.primary_witness})
       for (const auto& link : *group)
-        netsim::control_request(netsim_socket_, {{"cmd", "clear"}, {"link", link}}, std::chrono::seconds(2));
+        netsim_request(netsim_socket_, {{"cmd", "clear"}, {"link", link}}, std::chrono::seconds(2));
   } catch (const std::exception&) {
   }
 }

@@ -34,6 +34,10 @@ void throw_if_interrupted();
 // Sleeps in small steps, throwing Interrupted when asked to stop.
 void sleep_interruptible(std::chrono::milliseconds duration);
 
+// One request to tandem-netsim's control socket (net::json_lines_request).
+nlohmann::json netsim_request(const std::string& socket, const nlohmann::json& request,
+                              std::chrono::milliseconds timeout);
+
 // The netsim links of one failure domain, as seen from the current primary P and
 // secondary S.
 struct LinkSet {

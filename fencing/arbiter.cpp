@@ -4,10 +4,10 @@
 
 #include <stdexcept>
 
-#include "fencing/command_arbiter.h"
-#include "fencing/disk_arbiter.h"
-#include "fencing/etcd_arbiter.h"
-#include "fencing/witness_arbiter.h"
+#include "fencing/arbiters/command_arbiter.h"
+#include "fencing/arbiters/disk_arbiter.h"
+#include "fencing/arbiters/etcd_arbiter.h"
+#include "fencing/arbiters/witness_arbiter.h"
 
 namespace tandem::fencing {
 

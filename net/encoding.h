@@ -13,6 +13,10 @@ std::string to_hex(std::string_view bytes);
 // The bytes of an even-length hex string (either case); nullopt for anything else.
 std::optional<std::string> from_hex(std::string_view hex);
 
+// `text` in double quotes with '"' and '\\' escaped and control bytes as \xNN: a value shown
+// the way the user wrote it, in an error message.
+std::string quoted(std::string_view text);
+
 // Standard base64 with padding (RFC 4648 section 4).
 std::string base64_encode(std::string_view bytes);
 // The bytes of padded standard base64; nullopt for a length that is not a multiple of 4, a

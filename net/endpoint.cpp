@@ -1,5 +1,7 @@
 #include "net/endpoint.h"
 
+#include "net/encoding.h"
+
 #include <boost/asio/ip/address.hpp>
 #include <charconv>
 #include <stdexcept>
@@ -9,21 +11,6 @@
 namespace tandem::net {
 
 namespace {
-
-std::string quoted(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 // A DNS-style name: letters, digits, '-', '.', '_' (no spaces, slashes or colons).
 bool plausible_name(std::string_view host) {

@@ -3,26 +3,13 @@
 #include <charconv>
 #include <set>
 
+#include "net/endpoint.h"
 #include "netsim/toml_util.h"
 
 namespace netsim {
 
 using detail::fail_at;
 using detail::line_of;
-
-std::pair<std::string, uint16_t> parse_host_port(std::string_view text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0)
-    throw std::invalid_argument(fmt::format("'{}' is not host:port", text));
-  std::string host(text.substr(0, colon));
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string_view port_text = text.substr(colon + 1);
-  unsigned port = 0;
-  auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port > 65535)
-    throw std::invalid_argument(fmt::format("'{}': port must be a number in [0, 65535]", text));
-  return {host, static_cast<uint16_t>(port)};
-}
 
 namespace {
 
@@ -34,7 +21,9 @@ LinkConfig parse_link(const toml::table& table, const std::string& source) {
     auto text = [&] { return detail::require_string(node, source, key); };
     auto host_port = [&](std::string& host, uint16_t& port) {
       try {
-        std::tie(host, port) = parse_host_port(text());
+        const auto endpoint = tandem::net::parse_endpoint(text(), {.allow_any_port = true});
+        host = endpoint.host;
+        port = endpoint.port;
       } catch (const std::invalid_argument& e) {
         fail_at(source, line_of(node), key, e.what());
       }

@@ -31,7 +31,4 @@ struct LinksFile {
 LinksFile parse_links(std::string_view toml_text, const std::string& source = "links");
 LinksFile load_links(const std::string& path);
 
-// "host:port" -> parts; throws std::invalid_argument.
-std::pair<std::string, uint16_t> parse_host_port(std::string_view text);
-
 }  // namespace netsim

@@ -7,9 +7,6 @@
 
 namespace netsim {
 
-using boost::system::error_code;
-using local = asio::local::stream_protocol;
-
 namespace {
 
 constexpr size_t kMaxLine = 1 << 20;
@@ -155,107 +152,28 @@ nlohmann::json ControlServer::handle(Simulator& sim, const nlohmann::json& reque
   }
 }
 
-struct ControlServer::State {
-  explicit State(asio::io_context& io) : acceptor(io) {}
-  local::acceptor acceptor;
-  bool running = true;
-  std::vector<std::weak_ptr<local::socket>> clients;
-};
-
-namespace {
-
-asio::awaitable<void> serve_client(Simulator& sim, std::shared_ptr<local::socket> socket) {
-  asio::streambuf buffer(kMaxLine);
-  error_code ec;
-  for (;;) {
-    co_await asio::async_read_until(*socket, buffer, '\n', asio::redirect_error(asio::use_awaitable, ec));
-    if (ec == asio::error::not_found) {
-      const std::string reply = nlohmann::json{{"ok", false}, {"error", "request line too long"}}.dump() + "\n";
-      co_await asio::async_write(*socket, asio::buffer(reply), asio::redirect_error(asio::use_awaitable, ec));
-      break;
-    }
-    if (ec) break;  // closed, possibly mid-line: nothing to answer
-    std::istream in(&buffer);
-    std::string line;
-    std::getline(in, line);
-    if (line.empty()) continue;
-    nlohmann::json reply;
-    auto request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (request.is_discarded()) reply = {{"ok", false}, {"error", "request is not valid JSON"}};
-    else reply = ControlServer::handle(sim, request);
-    const std::string text = reply.dump() + "\n";
-    co_await asio::async_write(*socket, asio::buffer(text), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;
-  }
-  socket->close(ec);
-}
-
-asio::awaitable<void> accept_clients(Simulator& sim, std::shared_ptr<ControlServer::State> state) {
-  for (;;) {
-    auto socket = std::make_shared<local::socket>(sim.io());
-    error_code ec;
-    co_await state->acceptor.async_accept(*socket, asio::redirect_error(asio::use_awaitable, ec));
-    if (!state->running) co_return;
-    if (ec) continue;
-    std::erase_if(state->clients, [](const auto& w) { return w.expired(); });
-    state->clients.push_back(socket);
-    asio::co_spawn(sim.io(), serve_client(sim, socket), asio::detached);
-  }
-}
-
-}  // namespace
-
 ControlServer::ControlServer(Simulator& simulator, std::string socket_path)
     : simulator_(simulator), path_(std::move(socket_path)) {
+  // On the simulator's thread: requests are served there, between its forwarding work.
   simulator_.call([&] {
-    state_ = std::make_shared<State>(simulator_.io());
-    ::unlink(path_.c_str());  // a stale socket from an earlier run
-    error_code ec;
-    state_->acceptor.open(local(), ec);
-    if (!ec) state_->acceptor.bind(local::endpoint(path_), ec);
-    if (!ec) state_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) throw std::runtime_error(fmt::format("control socket '{}': {}", path_, ec.message()));
-    asio::co_spawn(simulator_.io(), accept_clients(simulator_, state_), asio::detached);
+    server_ = std::make_unique<tandem::net::JsonLinesServer>(
+        simulator_.io(), path_, [&sim = simulator_](const nlohmann::json& request) { return handle(sim, request); },
+        tandem::net::JsonLinesOptions{.max_line = kMaxLine, .idle_timeout = std::chrono::milliseconds(0),
+                                      .name = "netsim control"});
   });
 }
 
 ControlServer::~ControlServer() {
   try {
-    simulator_.call([&] {
-      state_->running = false;
-      error_code ignored;
-      state_->acceptor.close(ignored);
-      for (auto& weak : state_->clients) {
-        if (auto s = weak.lock()) s->close(ignored);
-      }
-    });
+    simulator_.call([&] { server_->stop(); });
   } catch (...) {
   }
-  ::unlink(path_.c_str());
 }
 
 nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request, Duration timeout) {
-  asio::io_context io;
-  local::socket socket(io);
-  error_code ec;
-  socket.connect(local::endpoint(socket_path), ec);
-  if (ec) throw std::runtime_error(fmt::format("cannot reach control socket '{}': {}", socket_path, ec.message()));
-  const std::string line = request.dump() + "\n";
-  asio::write(socket, asio::buffer(line), ec);
-  if (ec) throw std::runtime_error(fmt::format("control socket: {}", ec.message()));
-
-  asio::streambuf buffer(kMaxLine * 64);
-  std::optional<error_code> result;
-  asio::async_read_until(socket, buffer, '\n', [&](error_code e, size_t) { result = e; });
-  io.run_for(timeout);
-  if (!result) throw std::runtime_error("control socket: no reply in time");
-  if (*result) throw std::runtime_error(fmt::format("control socket: {}", result->message()));
-  std::istream in(&buffer);
-  std::string reply;
-  std::getline(in, reply);
-  auto json = nlohmann::json::parse(reply, nullptr, false);
-  if (json.is_discarded()) throw std::runtime_error("control socket: reply is not JSON");
-  return json;
+  return tandem::net::json_lines_request(socket_path, request,
+                                         std::chrono::duration_cast<std::chrono::milliseconds>(timeout),
+                                         " (is tandem-netsim running?)", kMaxLine * 64);
 }
 
 }  // namespace netsim

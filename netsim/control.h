@@ -19,13 +19,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/json_lines.h"
 #include "netsim/simulator.h"
 
 namespace netsim {
 
 class ControlServer {
  public:
-  // Listens on `socket_path` (a stale socket file there is replaced). Throws on failure.
+  // Listens on `socket_path` (net::JsonLinesServer on the simulator's thread: mode 0600, a
+  // stale socket file is replaced, a live one refused). Throws on failure.
   ControlServer(Simulator& simulator, std::string socket_path);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
@@ -34,16 +36,15 @@ class ControlServer {
   // Exposed for tests: the reply to one request.
   static nlohmann::json handle(Simulator& simulator, const nlohmann::json& request);
 
-  struct State;  // defined in control.cpp
-
  private:
   Simulator& simulator_;
   std::string path_;
-  std::shared_ptr<State> state_;
+  std::unique_ptr<tandem::net::JsonLinesServer> server_;
 };
 
-// Sends one request and waits for its reply. Throws std::runtime_error if the socket cannot
-// be reached or the reply does not come within `timeout`.
+// Sends one request and waits for its reply (net::json_lines_request). Throws
+// std::runtime_error if the socket cannot be reached or the reply does not come within
+// `timeout`.
 nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request,
                                Duration timeout = std::chrono::seconds(10));
 

@@ -20,6 +20,9 @@
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
 
+#include "net/encoding.h"
+#include "net/psk.h"
+
 namespace tandem::replicator {
 
 namespace fs = std::filesystem;
@@ -29,7 +32,6 @@ namespace {
 constexpr uint64_t kMaxMemMib = 65536;          // same bound as `tandem run --mem`
 constexpr uint32_t kMaxIntervalMs = 60'000;     // heartbeat and lag bounds beyond a minute are typos
 constexpr uint32_t kMaxHeartbeatMisses = 1000;
-constexpr size_t kMaxPskBytes = 4096;           // a bigger "key" is almost surely the wrong file
 constexpr size_t kMaxUnixSocketPath = 107;      // sizeof(sockaddr_un::sun_path) - 1
 constexpr std::array kArbiterKinds = {"none", "witness", "disk", "command", "etcd"};
 constexpr std::array kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -45,20 +47,7 @@ struct Origin {
 }
 
 // Shows a value the way the user wrote it: strings quoted, numbers bare.
-std::string quote(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+std::string quote(std::string_view text) { return net::quoted(text); }
 
 std::string describe(const toml::node& node) {
   if (auto s = node.as_string()) return quote(s->get());
@@ -276,27 +265,14 @@ std::string host_name() {
   return buffer;
 }
 
-// Reads the PSK file: at least kMinPskBytes after trailing line breaks are dropped (so
-// `openssl rand -hex 32 > psk` works on both hosts alike).
-std::string load_psk(const Setting<std::string>& s, std::vector<std::string>& warnings) {
-  struct stat st {};
-  if (::stat(s.value.c_str(), &st) != 0)
-    fail(s.origin, fmt::format("cannot read {}: {}", quote(s.value), std::strerror(errno)));
-  if (!S_ISREG(st.st_mode)) fail(s.origin, fmt::format("{} is not a regular file", quote(s.value)));
-  if (static_cast<uint64_t>(st.st_size) > kMaxPskBytes)
-    fail(s.origin, fmt::format("{} holds {} bytes, more than {}: is it the right file?", quote(s.value),
-                               st.st_size, kMaxPskBytes));
-  std::ifstream in(s.value, std::ios::binary);
-  if (!in) fail(s.origin, fmt::format("cannot read {}: {}", quote(s.value), std::strerror(errno)));
-  std::string psk{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  while (!psk.empty() && (psk.back() == '\n' || psk.back() == '\r')) psk.pop_back();
-  if (psk.size() < kMinPskBytes)
-    fail(s.origin, fmt::format("{} holds {} bytes; a pre-shared key needs at least {} "
-                               "(e.g. `openssl rand -hex 32 > FILE`)",
-                               quote(s.value), psk.size(), kMinPskBytes));
-  if (st.st_mode & S_IROTH)
-    warnings.push_back(fmt::format("{}: {} is world-readable; `chmod 600` it", s.origin.where, quote(s.value)));
-  return psk;
+// Reads the PSK file (net::load_psk: a private regular file, at least kMinPskBytes after
+// trailing line breaks are dropped, so `openssl rand -hex 32 > psk` works on both hosts alike).
+std::string load_psk(const Setting<std::string>& s) {
+  try {
+    return net::load_psk(s.value);
+  } catch (const std::invalid_argument& e) {
+    fail(s.origin, e.what());
+  }
 }
 
 // [fencing]: the arbiter with the settings its kind needs (and none it ignores), the lease
@@ -379,7 +355,8 @@ void finish_fencing(const RawConfig& raw, const FileReader& file, NodeConfig& c)
   if (raw.path_heartbeat_misses.set) p.timing.misses = static_cast<uint32_t>(raw.path_heartbeat_misses.value);
 }
 
-NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::string>& warnings) {
+// `warnings` collects non-fatal findings (none today: a PSK others can read is refused).
+NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::string>& /*warnings*/) {
   NodeConfig c;
   auto required = [&](const Setting<std::string>& s, const char* section, const char* key, const char* flag,
                       const char* when = nullptr) {
@@ -495,7 +472,7 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
 
   required(raw.psk_file, "pair", "psk_file", nullptr);
   c.psk_file = raw.psk_file.value;
-  c.psk = load_psk(raw.psk_file, warnings);
+  c.psk = load_psk(raw.psk_file);
   finish_fencing(raw, file, c);
   return c;
 }
@@ -506,30 +483,6 @@ std::optional<Role> parse_role(std::string_view text) {
   if (text == "primary") return Role::Primary;
   if (text == "secondary") return Role::Secondary;
   return std::nullopt;
-}
-
-Endpoint parse_endpoint(std::string_view text, bool allow_any_port) {
-  const auto fail_with = [&](std::string_view why) -> Endpoint {
-    throw std::invalid_argument(fmt::format("expected HOST:PORT with a numeric host, got {} ({})", quote(text), why));
-  };
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) return fail_with("no port");
-  std::string_view host = text.substr(0, colon);
-  const std::string_view port_text = text.substr(colon + 1);
-  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
-  if (bracketed) host = host.substr(1, host.size() - 2);
-  else if (host.find(':') != std::string_view::npos) return fail_with("an IPv6 host needs brackets: [::1]:7100");
-  if (host.empty()) return fail_with("no host");
-  boost::system::error_code ec;
-  const auto address = boost::asio::ip::make_address(std::string(host), ec);
-  if (ec) return fail_with("the host is not a numeric IP address");
-  if (bracketed != address.is_v6()) return fail_with("brackets are for IPv6 hosts only");
-  unsigned port = 0;
-  const auto [end, err] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || err != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
-    return fail_with("the port must be a number from 1 to 65535");
-  if (port == 0 && !allow_any_port) return fail_with("port 0 is only for listening");
-  return Endpoint{std::string(host), static_cast<uint16_t>(port)};
 }
 
 NodeConfig parse_config(std::string_view text, const std::string& source, const std::string& base_dir,

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "net/endpoint.h"
 #include "replicator/node.h"
 #include "vmm/boot_spec.h"
 #include "replicator/transport/link.h"  // kMinPskBytes: one minimum for config and handshake
@@ -53,10 +54,10 @@ inline vmm::BootSpec boot_spec(const NodeConfig& c) {
   return vmm::BootSpec{c.guest, c.bios, c.kernel, c.initrd, c.bootargs};
 }
 
-// Reads, validates and returns the configuration. The PSK file is read into `psk`: it must
-// exist and hold at least kMinPskBytes after trailing line breaks are dropped. Non-fatal
-// findings (a world-readable PSK file) are appended to `warnings` when given, else logged
-// with spdlog::warn. Throws ConfigError.
+// Reads, validates and returns the configuration. The PSK file is read into `psk` by
+// net::load_psk: a regular file its group and others cannot read, holding at least
+// kMinPskBytes after trailing line breaks are dropped. Non-fatal findings are appended to
+// `warnings` when given, else logged with spdlog::warn. Throws ConfigError.
 NodeConfig load_config(const std::string& path, const ConfigOverrides& overrides = {},
                        std::vector<std::string>* warnings = nullptr);
 
@@ -65,15 +66,14 @@ NodeConfig load_config(const std::string& path, const ConfigOverrides& overrides
 NodeConfig parse_config(std::string_view text, const std::string& source, const std::string& base_dir,
                         const ConfigOverrides& overrides = {}, std::vector<std::string>* warnings = nullptr);
 
-struct Endpoint {
-  std::string host;  // numeric IPv4 or IPv6 (without brackets)
-  uint16_t port = 0;
-};
+using net::Endpoint;
 
 // Parses "HOST:PORT" with a numeric host ("127.0.0.1:7100", "[::1]:7100"). Port 0 is allowed
 // only when `allow_any_port` (listening on a port the system picks). Throws
-// std::invalid_argument with the reason.
-Endpoint parse_endpoint(std::string_view text, bool allow_any_port = false);
+// std::invalid_argument with the reason (net::parse_endpoint).
+inline Endpoint parse_endpoint(std::string_view text, bool allow_any_port = false) {
+  return net::parse_endpoint(text, {.allow_any_port = allow_any_port});
+}
 
 // "primary" / "secondary" ↔ Role; nullopt for anything else.
 std::optional<Role> parse_role(std::string_view text);

@@ -9,18 +9,18 @@
 // client that disconnects mid-request is dropped. None of this disturbs the node.
 #pragma once
 
-#include <chrono>
-#include <memory>
-#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "control/client.h"
+#include "control/status.h"
+#include "net/json_lines.h"
 #include "replicator/node.h"
 
 namespace tandem::replicator {
 
-inline constexpr size_t kMaxControlLine = 64 * 1024;
+inline constexpr size_t kMaxControlLine = net::kMaxJsonLine;
 
 // What the control server drives. tandemd adapts a Node (NodeControl); tests use fakes.
 // Calls arrive on the server's thread, one at a time.
@@ -50,50 +50,28 @@ class ControlServer {
  public:
   // Binds `socket_path` (creating its directory if missing; replacing a stale socket file,
   // refusing if another process still serves it or the path is not a socket) and serves it
-  // on its own thread. Throws std::runtime_error naming the path on failure.
+  // on its own thread (net::JsonLinesServer). Throws std::runtime_error naming the path.
   ControlServer(std::string socket_path, ControlHandler& handler);
-  ~ControlServer();  // stop()
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
   // Closes every connection, joins the thread and removes the socket file (if it is still
-  // the one this server created). Idempotent.
-  void stop();
-  const std::string& path() const { return path_; }
+  // the one this server created). Idempotent; also done by the destructor.
+  void stop() { server_.stop(); }
+  const std::string& path() const { return server_.path(); }
 
   // The reply to one request (exposed for tests).
   static nlohmann::json handle(ControlHandler& handler, const nlohmann::json& request);
 
-  struct State;  // defined in control.cpp
-
  private:
-  std::string path_;
-  std::shared_ptr<State> state_;
+  net::JsonLinesServer server_;
 };
 
-// The control socket could not be reached (no daemon, wrong path, permissions).
-class ControlUnavailable : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// Sends one request and returns the reply. Throws ControlUnavailable if the socket cannot be
-// reached, std::runtime_error if the reply is missing, late or not JSON.
-nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request,
-                               std::chrono::milliseconds timeout = std::chrono::seconds(10));
-
-// The status object of a "status" reply, and back (tolerant of missing fields, throws
-// std::runtime_error for fields of the wrong type or unknown role/state names).
-nlohmann::json status_to_json(const NodeStatus& status);
-NodeStatus status_from_json(const nlohmann::json& json);
-
-// The operator's view, as `tandemctl status` prints it:
-//   node a  role primary  state PROTECTED  epoch 3
-//   icount 123456789  peer icount 123450000  lag 6789 instr (0.007 ms)
-//   log 12.3 KB/s (total 1.2 MB)  last audit @120000000 ok
-//   sync: done, 3 rounds, 4.1 MB at 210.3 MB/s
-//   console 127.0.0.1:7300  peer 127.0.0.1:7200
-// plus "error: ..." when the node reports one. Sizes are decimal (1 MB = 10^6 bytes).
-std::string format_status(const NodeStatus& status);
+// The client and the status schema: control/client.h and control/status.h (tandemctl and
+// the drills use them without linking the node); format_status is tandemctl's.
+using control::control_request;
+using control::ControlUnavailable;
+using control::status_from_json;
+using control::status_to_json;
 
 }  // namespace tandem::replicator

@@ -50,7 +50,7 @@
 #include "checkpoint/checkpoint.h"
 #include "fencing/ack_freshness.h"
 #include "fencing/decider.h"
-#include "fencing/detector.h"
+#include "fencing/detector/detector.h"
 #include "fencing/lease.h"
 #include "replicator/pair_io.h"
 #include "replicator/precopy.h"
@@ -1779,26 +1779,6 @@ std::string Node::failover() {
   n.wake = 1;
   n.cv.notify_all();
   return "";
-}
-
-const char* to_string(Role role) { return role == Role::Primary ? "primary" : "secondary"; }
-
-const char* to_string(PairState state) {
-  switch (state) {
-    case PairState::Standalone:
-      return "STANDALONE";
-    case PairState::Syncing:
-      return "SYNCING";
-    case PairState::Protected:
-      return "PROTECTED";
-    case PairState::Standby:
-      return "STANDBY";
-    case PairState::Failed:
-      return "FAILED";
-    case PairState::Fenced:
-      return "FENCED";
-  }
-  return "UNKNOWN";
 }
 
 }  // namespace tandem::replicator

@@ -5,61 +5,20 @@
 #include <memory>
 #include <string>
 
+#include "control/status.h"
 #include "fencing/arbiter.h"
-#include "fencing/detector.h"
+#include "fencing/detector/detector.h"
 
 namespace tandem::replicator {
 
-enum class Role { Primary, Secondary };
-enum class PairState {
-  Standalone,
-  Syncing,
-  Protected,
-  Standby,  // secondary waiting for a primary
-  Failed,
-  Fenced,   // a primary that lost its lease (or yielded it): no output until re-synced as a secondary
-};
-
-struct SyncProgress {
-  uint32_t rounds = 0;
-  uint64_t bytes = 0;
-  double rate_mb_s = 0;
-  bool done = false;
-};
-
-// The [fencing] view of `tandemctl status` (docs/fencing.md).
-struct FencingStatus {
-  std::string arbiter;          // Arbiter::describe()
-  int64_t lease_ms_left = -1;   // -1: no lease held
-  bool fenced = false;          // the output gate is closed by self-fencing
-  std::string link = "down";    // "up" | "down": the replication link hears the peer
-  std::string heartbeat_path = "off";  // "up" | "down" | "off": the second heartbeat path
-  bool degraded = false;        // exactly one of the two paths hears the peer
-  std::string lease;            // the last arbiter outcome, e.g. "renew: granted epoch 4 (ttl 2000 ms)"
-  std::string promotion;        // secondary: "" or what a promotion waits for
-  int64_t ack_ms_left = -1;     // primary: acknowledged output may leave this long without the lease (-1: no)
-};
-
-struct NodeStatus {
-  std::string node_name, vm_id;
-  Role role = Role::Primary;
-  PairState state = PairState::Standalone;
-  uint64_t epoch = 0;
-  uint64_t icount = 0;
-  uint64_t peer_icount = 0;  // executed on the other side
-  uint64_t lag_instructions = 0;
-  double lag_ms = 0;  // lag in guest time: 1 instruction = 1 ns
-  double log_rate_kb_s = 0;
-  uint64_t log_bytes = 0;
-  uint64_t last_audit_icount = 0;
-  bool last_audit_ok = true;
-  SyncProgress sync;
-  std::string peer;
-  std::string console;
-  std::string last_error;
-  int64_t pid = 0;  // tandemd's process id
-  FencingStatus fencing;
-};
+// The status schema lives with the control client (control/status.h), so tandemctl reads it
+// without linking the node.
+using control::FencingStatus;
+using control::NodeStatus;
+using control::PairState;
+using control::Role;
+using control::SyncProgress;
+using control::to_string;
 
 struct NodeConfig {                // filled from TOML + flags by config.cpp
   std::string node_name;           // [node] name (default: hostname)
@@ -107,8 +66,5 @@ class Node {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-const char* to_string(Role role);
-const char* to_string(PairState state);
 
 }  // namespace tandem::replicator

@@ -1,5 +1,5 @@
 // tandem-witness: the lease arbiter on a third host. Grants each VM's lease (epoch = fencing
-// token) to one node of its pair at a time; see fencing/witness_server.h and docs/fencing.md.
+// token) to one node of its pair at a time; see fencing/witness/server.h and docs/fencing.md.
 //   tandem-witness --listen HOST:PORT --state-file FILE --psk-file FILE [--log-level L]
 // Exit status: 0 after SIGTERM/SIGINT, 1 on a corrupt state file or a runtime failure,
 // 2 on a usage or configuration error.
@@ -7,46 +7,35 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <thread>
 
-#include "fencing/witness_server.h"
+#include "fencing/witness/server.h"
+#include "net/endpoint.h"
+#include "net/psk.h"
 
 namespace {
 
-constexpr size_t kMinPskBytes = 16;  // the pair link's minimum (replicator/transport/link.h)
-
-// Same rule as tandemd's [pair] psk_file: the file's bytes, trailing newlines stripped.
-std::string load_psk(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::invalid_argument(fmt::format("cannot read the PSK file {}", path));
-  std::string psk{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  while (!psk.empty() && (psk.back() == '\n' || psk.back() == '\r')) psk.pop_back();
-  if (psk.size() < kMinPskBytes) {
-    throw std::invalid_argument(
-        fmt::format("the PSK file {} holds {} bytes; at least {} are needed (e.g. openssl rand -hex 32)", path,
-                    psk.size(), kMinPskBytes));
+// "HOST:PORT" or "[V6]:PORT" (numeric host, port 0 = any) into the options.
+void parse_listen(const std::string& listen, tandem::fencing::WitnessOptions& options) {
+  try {
+    const auto endpoint = tandem::net::parse_endpoint(listen, {.allow_any_port = true});
+    options.host = endpoint.host;
+    options.port = endpoint.port;
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("--listen: {}", e.what()));
   }
-  return psk;
 }
 
-// "HOST:PORT" or "[V6]:PORT" into the options.
-void parse_listen(const std::string& listen, tandem::fencing::WitnessOptions& options) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) throw std::invalid_argument("--listen \"" + listen + "\": expected HOST:PORT");
-  std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string port = listen.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoul(port) > 65535) {
-    throw std::invalid_argument("--listen \"" + listen + "\": bad port");
+// Same rule as tandemd's [pair] psk_file (net::load_psk).
+std::string load_psk(const std::string& path) {
+  try {
+    return tandem::net::load_psk(path);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("--psk-file: {}", e.what()));
   }
-  options.host = host;
-  options.port = static_cast<uint16_t>(std::stoul(port));
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 // Exit status: 0 done, 1 the daemon refused the command, 2 usage error or the daemon
 // cannot be reached.
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,13 +14,19 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "control/client.h"
+#include "control/status.h"
 #include "drills/cli.h"
-#include "replicator/config.h"
-#include "replicator/control.h"
+#include "net/encoding.h"
+#include "net/endpoint.h"
+#include "net/hmac.h"
+#include "tools/tandemctl_status.h"
 
 namespace {
 
-using namespace tandem::replicator;
+using tandem::control::control_request;
+using tandem::control::status_from_json;
+using tandem::tools::format_status;
 using nlohmann::json;
 
 constexpr int kExitRefused = 1;
@@ -42,12 +47,13 @@ int fail(int status, const std::string& message) {
 // created 0600 and never overwritten (O_EXCL): replacing one host's key by mistake would
 // break the pair, so an operator removes the old file on purpose.
 int keygen(const std::string& out_path, int bytes) {
-  std::string raw(static_cast<size_t>(bytes), '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), bytes) != 1)
-    return fail(kExitRefused, "keygen: OpenSSL RAND_bytes failed (no entropy?)");
-  std::string hex;
-  for (unsigned char c : raw) hex += fmt::format("{:02x}", c);
-  hex += "\n";
+  std::string raw;
+  try {
+    raw = tandem::net::random_bytes(static_cast<size_t>(bytes));
+  } catch (const std::runtime_error& e) {
+    return fail(kExitRefused, fmt::format("keygen: {} (no entropy?)", e.what()));
+  }
+  const std::string hex = tandem::net::to_hex(raw) + "\n";
   if (out_path.empty() || out_path == "-") {
     std::cout << hex;
     return 0;
@@ -118,7 +124,7 @@ int main(int argc, char** argv) {
     request = {{"cmd", "status"}};
   } else if (*protect_cmd) {
     try {
-      parse_endpoint(peer);
+      tandem::net::parse_endpoint(peer);
     } catch (const std::invalid_argument& e) {
       return fail(kExitUsage, fmt::format("protect: {}", e.what()));
     }

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "fencing/arbiter.h"
-#include "fencing/witness_server.h"
+#include "fencing/witness/server.h"
 
 extern char** environ;
 

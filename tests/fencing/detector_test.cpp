@@ -1,7 +1,7 @@
 // The dual-path failure detector on real loopback sockets: two detectors hear each other;
 // verdicts follow the link and the second path; a stopped peer, a wrong key, forged,
 // replayed and garbage heartbeats are told apart (and refused) as they should be.
-#include "fencing/detector.h"
+#include "fencing/detector/detector.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -15,6 +15,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "net/frame.h"
+#include "proto/fencing.pb.h"
 
 namespace {
 
@@ -82,6 +85,16 @@ std::string read_exact(int fd, size_t n) {
     out.append(buffer, static_cast<size_t>(r));
   }
   return out;
+}
+
+// One whole heartbeat frame (net frame header + payload), or "" if the stream ends first.
+std::string read_frame(int fd) {
+  std::string header = read_exact(fd, tandem::net::kFrameHeaderBytes);
+  if (header.size() != tandem::net::kFrameHeaderBytes) return "";
+  const auto fields = tandem::net::read_frame_header(reinterpret_cast<const uint8_t*>(header.data()));
+  if (fields.length > 1024) return "";
+  const std::string payload = read_exact(fd, fields.length);
+  return payload.size() == fields.length ? header + payload : "";
 }
 
 // True when the peer closes the connection within the receive timeout.
@@ -193,19 +206,34 @@ TEST(FailureDetector, GarbageForgedAndReplayedHeartbeatsCloseTheConnection) {
   FailureDetector a(config(pa, pb));
   a.start();
 
-  // Garbage: 53 bytes that are not a heartbeat.
+  // Garbage: bytes that are not a heartbeat frame (their "length" is far over the limit).
   int fd = connect_to(pa);
   ASSERT_GE(fd, 0);
   EXPECT_EQ(read_exact(fd, 32).size(), 32u);
   ::send(fd, std::string(53, 'x').data(), 53, MSG_NOSIGNAL);
   EXPECT_TRUE(closed_by_peer(fd));
   ::close(fd);
-  EXPECT_NE(a.stats().last_rejection.find("bad magic"), std::string::npos);
+  EXPECT_NE(a.stats().last_rejection.find("not a heartbeat"), std::string::npos) << a.stats().last_rejection;
 
-  // Forged: the right magic, a made-up MAC.
+  // A frame whose checksum does not match its payload.
   fd = connect_to(pa);
   read_exact(fd, 32);
-  std::string forged = "THB1" + std::string(49, '\1');
+  std::string corrupt = tandem::net::encode_frame("not a heartbeat message");
+  corrupt.back() ^= 1;
+  ::send(fd, corrupt.data(), corrupt.size(), MSG_NOSIGNAL);
+  EXPECT_TRUE(closed_by_peer(fd));
+  ::close(fd);
+  EXPECT_NE(a.stats().last_rejection.find("not a heartbeat"), std::string::npos) << a.stats().last_rejection;
+
+  // Forged: a well-formed Heartbeat with a made-up MAC.
+  fd = connect_to(pa);
+  read_exact(fd, 32);
+  tandem::fencing::wire::Heartbeat forged_beat;
+  forged_beat.set_counter(1);
+  forged_beat.set_epoch(7);
+  forged_beat.set_role(1);
+  forged_beat.set_mac(std::string(32, '\1'));
+  const std::string forged = tandem::net::encode_frame(forged_beat, "test");
   ::send(fd, forged.data(), forged.size(), MSG_NOSIGNAL);
   EXPECT_TRUE(closed_by_peer(fd));
   ::close(fd);
@@ -230,20 +258,20 @@ TEST(FailureDetector, GarbageForgedAndReplayedHeartbeatsCloseTheConnection) {
   const int to_a = connect_to(pa);
   const std::string challenge = read_exact(to_a, 32);
   ::send(from_b, challenge.data(), challenge.size(), MSG_NOSIGNAL);
-  const std::string first = read_exact(from_b, 53), second = read_exact(from_b, 53);
-  ASSERT_EQ(first.size(), 53u);
-  ASSERT_EQ(second.size(), 53u);
+  const std::string first = read_frame(from_b), second = read_frame(from_b);
+  ASSERT_FALSE(first.empty());
+  ASSERT_FALSE(second.empty());
   const uint64_t good_before = a.stats().beats_received;
-  ::send(to_a, first.data(), 53, MSG_NOSIGNAL);
-  ::send(to_a, second.data(), 53, MSG_NOSIGNAL);
+  ::send(to_a, first.data(), first.size(), MSG_NOSIGNAL);
+  ::send(to_a, second.data(), second.size(), MSG_NOSIGNAL);
   ASSERT_TRUE(eventually([&] { return a.stats().beats_received == good_before + 2; }));
   EXPECT_TRUE(a.second_path_alive());
-  ::send(to_a, first.data(), 53, MSG_NOSIGNAL);  // replayed on the same connection
+  ::send(to_a, first.data(), first.size(), MSG_NOSIGNAL);  // replayed on the same connection
   EXPECT_TRUE(closed_by_peer(to_a));
   EXPECT_NE(a.stats().last_rejection.find("counter 1, expected 3"), std::string::npos) << a.stats().last_rejection;
   const int fresh = connect_to(pa);
   read_exact(fresh, 32);
-  ::send(fresh, first.data(), 53, MSG_NOSIGNAL);  // replayed on another connection
+  ::send(fresh, first.data(), first.size(), MSG_NOSIGNAL);  // replayed on another connection
   EXPECT_TRUE(closed_by_peer(fresh));
   EXPECT_NE(a.stats().last_rejection.find("bad HMAC"), std::string::npos);
   EXPECT_EQ(a.stats().beats_received, good_before + 2);

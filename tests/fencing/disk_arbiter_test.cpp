@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "fencing/arbiter.h"
-#include "fencing/disk_arbiter.h"
+#include "fencing/arbiters/disk_arbiter.h"
 
 namespace tandem::fencing {
 namespace {

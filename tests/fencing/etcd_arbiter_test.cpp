@@ -1,7 +1,7 @@
 // EtcdArbiter against a real single-node etcd (started here on 127.0.0.1 with free ports and
 // a temporary data dir, killed with SIGKILL at the end), plus a hostile fake HTTP server on a
 // real socket for the replies etcd never sends.
-#include "fencing/etcd_arbiter.h"
+#include "fencing/arbiters/etcd_arbiter.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -12,7 +12,7 @@
 #include <mutex>
 #include <thread>
 
-#include "fencing/witness_server.h"
+#include "fencing/witness/server.h"
 
 namespace {
 

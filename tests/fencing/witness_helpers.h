@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 
-#include "fencing/witness_protocol.h"
+#include "fencing/witness/protocol.h"
 #include "proto/fencing.pb.h"
 
 namespace tandem::fencing::testing {

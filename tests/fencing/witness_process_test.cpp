@@ -33,6 +33,7 @@ class WitnessProcess : public ::testing::Test {
     fs::remove_all(dir);
     fs::create_directories(dir);
     std::ofstream(dir / "psk") << kPsk << "\n";
+    fs::permissions(dir / "psk", fs::perms::owner_read | fs::perms::owner_write);  // a key others can read is refused
     state = (dir / "witness.state").string();
   }
   ~WitnessProcess() override {
@@ -198,7 +199,11 @@ TEST_F(WitnessProcess, UsageAndConfigErrorsExitTwo) {
   EXPECT_NE(err().find("expected HOST:PORT"), std::string::npos) << err();
   EXPECT_EQ(run({"--listen", "127.0.0.1:99999", "--state-file", state, "--psk-file", psk}), 2);
   EXPECT_EQ(run({"--listen", "127.0.0.1:0", "--state-file", state, "--psk-file", (dir / "nope").string()}), 2);
-  EXPECT_NE(err().find("cannot read the PSK file"), std::string::npos) << err();
+  EXPECT_NE(err().find("--psk-file: cannot read"), std::string::npos) << err();
+  fs::permissions(psk, fs::perms::group_read | fs::perms::others_read, fs::perm_options::add);
+  EXPECT_EQ(run({"--listen", "127.0.0.1:0", "--state-file", state, "--psk-file", psk}), 2);
+  EXPECT_NE(err().find("readable by its group or others"), std::string::npos) << err();
+  fs::permissions(psk, fs::perms::group_read | fs::perms::others_read, fs::perm_options::remove);
   std::ofstream(dir / "short") << "tooshort\n";
   EXPECT_EQ(run({"--listen", "127.0.0.1:0", "--state-file", state, "--psk-file", (dir / "short").string()}), 2);
   EXPECT_NE(err().find("at least 16"), std::string::npos) << err();

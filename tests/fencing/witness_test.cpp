@@ -12,9 +12,9 @@
 #include <thread>
 
 #include "fencing/arbiter.h"
-#include "fencing/witness_arbiter.h"
-#include "fencing/witness_server.h"
-#include "fencing/witness_state.h"
+#include "fencing/arbiters/witness_arbiter.h"
+#include "fencing/witness/server.h"
+#include "fencing/witness/state.h"
 #include "tests/fencing/witness_helpers.h"
 
 namespace tandem::fencing {

@@ -269,13 +269,14 @@ TEST_F(ConfigTest, PskFileMustExistAndBeLongEnough) {
   expect_error(head + "psk_file = \"keydir\"\n", {"host.toml:6:", "[pair] psk_file", "not a regular file"});
 }
 
-TEST_F(ConfigTest, WorldReadablePskIsAWarningNotAnError) {
-  ::chmod(path("psk").c_str(), 0644);
-  const NodeConfig c = load(primary());
-  EXPECT_EQ(c.psk.size(), 32u);
-  ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_NE(warnings[0].find("world-readable"), std::string::npos) << warnings[0];
-  EXPECT_NE(warnings[0].find("host.toml:8"), std::string::npos) << warnings[0];
+TEST_F(ConfigTest, GroupOrWorldReadablePskIsRefused) {
+  for (mode_t mode : {0644, 0640}) {
+    ::chmod(path("psk").c_str(), mode);
+    expect_error(primary(), {"host.toml:8:", "[pair] psk_file", "readable by its group or others", "chmod 600"});
+  }
+  ::chmod(path("psk").c_str(), 0600);
+  EXPECT_EQ(load(primary()).psk.size(), 32u);
+  EXPECT_TRUE(warnings.empty());
 }
 
 TEST_F(ConfigTest, SyntaxErrorNamesFileLineAndColumn) {

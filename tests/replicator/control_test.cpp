@@ -2,6 +2,7 @@
 // hostile clients (garbage, disconnect mid-request, oversize lines), socket file handling,
 // and the status text tandemctl prints.
 #include "replicator/control.h"
+#include "tools/tandemctl_status.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 namespace {
 
 using namespace tandem::replicator;
+using tandem::tools::format_status;
 using nlohmann::json;
 namespace asio = boost::asio;
 using local = asio::local::stream_protocol;
@@ -198,7 +200,7 @@ TEST_F(ControlTest, GarbageGetsAnErrorAndTheConnectionStaysUsable) {
   client.send("this is not json\n");
   const json first = json::parse(client.read_line());
   EXPECT_FALSE(first["ok"].get<bool>());
-  EXPECT_NE(first["error"].get<std::string>().find("not a JSON"), std::string::npos);
+  EXPECT_NE(first["error"].get<std::string>().find("not valid JSON"), std::string::npos);
   client.send(std::string("\x00\xff\xfe{{{\n", 7));
   EXPECT_FALSE(json::parse(client.read_line())["ok"].get<bool>());
   client.send("{\"cmd\":\"status\"}\r\n");  // CRLF is tolerated

@@ -1,11 +1,8 @@
-#include "fencing/witness_protocol.h"
-
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include "fencing/witness/protocol.h"
 
 #include <stdexcept>
+
+#include "net/hmac.h"
 
 namespace tandem::fencing::witness {
 
@@ -14,25 +11,12 @@ constexpr std::string_view kMacLabel = "tandem-witness-v1";
 }
 
 std::string compute_mac(std::string_view psk, Direction direction, std::string_view body) {
-  std::string input;
-  input.reserve(kMacLabel.size() + 1 + body.size());
-  input += kMacLabel;
-  input.push_back(static_cast<char>(direction));
-  input += body;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_size = 0;
-  if (HMAC(EVP_sha256(), psk.data(), static_cast<int>(psk.size()), reinterpret_cast<const unsigned char*>(input.data()),
-           input.size(), digest, &digest_size) == nullptr ||
-      digest_size != kMacBytes) {
-    throw std::runtime_error("witness: HMAC-SHA256 failed");
-  }
-  return std::string(reinterpret_cast<const char*>(digest), digest_size);
+  const char direction_byte = static_cast<char>(direction);
+  return net::labelled_mac(psk, kMacLabel, {std::string_view(&direction_byte, 1), body});
 }
 
 bool mac_matches(std::string_view psk, Direction direction, std::string_view body, std::string_view mac) {
-  if (mac.size() != kMacBytes) return false;
-  const std::string expected = compute_mac(psk, direction, body);
-  return CRYPTO_memcmp(expected.data(), mac.data(), kMacBytes) == 0;
+  return mac.size() == kMacBytes && net::macs_equal(compute_mac(psk, direction, body), mac);
 }
 
 std::string seal(std::string_view psk, Direction direction, std::string_view body) {
@@ -55,12 +39,6 @@ uint32_t body_length(const std::array<uint8_t, kHeaderBytes>& header) {
   return size > kMaxWitnessBody ? 0 : size;
 }
 
-std::string random_nonce() {
-  std::string nonce(kNonceBytes, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) != 1) {
-    throw std::runtime_error("witness: the random generator failed (RAND_bytes)");
-  }
-  return nonce;
-}
+std::string random_nonce() { return net::random_bytes(kNonceBytes); }
 
 }  // namespace tandem::fencing::witness

@@ -12,9 +12,10 @@
 //
 // Second-path wire format (one direction per connection, docs/fencing.md "Failure
 // detection"): the listener sends a 32-byte random challenge; the connector then sends
-// fixed 53-byte heartbeats
-//   "THB1" | counter u64 LE | epoch u64 LE | role u8 | HMAC-SHA256 32 bytes
-// with HMAC = HMAC-SHA256(psk, "tandem-hb-v1" | challenge | vm_id | counter | epoch | role).
+// heartbeats, each a wire::Heartbeat (proto/fencing.proto) in a net frame (net/frame.h:
+// u32 LE length | u64 LE XXH3-64 | payload, at most 128 payload bytes) carrying
+// counter, epoch, role and mac = HMAC-SHA256(psk, "tandem-hb-v1" | challenge | vm_id |
+// counter u64 LE | epoch u64 LE | role u8).
 // The counter starts at 1 and must grow by exactly 1, so a heartbeat cannot be replayed on
 // this connection (the challenge) nor on another one. A bad heartbeat closes the connection.
 #include <chrono>

@@ -1,7 +1,7 @@
 #pragma once
 // WitnessServer: the lease authority behind tandem-witness. One witness serves many pairs:
 // it keeps one lease per vm_id {epoch, holder, expiry} and answers WitnessArbiter requests
-// (fencing/witness_protocol.h) over TCP, one request per connection.
+// (fencing/witness/protocol.h) over TCP, one request per connection.
 //
 // Rules (docs/fencing.md, ## Arbiters):
 // - ACQUIRE by the holder renews; by anyone else it is granted only when no live lease
@@ -26,7 +26,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "fencing/witness_state.h"  // StateFileError
+#include "fencing/witness/state.h"  // StateFileError
 
 namespace tandem::fencing {
 

@@ -1,4 +1,4 @@
-#include "fencing/disk_arbiter.h"
+#include "fencing/arbiters/disk_arbiter.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>

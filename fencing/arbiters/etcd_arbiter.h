@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fencing/arbiter.h"
+#include "net/encoding.h"
 
 namespace tandem::fencing {
 
@@ -42,10 +43,10 @@ std::vector<EtcdEndpoint> parse_etcd_endpoints(const std::string& spec);
 // The key that holds the leader record of `vm_id`.
 std::string etcd_leader_key(const std::string& vm_id);
 
-// Standard base64 (RFC 4648, with padding) as the gateway uses for bytes fields.
-std::string base64_encode(const std::string& bytes);
-// nullopt when `text` is not valid padded base64.
-std::optional<std::string> base64_decode(const std::string& text);
+// Standard base64 (RFC 4648, with padding) as the gateway uses for bytes fields (OpenSSL's,
+// through net/encoding.h); decoding gives nullopt for anything but valid padded base64.
+using net::base64_decode;
+using net::base64_encode;
 
 class EtcdArbiter final : public Arbiter {
  public:

@@ -1,5 +1,5 @@
 // The witness's state file: "TWSTATE1" | u64 LE body length | WitnessState | u64 LE XXH3-64(body).
-#include "fencing/witness_state.h"
+#include "fencing/witness/state.h"
 
 #include <fcntl.h>
 #include <unistd.h>

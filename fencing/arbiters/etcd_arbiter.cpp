@@ -1,5 +1,7 @@
 // EtcdArbiter: etcd's v3 JSON gateway over HTTP/1.1 (Boost.Beast), one deadline per call.
-#include "fencing/etcd_arbiter.h"
+#include "fencing/arbiters/etcd_arbiter.h"
+
+#include "net/endpoint.h"
 
 #include <spdlog/spdlog.h>
 
@@ -49,24 +51,13 @@ std::vector<EtcdEndpoint> parse_etcd_endpoints(const std::string& spec) {
     if (!rest.empty() && rest.back() == '/') rest.pop_back();
     if (rest.find('/') != std::string::npos) throw std::invalid_argument(bad + "no path expected after HOST:PORT");
     EtcdEndpoint endpoint;
-    size_t colon;
-    if (!rest.empty() && rest.front() == '[') {  // [v6::addr]:port
-      const size_t close = rest.find(']');
-      if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':')
-        throw std::invalid_argument(bad + "expected http://[ADDR]:PORT");
-      endpoint.host = rest.substr(1, close - 1);
-      colon = close + 1;
-    } else {
-      colon = rest.rfind(':');
-      if (colon == std::string::npos) throw std::invalid_argument(bad + "missing :PORT");
-      endpoint.host = rest.substr(0, colon);
+    try {
+      const net::Endpoint parsed = net::parse_endpoint(rest, {.numeric_host = false});
+      endpoint.host = parsed.host;
+      endpoint.port = std::to_string(parsed.port);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(bad + "expected http://HOST:PORT: " + e.what());
     }
-    endpoint.port = rest.substr(colon + 1);
-    unsigned port = 0;
-    const auto [end, ec] = std::from_chars(endpoint.port.data(), endpoint.port.data() + endpoint.port.size(), port);
-    if (endpoint.host.empty() || endpoint.port.empty() || ec != std::errc{} ||
-        end != endpoint.port.data() + endpoint.port.size() || port == 0 || port > 65535)
-      throw std::invalid_argument(bad + "expected http://HOST:PORT with a port 1-65535");
     endpoints.push_back(std::move(endpoint));
   }
   return endpoints;
@@ -74,56 +65,6 @@ std::vector<EtcdEndpoint> parse_etcd_endpoints(const std::string& spec) {
 
 std::string etcd_leader_key(const std::string& vm_id) { return "/tandem/" + vm_id + "/leader"; }
 
-namespace {
-constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-}
-
-std::string base64_encode(const std::string& bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-    for (int shift : {18, 12, 6, 0}) out += kBase64[(v >> shift) & 63];
-  }
-  if (i < bytes.size()) {
-    uint32_t v = uint8_t(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) v |= uint8_t(bytes[i + 1]) << 8;
-    out += kBase64[(v >> 18) & 63];
-    out += kBase64[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? kBase64[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-std::optional<std::string> base64_decode(const std::string& text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    uint32_t v = 0;
-    int padding = 0;
-    for (size_t j = 0; j < 4; ++j) {
-      const char c = text[i + j];
-      int digit;
-      if (c == '=' && j >= 2 && i + 4 == text.size()) {
-        ++padding;
-        digit = 0;
-      } else {
-        if (padding) return std::nullopt;  // data after '='
-        const char* found = c ? std::char_traits<char>::find(kBase64, 64, c) : nullptr;
-        if (!found) return std::nullopt;
-        digit = int(found - kBase64);
-      }
-      v = (v << 6) | uint32_t(digit);
-    }
-    out += char((v >> 16) & 0xff);
-    if (padding < 2) out += char((v >> 8) & 0xff);
-    if (padding < 1) out += char(v & 0xff);
-  }
-  return out;
-}
 
 namespace {
 

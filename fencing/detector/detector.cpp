@@ -1,12 +1,8 @@
 // The dual-path failure detector: the link path is fed by the node; the second path is a
 // Boost.Asio TCP listener plus one outgoing connection, driven by C++20 coroutines on one
 // I/O thread. See detector.h for the wire format.
-#include "fencing/detector.h"
+#include "fencing/detector/detector.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -19,6 +15,12 @@
 #include <system_error>
 #include <thread>
 
+#include "net/endpoint.h"
+#include "net/frame.h"
+#include "net/hmac.h"
+#include "net/psk.h"
+#include "proto/fencing.pb.h"
+
 namespace tandem::fencing {
 
 namespace asio = boost::asio;
@@ -27,58 +29,20 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr size_t kChallengeBytes = 32;
-constexpr size_t kMacBytes = 32;
-constexpr size_t kBeatBytes = 4 + 8 + 8 + 1 + kMacBytes;  // 53
-constexpr char kMagic[4] = {'T', 'H', 'B', '1'};
+constexpr size_t kChallengeBytes = net::kChallengeBytes;
+constexpr uint32_t kMaxBeatPayload = 128;  // a Heartbeat is 56 bytes at most
 constexpr std::string_view kDomain = "tandem-hb-v1";
-constexpr size_t kMinPskBytes = 16;  // the link's minimum (replicator/transport/link.h)
 
 auto use_ec(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
-void put_u64(uint8_t* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint64_t get_u64(const uint8_t* in) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | in[i];
-  return v;
+// vm_id is the only variable-length field and is followed by fixed-size ones: unambiguous.
+std::string beat_mac(const std::string& psk, std::string_view challenge, const std::string& vm_id, uint64_t counter,
+                     uint64_t epoch, uint8_t role) {
+  return net::labelled_mac(psk, kDomain,
+                           {challenge, vm_id, net::le_bytes(counter, 8), net::le_bytes(epoch, 8), net::le_bytes(role, 1)});
 }
 
-std::array<uint8_t, kMacBytes> beat_mac(const std::string& psk, const std::array<uint8_t, kChallengeBytes>& challenge,
-                                        const std::string& vm_id, const uint8_t* counter_epoch_role /* 17 bytes */) {
-  // vm_id is the only variable-length field and is followed by fixed-size ones: unambiguous.
-  std::string input(kDomain);
-  input.append(reinterpret_cast<const char*>(challenge.data()), challenge.size());
-  input += vm_id;
-  input.append(reinterpret_cast<const char*>(counter_epoch_role), 17);
-  std::array<uint8_t, kMacBytes> mac{};
-  unsigned int size = 0;
-  if (!HMAC(EVP_sha256(), psk.data(), static_cast<int>(psk.size()), reinterpret_cast<const uint8_t*>(input.data()),
-            input.size(), mac.data(), &size) ||
-      size != kMacBytes) {
-    throw std::runtime_error("heartbeat: HMAC-SHA256 failed");
-  }
-  return mac;
-}
-
-tcp::endpoint parse(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos) throw std::invalid_argument("expected HOST:PORT, got \"" + text + "\"");
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) throw std::invalid_argument("expected a numeric host in \"" + text + "\"");
-  unsigned long port = 0;
-  try {
-    port = std::stoul(text.substr(colon + 1));
-  } catch (const std::exception&) {
-    throw std::invalid_argument("expected a port in \"" + text + "\"");
-  }
-  if (port > 65535) throw std::invalid_argument("port out of range in \"" + text + "\"");
-  return {address, static_cast<uint16_t>(port)};
-}
+tcp::endpoint parse(const std::string& text) { return net::parse_tcp_endpoint(text, /*allow_any_port=*/true); }
 
 // Closes `socket` when `timer` fires first: the bound on one connect, read or write.
 void arm(asio::steady_timer& timer, const std::shared_ptr<tcp::socket>& socket, std::chrono::milliseconds after) {
@@ -131,7 +95,7 @@ struct FailureDetector::Impl {
   uint64_t next_connection_id = 0;  // I/O thread only
 
   explicit Impl(DetectorConfig c) : cfg(std::move(c)) {
-    if (cfg.psk.size() < kMinPskBytes) throw std::invalid_argument("heartbeat path: the PSK is shorter than 16 bytes");
+    if (cfg.psk.size() < net::kMinPskBytes) throw std::invalid_argument("heartbeat path: the PSK is shorter than 16 bytes");
     if (cfg.second.enabled()) {
       if (cfg.second.listen.empty() || cfg.second.peer.empty())
         throw std::invalid_argument("heartbeat path: needs both a listen and a peer address");
@@ -176,8 +140,10 @@ struct FailureDetector::Impl {
     const uint64_t id = ++next_connection_id;
     error_code ec;
     const tcp::endpoint from = socket->remote_endpoint(ec);
-    std::array<uint8_t, kChallengeBytes> challenge{};
-    if (RAND_bytes(challenge.data(), static_cast<int>(challenge.size())) != 1) {
+    std::string challenge;
+    try {
+      challenge = net::random_bytes(kChallengeBytes);
+    } catch (const std::runtime_error&) {
       untrack(socket);
       co_return;
     }
@@ -188,18 +154,29 @@ struct FailureDetector::Impl {
     co_await asio::async_write(*socket, asio::buffer(challenge), use_ec(ec));
     uint64_t expected = 1;
     bool authenticated = false;
-    std::array<uint8_t, kBeatBytes> frame{};
+    net::FrameHeader header{};
+    std::string payload;
+    wire::Heartbeat beat_in;
     while (!ec) {
       arm(timer, socket, idle_bound);
-      co_await asio::async_read(*socket, asio::buffer(frame), use_ec(ec));
+      co_await asio::async_read(*socket, asio::buffer(header), use_ec(ec));
       if (ec) break;
-      if (std::memcmp(frame.data(), kMagic, 4) != 0) {
-        reject("not a heartbeat (bad magic)", from);
+      const net::FrameHeaderFields fields = net::read_frame_header(header.data());
+      if (fields.length > kMaxBeatPayload) {
+        reject("not a heartbeat (a frame of " + std::to_string(fields.length) + " bytes)", from);
         break;
       }
-      const uint64_t counter = get_u64(frame.data() + 4);
-      const auto mac = beat_mac(cfg.psk, challenge, cfg.vm_id, frame.data() + 4);
-      if (CRYPTO_memcmp(mac.data(), frame.data() + 21, kMacBytes) != 0) {
+      payload.resize(fields.length);
+      co_await asio::async_read(*socket, asio::buffer(payload), use_ec(ec));
+      if (ec) break;
+      if (!net::frame_payload_ok(fields, payload) ||
+          !beat_in.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || beat_in.role() > 0xff) {
+        reject("not a heartbeat (bad frame checksum or message)", from);
+        break;
+      }
+      const uint64_t counter = beat_in.counter();
+      const auto role = static_cast<uint8_t>(beat_in.role());
+      if (!net::macs_equal(beat_mac(cfg.psk, challenge, cfg.vm_id, counter, beat_in.epoch(), role), beat_in.mac())) {
         reject("bad HMAC (wrong key or VM id, or altered)", from);
         break;
       }
@@ -213,7 +190,7 @@ struct FailureDetector::Impl {
       path_last = Clock::now();
       current_connection = id;
       current_closed = false;
-      beat = {get_u64(frame.data() + 12), frame[20], counter};
+      beat = {beat_in.epoch(), role, counter};
       ++counters.beats_received;
       counters.peer_closed = false;
     }
@@ -245,7 +222,7 @@ struct FailureDetector::Impl {
       error_code ec;
       arm(timer, socket, op_bound);
       co_await socket->async_connect(peer_at, use_ec(ec));
-      std::array<uint8_t, kChallengeBytes> challenge{};
+      std::string challenge(kChallengeBytes, '\0');
       if (!ec) co_await asio::async_read(*socket, asio::buffer(challenge), use_ec(ec));
       timer.cancel();
       if (!ec && reported_down) {
@@ -254,13 +231,13 @@ struct FailureDetector::Impl {
       }
       uint64_t counter = 0;
       while (!ec) {
-        std::array<uint8_t, kBeatBytes> frame{};
-        std::memcpy(frame.data(), kMagic, 4);
-        put_u64(frame.data() + 4, ++counter);
-        put_u64(frame.data() + 12, local_epoch.load());
-        frame[20] = local_role.load();
-        const auto mac = beat_mac(cfg.psk, challenge, cfg.vm_id, frame.data() + 4);
-        std::memcpy(frame.data() + 21, mac.data(), kMacBytes);
+        wire::Heartbeat beat_out;
+        beat_out.set_counter(++counter);
+        beat_out.set_epoch(local_epoch.load());
+        beat_out.set_role(local_role.load());
+        beat_out.set_mac(beat_mac(cfg.psk, challenge, cfg.vm_id, beat_out.counter(), beat_out.epoch(),
+                                  static_cast<uint8_t>(beat_out.role())));
+        const std::string frame = net::encode_frame(beat_out, "heartbeat", kMaxBeatPayload);
         arm(timer, socket, op_bound);
         co_await asio::async_write(*socket, asio::buffer(frame), use_ec(ec));
         timer.cancel();

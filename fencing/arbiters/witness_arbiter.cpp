@@ -1,4 +1,4 @@
-#include "fencing/witness_arbiter.h"
+#include "fencing/arbiters/witness_arbiter.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,8 @@
 #include <optional>
 #include <stdexcept>
 
-#include "fencing/witness_protocol.h"
+#include "fencing/witness/protocol.h"
+#include "net/endpoint.h"
 #include "proto/fencing.pb.h"
 
 namespace tandem::fencing {
@@ -16,17 +17,12 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 WitnessArbiter::WitnessArbiter(const ArbiterConfig& config) : config_(config) {
-  const std::string& address = config.witness;
-  const auto colon = address.rfind(':');
-  if (address.empty() || colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
-    throw std::invalid_argument("witness = \"" + address + "\": expected HOST:PORT");
-  }
-  host_ = address.substr(0, colon);
-  if (host_.size() > 2 && host_.front() == '[' && host_.back() == ']') host_ = host_.substr(1, host_.size() - 2);
-  port_ = address.substr(colon + 1);
-  if (port_.find_first_not_of("0123456789") != std::string::npos || port_.size() > 5 || std::stoul(port_) == 0 ||
-      std::stoul(port_) > 65535) {
-    throw std::invalid_argument("witness = \"" + address + "\": bad port");
+  try {
+    const net::Endpoint endpoint = net::parse_endpoint(config.witness, {.numeric_host = false});
+    host_ = endpoint.host;
+    port_ = std::to_string(endpoint.port);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("witness = \"" + config.witness + "\": " + e.what());
   }
   if (config.vm_id.empty()) throw std::invalid_argument("the witness arbiter needs the VM id ([vm] id)");
   if (config.psk.empty()) throw std::invalid_argument("the witness arbiter needs the pair PSK ([pair] psk_file)");

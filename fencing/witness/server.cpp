@@ -1,4 +1,4 @@
-#include "fencing/witness_server.h"
+#include "fencing/witness/server.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "fencing/witness_protocol.h"
+#include "fencing/witness/protocol.h"
 #include "proto/fencing.pb.h"
 
 namespace tandem::fencing {

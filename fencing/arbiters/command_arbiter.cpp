@@ -1,4 +1,4 @@
-#include "fencing/command_arbiter.h"
+#include "fencing/arbiters/command_arbiter.h"
 
 #include <fcntl.h>
 #include <poll.h>
