@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -97,10 +98,12 @@ std::string read_frame(int fd) {
   return payload.size() == fields.length ? header + payload : "";
 }
 
-// True when the peer closes the connection within the receive timeout.
+// True when the peer closes the connection within the receive timeout (a reset when it
+// closed with bytes of ours unread, e.g. after refusing a frame by its header).
 bool closed_by_peer(int fd) {
   char c;
-  return ::recv(fd, &c, 1, 0) == 0;
+  const ssize_t n = ::recv(fd, &c, 1, 0);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
 TEST(FailureDetector, TwoNodesHearEachOtherAndTheVerdictFollowsBothPaths) {
