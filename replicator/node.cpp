@@ -48,16 +48,18 @@
 #include <utility>
 
 #include "checkpoint/checkpoint.h"
+#include "console/tcp_console.h"
 #include "fencing/ack_freshness.h"
 #include "fencing/decider.h"
 #include "fencing/detector/detector.h"
 #include "fencing/lease.h"
+#include "fencing/release_policy.h"
+#include "replicator/output_gate.h"
 #include "replicator/pair_io.h"
 #include "replicator/precopy.h"
 #include "replicator/transport/link.h"
 #include "vmm-hooks/recorder.h"
 #include "vmm-hooks/replayer.h"
-#include "vmm-hooks/tcp_console.h"
 #include "vmm/machine.h"
 
 namespace tandem::replicator {
@@ -116,37 +118,40 @@ class SwitchWorld final : public vmm::World {
   uint64_t next_service_icount(uint64_t now) override { return current->next_service_icount(now); }
   void service(vmm::Machine& m) override { current->service(m); }
   bool idle(vmm::Machine& m, uint64_t deadline) override { return current->idle(m, deadline); }
-  void console_output(uint64_t icount, uint8_t byte) override { current->console_output(icount, byte); }
+  void output(vmm::OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) override {
+    current->output(channel, icount, bytes);
+  }
   void entropy(uint64_t icount, std::span<uint8_t> out) override { current->entropy(icount, out); }
 };
 
 }  // namespace
 
-// The primary's World: a Recorder whose output goes through the gate and that logs how
-// far output has been released.
+// The primary's World: a Recorder whose output (every channel, with its icount) goes
+// through the output gate, and that logs how far each channel's output has been released.
 class PrimaryWorld final : public hooks::Recorder {
  public:
-  PrimaryWorld(Node::Impl& node, GatedConsole& gate, hooks::RecorderOptions options)
-      : Recorder(gate, options), node_(node), gate_(gate) {}
-  void console_output(uint64_t icount, uint8_t byte) override {
-    gate_.set_output_icount(icount);
-    Recorder::console_output(icount, byte);
-  }
+  PrimaryWorld(Node::Impl& node, hooks::ConsolePort& input, OutputGate& gate, hooks::RecorderOptions options)
+      : Recorder(input, gate, options), node_(node), gate_(gate) {}
   void service(vmm::Machine& m) override;
   bool idle(vmm::Machine& m, uint64_t deadline) override;
+  // A new log starts (protection): its markers count from 0, as the gate's counts do.
+  void restart_release_markers() { logged_released_.fill(0); }
 
  private:
-  void log_release_marker(vmm::Machine& m) {
-    const uint64_t released = gate_.released_bytes();
-    if (recording() && released != logged_released_) {
-      log_record(m.icount(), log::OUTPUT_RELEASED, released);
-      logged_released_ = released;
+  void log_release_markers(vmm::Machine& m) {
+    if (!recording()) return;
+    for (size_t c = 0; c < vmm::kOutputChannels; ++c) {
+      const auto channel = static_cast<vmm::OutputChannel>(c);
+      const uint64_t released = gate_.released_bytes(channel);
+      if (released != logged_released_[c]) {
+        log_output_released(m.icount(), channel, released);
+        logged_released_[c] = released;
+      }
     }
   }
   Node::Impl& node_;
-  GatedConsole& gate_;
-  uint64_t logged_released_ = 0;
-  friend struct Node::Impl;
+  OutputGate& gate_;
+  std::array<uint64_t, vmm::kOutputChannels> logged_released_{};
 };
 
 struct Node::Impl {
@@ -220,8 +225,9 @@ struct Node::Impl {
   // VM-thread state.
   SwitchWorld world;
   std::optional<vmm::Machine> machine;
-  std::unique_ptr<hooks::TcpConsole> console;
-  std::unique_ptr<GatedConsole> gate;
+  std::unique_ptr<console::TcpConsole> console;
+  std::unique_ptr<fencing::LeaseReleasePolicy> release_policy;  // arbitrated: the gate asks it
+  std::unique_ptr<OutputGate> gate;
   std::unique_ptr<PrimaryWorld> recorder;
   std::unique_ptr<LinkBatchSink> sink;
   std::shared_ptr<StreamBatchSource> stream;
@@ -881,23 +887,22 @@ struct Node::Impl {
 
   void open_console() {
     if (cfg.console_listen.empty()) {
-      console = std::make_unique<hooks::TcpConsole>("127.0.0.1", 0);
+      console = std::make_unique<console::TcpConsole>("127.0.0.1", 0);
     } else {
       const auto [host, port] = split_address(cfg.console_listen);
-      console = std::make_unique<hooks::TcpConsole>(host, port);
+      console = std::make_unique<console::TcpConsole>(host, port);
     }
-    gate = std::make_unique<GatedConsole>(*console);
+    gate = std::make_unique<OutputGate>(console.get());
     if (arbitrated) {
-      gate->set_release_check([this](bool acknowledged) {
-        return fencing::may_release_output(lease->may_release_output(), acknowledged, acks);
-      });
+      if (!release_policy) release_policy = std::make_unique<fencing::LeaseReleasePolicy>(*lease, acks);
+      gate->set_release_policy(release_policy.get());
     }
     hooks::RecorderOptions options;
     options.audit_interval = kAuditInterval;
     options.time = hooks::GuestTime::Wall;
     options.poll_interval = 1 << 18;
     options.interrupt_flag = &wake;
-    recorder = std::make_unique<PrimaryWorld>(*this, *gate, options);
+    recorder = std::make_unique<PrimaryWorld>(*this, *console, *gate, options);
     world.current = recorder.get();
     spdlog::info("console listening on {}:{}", cfg.console_listen.empty() ? "127.0.0.1" : split_address(cfg.console_listen).first,
                  console->port());
@@ -1129,11 +1134,11 @@ struct Node::Impl {
       abandon_sync(l, e.what());
       return;
     }
-    gate->reset_count();
+    gate->reset_counts();
     gate->set_gated(true);
     sink = std::make_unique<LinkBatchSink>(l, [this](uint64_t sequence) { acks.batch_sent(sequence); });
     recorder->set_sink(*machine, sink.get());
-    recorder->logged_released_ = 0;
+    recorder->restart_release_markers();
     std::lock_guard lock(mutex);
     sync.done = true;
     spdlog::info("pre-copy sent: {} rounds, {} messages, {} bytes in {:.3f} s ({:.1f} MB/s); the guest ran {} "
@@ -1249,7 +1254,9 @@ struct Node::Impl {
       recorder->flush();
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    recorder->log_record(machine->icount(), log::OUTPUT_RELEASED, gate->released_bytes());
+    recorder->log_output_released(machine->icount(), vmm::OutputChannel::Console, gate->released_bytes());
+    if (const uint64_t frames = gate->released_bytes(vmm::OutputChannel::Net); frames > 0)
+      recorder->log_output_released(machine->icount(), vmm::OutputChannel::Net, frames);
     recorder->flush();
     if (arbitrated) {
       // Everything is released: give the lease up so the secondary acquires it at once
@@ -1363,7 +1370,7 @@ struct Node::Impl {
       }
       auto s = std::make_shared<StreamBatchSource>();
       tail = std::make_unique<OutputTail>();
-      replayer = std::make_unique<hooks::Replayer>(*s, tail.get(), true);
+      replayer = std::make_unique<hooks::Replayer>(*s, *tail, true);
       if (const std::string err = hooks::Replayer::check_header(chunk.log_header(), *machine); !err.empty()) {
         throw std::runtime_error(err);
       }
@@ -1455,7 +1462,10 @@ struct Node::Impl {
         report_divergence(*d);
         return false;
       }
-      tail->trim_released(replayer->released_output());
+      for (size_t c = 0; c < vmm::kOutputChannels; ++c) {
+        const auto channel = static_cast<vmm::OutputChannel>(c);
+        tail->trim_released(channel, replayer->released_output(channel));
+      }
       if (replayer->audits_checked() != audits_seen) {
         // Audits pass silently (a failing one is a divergence, above).
         audits_seen = replayer->audits_checked();
@@ -1554,10 +1564,14 @@ struct Node::Impl {
     if (arbitrated && !planned) wait_out_holdoff();
     replayer->flush_output();
     const std::string unconfirmed = tail->unconfirmed(std::max(replayer->released_output(), released_before));
+    // Network frames after the last release marker: no NIC backend on this node yet.
+    const size_t unconfirmed_frames =
+        tail->unconfirmed(vmm::OutputChannel::Net, replayer->released_output(vmm::OutputChannel::Net)).size();
     open_console();
     if (!unconfirmed.empty()) {
       console->write_output({reinterpret_cast<const uint8_t*>(unconfirmed.data()), unconfirmed.size()});
     }
+    if (unconfirmed_frames > 0) spdlog::warn("{} unconfirmed network frames not re-sent: no NIC backend", unconfirmed_frames);
     {
       std::lock_guard lock(mutex);
       role = Role::Primary;
@@ -1585,13 +1599,13 @@ void PrimaryWorld::service(vmm::Machine& m) {
   // The marker goes first: Recorder::service may flush with complete_to = this icount, and
   // the replica serves an icount once when it gets there, so a record logged here after
   // that flush would be skipped (a spurious "missed OUTPUT_RELEASED" divergence).
-  log_release_marker(m);
+  log_release_markers(m);
   Recorder::service(m);
   node_.throttle(m);
 }
 
 bool PrimaryWorld::idle(vmm::Machine& m, uint64_t deadline) {
-  log_release_marker(m);
+  log_release_markers(m);
   node_.icount = m.icount();
   if (node_.sink) node_.log_bytes = node_.sink->bytes() + node_.log_bytes_before;
   const bool woke = Recorder::idle(m, deadline);

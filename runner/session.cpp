@@ -12,13 +12,13 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "console/stdio_console.h"
+#include "console/tcp_console.h"
 #include "hostnet/backend.h"
 #include "vmm-hooks/event_log.h"
 #include "vmm-hooks/live.h"
 #include "vmm-hooks/recorder.h"
 #include "vmm-hooks/replayer.h"
-#include "vmm-hooks/stdio_console.h"
-#include "vmm-hooks/tcp_console.h"
 #include "vmm/cpu/hart.h"
 #include "vmm/devices/disk_image.h"
 #include "vmm/loader.h"
@@ -76,8 +76,8 @@ vmm::MachineConfig machine_config(const MachineOptions& opt) {
 
 std::unique_ptr<hooks::ConsolePort> open_console_or_throw(const std::string& spec) {
   try {
-    auto console = hooks::open_console(spec);
-    if (auto* tcp = dynamic_cast<hooks::TcpConsole*>(console.get())) {
+    auto console = tandem::console::open_console(spec);
+    if (auto* tcp = dynamic_cast<tandem::console::TcpConsole*>(console.get())) {
       // Always said: with port 0 this is how a client (or a test) learns the port.
       std::fprintf(stderr, "tandem: console listening on tcp:127.0.0.1:%u\n", tcp->port());
     }
@@ -206,7 +206,7 @@ int run_session(const RunOptions& opt, const volatile std::sig_atomic_t* interru
 
   vmm::MachineConfig config = machine_config(mo);
   const auto net = open_net(opt.net, config);
-  hooks::StdioConsole console;
+  tandem::console::StdioConsole console;
   Interruptible<hooks::Live> live(interrupted, console,
                                   hooks::LiveOptions{.poll_interval = opt.poll_interval,
                                                      .interactive = ::isatty(STDIN_FILENO) != 0,
@@ -348,7 +348,7 @@ int replay_session(const ReplayOptions& opt, const volatile std::sig_atomic_t* i
     throw BadInput(mo.boot.log_image() + ": not the guest this log was recorded with ('" + recorded.guest_name() + "')");
   }
   hooks::FileBatchSource source(*reader);
-  hooks::StdioConsole console(-1, STDOUT_FILENO);  // output only: replay never reads stdin
+  tandem::console::StdioConsole console(-1, STDOUT_FILENO);  // output only: replay never reads stdin
   Interruptible<hooks::Replayer> replayer(interrupted, source, &console, opt.verify);
   std::optional<vmm::Machine> machine;
   // The log knows the memory size it was recorded with; --mem only has to agree.

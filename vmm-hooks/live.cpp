@@ -47,10 +47,6 @@ bool Live::deliver_frames(vmm::Machine& machine) {
   return any;
 }
 
-void Live::net_output(uint64_t /*icount*/, std::span<const uint8_t> frame) {
-  if (options_.net) options_.net->send(frame);
-}
-
 bool Live::deliver_input(vmm::Machine& machine) {
   const size_t space = machine.console_input_space();
   if (pending_input_.size() < space) console_.read_input(pending_input_, space - pending_input_.size());
@@ -101,9 +97,14 @@ bool Live::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
   return false;
 }
 
-void Live::console_output(uint64_t /*icount*/, uint8_t byte) {
-  output_byte_[0] = byte;
-  console_.write_output(output_byte_);
+void Live::output(vmm::OutputChannel channel, uint64_t /*icount*/, std::span<const uint8_t> bytes) {
+  if (channel == vmm::OutputChannel::Console) {
+    console_.write_output(bytes);
+  } else if (options_.net) {
+    options_.net->send(bytes);
+  } else {
+    ++net_frames_dropped_;
+  }
 }
 
 void Live::entropy(uint64_t icount, std::span<uint8_t> out) {

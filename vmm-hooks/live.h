@@ -35,12 +35,14 @@ class Live : public vmm::World {
   uint64_t next_service_icount(uint64_t now) override;
   void service(vmm::Machine& machine) override;
   bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
-  void console_output(uint64_t icount, uint8_t byte) override;
+  // Console bytes go to the console, frames to the NIC's host side (dropped and counted
+  // without one).
+  void output(vmm::OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) override;
   void entropy(uint64_t icount, std::span<uint8_t> out) override;
-  void net_output(uint64_t icount, std::span<const uint8_t> frame) override;
 
   // Writes out any buffered guest output (called at exit).
   void flush();
+  uint64_t net_frames_dropped() const { return net_frames_dropped_; }
 
  private:
   // Moves waiting console input into the UART as far as its FIFO allows; true if any moved.
@@ -53,10 +55,10 @@ class Live : public vmm::World {
   LiveOptions options_;
   std::vector<uint8_t> pending_input_;  // read from the console, not yet in the UART
   std::vector<uint8_t> frame_;          // scratch for one received frame
-  uint8_t output_byte_[1] = {};
   // Where the entropy stream is: several requests in one instruction get different bytes.
   uint64_t entropy_icount_ = UINT64_MAX;
   uint64_t entropy_requests_ = 0;
+  uint64_t net_frames_dropped_ = 0;
 };
 
 }  // namespace tandem::hooks

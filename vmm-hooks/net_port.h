@@ -10,12 +10,14 @@
 #include <vector>
 
 #include "vmm-hooks/console_port.h"
+#include "vmm-hooks/output.h"
 
 namespace tandem::hooks {
 
-class NetPort {
+// As an OutputPort (the Net channel's port), write_output(frame) is send(frame): released
+// output reaches it whole, one frame per call.
+class NetPort : public OutputPort {
  public:
-  virtual ~NetPort() = default;
   // Moves the oldest received frame into `frame` (replacing its contents); false if none
   // is waiting. Never blocks.
   virtual bool receive(std::vector<uint8_t>& frame) = 0;
@@ -24,6 +26,7 @@ class NetPort {
   // A frame the guest transmitted (an Ethernet frame, within the NIC's MTU). Never blocks:
   // a backend that cannot keep up drops it, as a congested link would.
   virtual void send(std::span<const uint8_t> frame) = 0;
+  void write_output(std::span<const uint8_t> frame) final { send(frame); }
 };
 
 // Waits until console input is available, or (when `frames_wanted`, i.e. the guest has a

@@ -42,7 +42,21 @@ uint64_t file_digest(const std::string& path) {
 }
 
 Recorder::Recorder(ConsolePort& console, RecorderOptions options)
-    : console_(console), options_(options) {}
+    : console_(console), direct_(&console, options.net), output_(direct_), options_(options) {}
+
+Recorder::Recorder(ConsolePort& input, OutputSink& output, RecorderOptions options)
+    : console_(input), output_(output), options_(options) {}
+
+void Recorder::log_output_released(uint64_t icount, vmm::OutputChannel channel, uint64_t released) {
+  log::Record& r = add(icount, log::OUTPUT_RELEASED);
+  r.set_value(released);
+  if (channel != vmm::OutputChannel::Console) r.set_channel(static_cast<uint32_t>(channel));
+}
+
+bool Recorder::wait_input(std::chrono::nanoseconds timeout) {
+  output_.pump();
+  return console_.wait_input(timeout);
+}
 
 log::LogHeader Recorder::make_header(vmm::Machine& machine, const std::string& guest_path) const {
   log::LogHeader header;
@@ -138,7 +152,7 @@ void Recorder::finish(vmm::Machine& machine, const vmm::RunResult& result) {
   add(machine.icount(), log::END).set_value(static_cast<uint64_t>(result.exit) << 32 | result.code);
   flush();
   write_pending_output();
-  console_.flush();
+  output_.flush();
 }
 
 uint64_t Recorder::next_service_icount(uint64_t now) {
@@ -196,14 +210,6 @@ void Recorder::set_link(vmm::Machine& machine, bool up) {
   add(machine.icount(), log::NET_LINK).set_value(up ? 1 : 0);
 }
 
-void Recorder::net_output(uint64_t icount, std::span<const uint8_t> frame) {
-  last_icount_ = icount;
-  output_since_flush_ = true;
-  frame_digest_ = chain_frame_digest(frame_digest_, icount, frame);
-  ++frames_sent_;
-  if (options_.net) options_.net->send(frame);
-}
-
 void Recorder::audit_if_due(vmm::Machine& machine) {
   if (machine.icount() < next_audit_) return;
   log_digests(machine.icount());
@@ -223,7 +229,7 @@ void Recorder::service(vmm::Machine& machine) {
 bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
   last_icount_ = machine.icount();
   write_pending_output();
-  console_.flush();
+  output_.flush();
   maybe_flush();
   const bool has_deadline = deadline_mtime != UINT64_MAX;
 
@@ -244,6 +250,7 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     }
     // No timer armed: only input can wake the guest, however long it takes.
     while ((options_.net || !console_.input_closed()) && !interrupted()) {
+      output_.pump();  // held output that may leave now does not wait for the guest
       wait_console_or_net(console_, options_.net, machine.net_can_receive(), kIdleWakeup);
       if (input_waiting(machine)) {
         add(machine.icount(), log::IDLE_SKIP).set_value(0);
@@ -276,6 +283,7 @@ bool Recorder::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
     if (has_deadline) {
       wait = std::min(wait, std::chrono::nanoseconds((deadline_mtime - wall_now) * kNsPerTick));
     }
+    output_.pump();  // held output that may leave now does not wait for the guest
     wait_console_or_net(console_, options_.net, machine.net_can_receive(), wait);
     maybe_flush();
   }
@@ -286,23 +294,35 @@ bool Recorder::interrupted() const {
 }
 
 bool Recorder::input_waiting(vmm::Machine& machine) {
-  if (machine.console_input_space() > 0 && console_.wait_input(std::chrono::nanoseconds(0))) return true;
+  if (machine.console_input_space() > 0 && wait_input(std::chrono::nanoseconds(0))) return true;
   return options_.net && machine.net_can_receive() && options_.net->wait_frame(std::chrono::nanoseconds(0));
 }
 
 void Recorder::write_pending_output() {
   if (output_scratch_.empty()) return;
-  console_.write_output(
-      {reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
+  output_.output(vmm::OutputChannel::Console, output_scratch_icount_,
+                 {reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
   output_scratch_.clear();
 }
 
-void Recorder::console_output(uint64_t icount, uint8_t byte) {
+void Recorder::output(vmm::OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) {
   last_icount_ = icount;
-  output_since_flush_ = true;
-  output_digest_ = chain_output_digest(output_digest_, byte);
-  output_scratch_.push_back(static_cast<char>(byte));
-  if (byte == '\n' || output_scratch_.size() >= 4096) write_pending_output();
+  output_since_flush_ = true;  // the batch covering it goes out at once (maybe_flush)
+  if (channel == vmm::OutputChannel::Net) {
+    // A frame is whole: it goes on at once (to the NIC's host side, or through the pair's
+    // output gate), after the console output produced before it.
+    frame_digest_ = chain_frame_digest(frame_digest_, icount, bytes);
+    ++frames_sent_;
+    write_pending_output();
+    output_.output(channel, icount, bytes);
+    return;
+  }
+  for (uint8_t byte : bytes) {
+    output_digest_ = chain_output_digest(output_digest_, byte);
+    output_scratch_.push_back(static_cast<char>(byte));
+    output_scratch_icount_ = icount;
+    if (byte == '\n' || output_scratch_.size() >= 4096) write_pending_output();
+  }
 }
 
 void Recorder::entropy(uint64_t icount, std::span<uint8_t> out) {

@@ -2,6 +2,8 @@
 // Recorder: the primary's World. It takes inputs from the world (console, entropy, the host
 // clock), injects them into the machine, and appends each to the event log stamped with the
 // icount at which it took effect. Every AUDIT interval it logs the machine's state hash.
+// Output (every channel) goes to an OutputSink with the icount that produced it: straight
+// to the console, or through the pair's output gate.
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -12,13 +14,14 @@
 #include "vmm-hooks/batch_stream.h"
 #include "vmm-hooks/console_port.h"
 #include "vmm-hooks/net_port.h"
+#include "vmm-hooks/output.h"
 #include "vmm/machine.h"
 #include "vmm/world.h"
 
 namespace tandem::hooks {
 
-// Running digest of all console output (FNV-1a 64, byte by byte: cheap on the output path,
-// and independent of how either side buffers).
+// Running digest of all output, every channel (FNV-1a 64, byte by byte: cheap on the output
+// path, and independent of how either side buffers).
 inline constexpr uint64_t kOutputDigestSeed = 0xcbf29ce484222325ull;
 inline uint64_t chain_output_digest(uint64_t digest, uint8_t byte) {
   return (digest ^ byte) * 0x100000001b3ull;
@@ -60,7 +63,13 @@ struct RecorderOptions {
 
 class Recorder : public vmm::World {
  public:
+  // Console input from `console`; console output straight to it, frames to options.net.
   Recorder(ConsolePort& console, RecorderOptions options = {});
+  // Console input from `input` (frames from options.net); output (every channel) to
+  // `output` with its icount: the pair's output gate.
+  Recorder(ConsolePort& input, OutputSink& output, RecorderOptions options = {});
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
 
   // Builds the log header for a loaded machine (before its first instruction).
   log::LogHeader make_header(vmm::Machine& machine, const std::string& guest_path) const;
@@ -75,7 +84,9 @@ class Recorder : public vmm::World {
   // Logs a record the Recorder does not make itself (e.g. OUTPUT_RELEASED) at `icount`,
   // which must not be earlier than the last record. Call from a World callback.
   void log_record(uint64_t icount, log::RecordKind kind, uint64_t value) { add(icount, kind).set_value(value); }
-  // Writes console output buffered in the Recorder (an unfinished line) to the console now.
+  // Logs OUTPUT_RELEASED for `channel`: `released` bytes of it have left the primary.
+  void log_output_released(uint64_t icount, vmm::OutputChannel channel, uint64_t released);
+  // Hands console output buffered in the Recorder (an unfinished line) to the sink now.
   void flush_output() { write_pending_output(); }
   // Starts or stops recording to a sink while the machine runs (the live pair: protection
   // begins or ends). Null = no recording: the Recorder then behaves as a Live world.
@@ -101,9 +112,8 @@ class Recorder : public vmm::World {
   uint64_t next_service_icount(uint64_t now) override;
   void service(vmm::Machine& machine) override;
   bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
-  void console_output(uint64_t icount, uint8_t byte) override;
+  void output(vmm::OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) override;
   void entropy(uint64_t icount, std::span<uint8_t> out) override;
-  void net_output(uint64_t icount, std::span<const uint8_t> frame) override;
 
  private:
   log::Record& add(uint64_t icount, log::RecordKind kind);
@@ -113,6 +123,8 @@ class Recorder : public vmm::World {
   void log_digests(uint64_t icount);
   void write_pending_output();
   bool input_waiting(vmm::Machine& machine);  // input ready and the UART has room
+  // Waits for console input; held output that may leave meanwhile is released first.
+  bool wait_input(std::chrono::nanoseconds timeout);
   bool interrupted() const;
   void audit_if_due(vmm::Machine& machine);
   void sync_time(vmm::Machine& machine);
@@ -120,6 +132,8 @@ class Recorder : public vmm::World {
   void maybe_flush();
 
   ConsolePort& console_;
+  DirectOutput direct_;  // the default sink: output straight to the console
+  OutputSink& output_;
   RecorderOptions options_;
   BatchSink* sink_ = nullptr;
   log::LogBatch batch_;
@@ -139,7 +153,8 @@ class Recorder : public vmm::World {
   uint64_t frames_sent_ = 0;
   std::vector<uint8_t> input_scratch_;
   std::vector<uint8_t> frame_scratch_;
-  std::string output_scratch_;
+  std::string output_scratch_;    // console output up to the end of its line
+  uint64_t output_scratch_icount_ = 0;  // the icount of its last byte
 };
 
 

@@ -10,7 +10,11 @@
 namespace tandem::hooks {
 
 Replayer::Replayer(BatchSource& source, ConsolePort* output, bool verify)
-    : source_(source), output_(output), verify_(verify), output_digest_(kOutputDigestSeed),
+    : source_(source), direct_(output), output_(output ? &direct_ : nullptr), verify_(verify),
+      output_digest_(kOutputDigestSeed), frame_digest_(kFrameDigestSeed) {}
+
+Replayer::Replayer(BatchSource& source, OutputSink& output, bool verify)
+    : source_(source), output_(&output), verify_(verify), output_digest_(kOutputDigestSeed),
       frame_digest_(kFrameDigestSeed) {}
 
 std::string Replayer::check_header(const log::LogHeader& header, vmm::Machine& machine) {
@@ -176,7 +180,11 @@ bool Replayer::apply_service_records(vmm::Machine& machine) {
         }
         break;
       case log::OUTPUT_RELEASED:
-        released_output_ = rec.value();
+        if (rec.channel() >= vmm::kOutputChannels) {
+          diverge(now, fmt::format("OUTPUT_RELEASED for unknown output channel {}", rec.channel()), 0, rec.channel());
+          break;
+        }
+        released_output_[rec.channel()] = rec.value();
         break;
       case log::END:
         end_ = ReplayEnd{static_cast<vmm::Exit>(rec.value() >> 32),
@@ -187,10 +195,7 @@ bool Replayer::apply_service_records(vmm::Machine& machine) {
         break;
     }
   }
-  if (output_ && !output_scratch_.empty()) {
-    output_->write_output({reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
-    output_scratch_.clear();
-  }
+  flush_output();
   return applied;
 }
 
@@ -223,7 +228,8 @@ bool Replayer::at_frontier(uint64_t icount) {
 
 void Replayer::flush_output() {
   if (output_ && !output_scratch_.empty()) {
-    output_->write_output({reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
+    output_->output(vmm::OutputChannel::Console, output_scratch_icount_,
+                    {reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
     output_scratch_.clear();
   }
 }
@@ -262,20 +268,23 @@ vmm::RunResult Replayer::run(vmm::Machine& machine, uint64_t max_icount) {
   }
 }
 
-void Replayer::console_output(uint64_t, uint8_t byte) {
-  output_digest_ = chain_output_digest(output_digest_, byte);
-  if (!output_) return;
-  output_scratch_.push_back(static_cast<char>(byte));
-  if (byte == '\n' || output_scratch_.size() >= 4096) {
-    output_->write_output({reinterpret_cast<const uint8_t*>(output_scratch_.data()), output_scratch_.size()});
-    output_scratch_.clear();
+void Replayer::output(vmm::OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) {
+  if (channel == vmm::OutputChannel::Net) {
+    // As the Recorder: a frame is whole and follows the console output produced before it.
+    frame_digest_ = chain_frame_digest(frame_digest_, icount, bytes);
+    ++frames_sent_;
+    flush_output();
+    if (frame_output_) frame_output_(icount, bytes);
+    if (output_) output_->output(channel, icount, bytes);
+    return;
   }
-}
-
-void Replayer::net_output(uint64_t icount, std::span<const uint8_t> frame) {
-  frame_digest_ = chain_frame_digest(frame_digest_, icount, frame);
-  ++frames_sent_;
-  if (frame_output_) frame_output_(icount, frame);
+  for (uint8_t byte : bytes) {
+    output_digest_ = chain_output_digest(output_digest_, byte);
+    if (!output_) continue;
+    output_scratch_.push_back(static_cast<char>(byte));
+    output_scratch_icount_ = icount;
+    if (byte == '\n' || output_scratch_.size() >= 4096) flush_output();
+  }
 }
 
 void Replayer::entropy(uint64_t icount, std::span<uint8_t> out) {

@@ -3,6 +3,7 @@
 // recorded icounts, applies recorded time adjustments and idle skips, never reads a host
 // clock or host input, and checks AUDIT and OUTPUT_DIGEST records as it passes them. The
 // first mismatch is a divergence: the replayer records where and stops the run.
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -13,6 +14,7 @@
 #include "proto/event_log.pb.h"
 #include "vmm-hooks/batch_stream.h"
 #include "vmm-hooks/console_port.h"
+#include "vmm-hooks/output.h"
 #include "vmm/machine.h"
 #include "vmm/world.h"
 
@@ -33,8 +35,13 @@ struct ReplayEnd {
 
 class Replayer : public vmm::World {
  public:
-  // `output` receives the guest's console output (nullptr: swallowed, as on a secondary).
+  // `output` receives the guest's console output (nullptr: swallowed); other channels are dropped.
   Replayer(BatchSource& source, ConsolePort* output, bool verify = true);
+  // `output` receives all output, every channel, with its icount (a secondary keeps what it
+  // cannot confirm as released: replicator::OutputTail).
+  Replayer(BatchSource& source, OutputSink& output, bool verify = true);
+  Replayer(const Replayer&) = delete;
+  Replayer& operator=(const Replayer&) = delete;
 
   // The NIC the log was recorded with (nullopt: none), for building the replay machine.
   // Throws LogError for a malformed NIC description.
@@ -58,14 +65,16 @@ class Replayer : public vmm::World {
   uint64_t output_digest() const { return output_digest_; }
   uint64_t frame_digest() const { return frame_digest_; }
   uint64_t frames_sent() const { return frames_sent_; }
-  // Where the guest's transmitted frames go (nullptr, the default: nowhere, as on a
-  // secondary). Frames are checked against the log's NET_TX_DIGEST either way.
+  // Where the guest's transmitted frames also go (nullptr, the default: only to the
+  // OutputSink if one was given). Frames are checked against the log's NET_TX_DIGEST either way.
   void set_frame_output(std::function<void(uint64_t icount, std::span<const uint8_t> frame)> out) {
     frame_output_ = std::move(out);
   }
-  // The latest OUTPUT_RELEASED marker: console bytes the recording side had released.
-  uint64_t released_output() const { return released_output_; }
-  // Writes buffered console output (an incomplete line) to the output port now.
+  // The latest OUTPUT_RELEASED marker of `channel`: bytes the recording side had released.
+  uint64_t released_output(vmm::OutputChannel channel = vmm::OutputChannel::Console) const {
+    return released_output_[static_cast<size_t>(channel)];
+  }
+  // Hands buffered console output (an incomplete line) to the output now.
   void flush_output();
 
   // Runs the machine along the log until the recorded end, a divergence, the end of an
@@ -78,9 +87,8 @@ class Replayer : public vmm::World {
   uint64_t next_service_icount(uint64_t now) override;
   void service(vmm::Machine& machine) override;
   bool idle(vmm::Machine& machine, uint64_t deadline_mtime) override;
-  void console_output(uint64_t icount, uint8_t byte) override;
+  void output(vmm::OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) override;
   void entropy(uint64_t icount, std::span<uint8_t> out) override;
-  void net_output(uint64_t icount, std::span<const uint8_t> frame) override;
 
  private:
   const log::Record* peek();  // next record not yet applied, pulling batches as needed
@@ -94,7 +102,8 @@ class Replayer : public vmm::World {
   void diverge(uint64_t icount, std::string what, uint64_t expected, uint64_t actual);
 
   BatchSource& source_;
-  ConsolePort* output_;
+  DirectOutput direct_;   // a ConsolePort as the output
+  OutputSink* output_;    // nullptr: output swallowed
   bool verify_;
   bool source_done_ = false;
   std::deque<log::Record> pending_;
@@ -104,12 +113,13 @@ class Replayer : public vmm::World {
   uint64_t records_applied_ = 0;
   uint64_t audits_checked_ = 0;
   uint64_t output_digest_;
-  uint64_t released_output_ = 0;
+  std::array<uint64_t, vmm::kOutputChannels> released_output_{};
   uint64_t frame_digest_;
   uint64_t frames_sent_ = 0;
   std::function<void(uint64_t, std::span<const uint8_t>)> frame_output_;
   uint64_t complete_to_ = 0;
-  std::string output_scratch_;
+  std::string output_scratch_;  // console output up to the end of its line
+  uint64_t output_scratch_icount_ = 0;
 };
 
 }  // namespace tandem::hooks

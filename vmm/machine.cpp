@@ -116,7 +116,7 @@ Machine::Machine(const MachineConfig& config, World& world)
   wiring.entropy = [this](std::span<uint8_t> out) { world_.entropy(hart_->icount(), out); };
   wiring.disk_path = config.disk_path;
   wiring.nic = config.nic;
-  wiring.net_output = [this](std::span<const uint8_t> frame) { world_.net_output(hart_->icount(), frame); };
+  wiring.net_output = [this](std::span<const uint8_t> frame) { world_.output(OutputChannel::Net, hart_->icount(), frame); };
   board_ = std::make_unique<Board>(bus_, clock_, std::move(wiring));
 }
 

@@ -3,12 +3,24 @@
 // point where the outside world can reach in or out; vmm-hooks implements it (Live,
 // Recorder, Replayer). Nothing else in vmm/ reads a host clock, a host file descriptor
 // after boot, or a random source.
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
 namespace tandem::vmm {
 
 class Machine;
+
+// What guest output is. Every channel obeys the same output rule in the pair (held until the
+// secondary acknowledged the log up to the icount that produced it, released in order).
+enum class OutputChannel : uint8_t {
+  Console = 0,  // bytes the guest wrote to its UART (one byte per call today)
+  Net = 1,      // one Ethernet frame the guest transmitted (one whole frame per call)
+};
+inline constexpr size_t kOutputChannels = 2;
+inline constexpr const char* to_string(OutputChannel channel) {
+  return channel == OutputChannel::Console ? "console" : "net";
+}
 
 class World {
  public:
@@ -28,16 +40,15 @@ class World {
   // (no deadline, no input source): the machine then stops with Exit::Idle.
   virtual bool idle(Machine& machine, uint64_t deadline_mtime) = 0;
 
-  // Guest output: one console byte produced at `icount`.
-  virtual void console_output(uint64_t icount, uint8_t byte) = 0;
+  // Guest output on `channel`, produced by the instruction at `icount`: console bytes, or
+  // one whole Ethernet frame (without the virtio header, already checked against the NIC's
+  // MTU). The bytes are only valid during the call.
+  virtual void output(OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) = 0;
+  // One console byte (the UART's transmit path).
+  void console_output(uint64_t icount, uint8_t byte) { output(OutputChannel::Console, icount, {&byte, 1}); }
 
   // Entropy requested by a device at `icount` (virtio-rng); fill `out`.
   virtual void entropy(uint64_t icount, std::span<uint8_t> out) = 0;
-
-  // Guest output: one Ethernet frame (without the virtio header) transmitted by the NIC at
-  // `icount`. Already checked against the NIC's MTU. The default drops it (a World
-  // without a network). Temporary until World::output(channel, icount, bytes) lands.
-  virtual void net_output(uint64_t /*icount*/, std::span<const uint8_t> /*frame*/) {}
 };
 
 }  // namespace tandem::vmm

@@ -24,7 +24,7 @@ struct NullWorld final : tandem::vmm::World {
   uint64_t next_service_icount(uint64_t) override { return UINT64_MAX; }
   void service(tandem::vmm::Machine&) override {}
   bool idle(tandem::vmm::Machine&, uint64_t) override { return false; }
-  void console_output(uint64_t, uint8_t) override {}
+  void output(tandem::vmm::OutputChannel, uint64_t, std::span<const uint8_t>) override {}
   void entropy(uint64_t, std::span<uint8_t>) override {}
 };
 

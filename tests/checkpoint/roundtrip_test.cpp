@@ -405,11 +405,11 @@ TEST_P(DiskCheckpointTest, KvStoreAndDiskSurviveFullIncrementalsAndFinal) {
   EXPECT_EQ(testing::read_file(dst_disk), testing::read_file(src_disk));
 
   // Both answer the same, including the unsynced key, and keep writing the same disk.
-  wa.output.clear();
+  wa.printed.clear();
   converse(src, wa, "GET key3\nGET key42\nGET late\nCOUNT\nSYNC\n");
   converse(dst, wb, "GET key3\nGET key42\nGET late\nCOUNT\nSYNC\n");
-  EXPECT_EQ(wb.output, wa.output);
-  EXPECT_NE(wa.output.find("value-" + std::to_string(42 * 7919)), std::string::npos) << wa.output;
+  EXPECT_EQ(wb.printed, wa.printed);
+  EXPECT_NE(wa.printed.find("value-" + std::to_string(42 * 7919)), std::string::npos) << wa.printed;
   EXPECT_EQ(dst.state_hash(), src.state_hash());
   EXPECT_EQ(testing::read_file(dst_disk), testing::read_file(src_disk));
 }

@@ -162,7 +162,7 @@ TEST_F(StateHashTest, VirtioBlkDmaIsSeen) {
     m.load(guest("virtio_blk"));
     random_slices(m, seed, 200, 3'000, /*rollbacks=*/false);
     const auto r = m.run_until(m.icount() + 50'000'000);
-    EXPECT_EQ(r.exit, Exit::GuestPass) << "code " << r.code << ", output: " << w.output;
+    EXPECT_EQ(r.exit, Exit::GuestPass) << "code " << r.code << ", output: " << w.printed;
     checked_hash(m, "virtio_blk end");
   }
 }

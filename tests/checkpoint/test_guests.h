@@ -20,12 +20,14 @@ class ScriptWorld final : public vmm::World {
   static constexpr uint64_t kServiceEvery = 4096;
 
   void queue_input(const std::string& bytes) { input_.insert(input_.end(), bytes.begin(), bytes.end()); }
-  std::string output;
+  std::string printed;
 
   uint64_t next_service_icount(uint64_t now) override { return (now / kServiceEvery + 1) * kServiceEvery; }
   void service(vmm::Machine& m) override { push(m); }
   bool idle(vmm::Machine& m, uint64_t) override { return push(m) > 0; }
-  void console_output(uint64_t, uint8_t byte) override { output.push_back(static_cast<char>(byte)); }
+  void output(vmm::OutputChannel, uint64_t, std::span<const uint8_t> bytes) override {
+    printed.append(bytes.begin(), bytes.end());
+  }
   void entropy(uint64_t icount, std::span<uint8_t> out) override {
     for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint8_t>(icount + i);
   }

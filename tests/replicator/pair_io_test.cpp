@@ -1,10 +1,7 @@
-// GatedConsole, the output rule with self-fencing: output leaves only when the secondary
-// has acknowledged it (gated) AND the release check (the lease) allows it; held output
-// keeps its order and leaves on the next acknowledge(), pump() or wait_input() once allowed.
 // StreamBatchSource: the secondary's log stream refuses a batch out of sequence.
+// OutputTail: what a promoted secondary re-emits, per output channel.
+// (The output gate's tests are in output_gate_test.cpp.)
 #include "replicator/pair_io.h"
-
-#include "fencing/ack_freshness.h"
 
 #include <gtest/gtest.h>
 
@@ -14,164 +11,6 @@ namespace {
 
 using namespace tandem;
 using namespace tandem::replicator;
-
-// The console's far end: what a client would have received.
-class ReceivedConsole final : public hooks::ConsolePort {
- public:
-  size_t read_input(std::vector<uint8_t>&, size_t) override { return 0; }
-  bool wait_input(std::chrono::nanoseconds) override { return false; }
-  bool input_closed() const override { return false; }
-  void write_output(std::span<const uint8_t> bytes) override {
-    text.append(bytes.begin(), bytes.end());
-    ++writes;
-  }
-  std::string text;
-  int writes = 0;  // a write per segment the client would receive
-};
-
-void print(GatedConsole& gate, uint64_t icount, const std::string& s) {
-  gate.set_output_icount(icount);
-  gate.write_output({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
-}
-
-TEST(GatedConsole, UngatedOutputStillWaitsForTheLease) {
-  ReceivedConsole client;
-  GatedConsole gate(client);
-  bool lease = false;
-  gate.set_release_check([&](bool) { return lease; });
-  print(gate, 10, "a");
-  print(gate, 11, "b");
-  EXPECT_EQ(client.text, "");
-  EXPECT_EQ(gate.held_bytes(), 2u);
-  gate.pump();
-  EXPECT_EQ(client.text, "");
-  lease = true;
-  print(gate, 12, "c");  // behind held output: order is kept
-  EXPECT_EQ(client.text, "abc");
-  EXPECT_EQ(gate.released_bytes(), 3u);
-}
-
-TEST(GatedConsole, AcknowledgedOutputIsHeldWhileFencedAndPumpedWhenAllowed) {
-  ReceivedConsole client;
-  GatedConsole gate(client);
-  bool lease = true;
-  gate.set_release_check([&](bool) { return lease; });
-  gate.set_gated(true);
-  print(gate, 100, "x");
-  print(gate, 200, "y");
-  gate.acknowledge(101);
-  EXPECT_EQ(client.text, "x");
-  lease = false;  // the lease deadline passed
-  gate.acknowledge(1000);
-  EXPECT_EQ(client.text, "x");
-  print(gate, 300, "z");
-  EXPECT_EQ(gate.held_bytes(), 2u);
-  lease = true;  // a late renewal was granted
-  gate.pump();
-  EXPECT_EQ(client.text, "xyz");
-  EXPECT_EQ(gate.held_bytes(), 0u);
-}
-
-// A STANDALONE primary's guest answered while the lease was lapsed, then idles in WFI: the
-// VM thread only waits for input from then on, and that wait must release the output once
-// the lease is renewed (before, it stayed held until the guest's next input).
-TEST(GatedConsole, HeldOutputLeavesWhileTheGuestWaitsForInput) {
-  ReceivedConsole client;
-  GatedConsole gate(client);
-  bool lease = false;
-  gate.set_release_check([&](bool) { return lease; });
-  print(gate, 10, "OK\n");
-  EXPECT_FALSE(gate.wait_input(std::chrono::nanoseconds(0)));
-  EXPECT_EQ(client.text, "");
-  lease = true;  // the renewal was granted on the lease keeper's thread
-  EXPECT_FALSE(gate.wait_input(std::chrono::nanoseconds(0)));
-  EXPECT_EQ(client.text, "OK\n");
-  EXPECT_EQ(gate.held_bytes(), 0u);
-}
-
-TEST(GatedConsole, WithoutAReleaseCheckTheOutputRuleAloneDecides) {
-  ReceivedConsole client;
-  GatedConsole gate(client);
-  print(gate, 1, "free ");
-  gate.set_gated(true);
-  print(gate, 5, "held");
-  EXPECT_EQ(client.text, "free ");
-  gate.acknowledge(5);  // covers icount < 5 only
-  EXPECT_EQ(client.text, "free ");
-  gate.set_gated(false);  // the secondary is gone: no ack to wait for
-  EXPECT_EQ(client.text, "free held");
-}
-
-// Many replies covered by one acknowledgement reach the client in one write (not a send
-// per line), in order, and only up to what the acknowledgement covers.
-TEST(GatedConsole, OneAcknowledgementReleasesWhatItCoversInOneWrite) {
-  ReceivedConsole client;
-  GatedConsole gate(client);
-  gate.set_gated(true);
-  for (int i = 0; i < 16; ++i) print(gate, 100 + i, "OK" + std::to_string(i) + "\n");
-  gate.acknowledge(110);  // covers the lines printed at icount 100..109
-  EXPECT_EQ(client.writes, 1);
-  EXPECT_EQ(client.text, "OK0\nOK1\nOK2\nOK3\nOK4\nOK5\nOK6\nOK7\nOK8\nOK9\n");
-  EXPECT_EQ(gate.released_bytes(), client.text.size());
-  gate.acknowledge(116);
-  EXPECT_EQ(client.writes, 2);
-  EXPECT_EQ(gate.held_bytes(), 0u);
-  std::string all;
-  for (int i = 0; i < 16; ++i) all += "OK" + std::to_string(i) + "\n";
-  EXPECT_EQ(client.text, all);
-  EXPECT_EQ(gate.take_latencies().size(), 16u);  // each line keeps its own latency sample
-}
-
-// The node's release check: the lease, or fresh acks for acknowledged output. The lease is
-// lapsed throughout (the witness is away).
-TEST(GatedConsole, FreshAcksReleaseAcknowledgedOutputWhileTheLeaseIsLapsed) {
-  using namespace std::chrono_literals;
-  ReceivedConsole client;
-  GatedConsole gate(client);
-  fencing::AckFreshness acks;
-  bool lease = false;
-  gate.set_release_check([&](bool acknowledged) { return fencing::may_release_output(lease, acknowledged, acks); });
-
-  // STANDALONE (ungated): acks do not count, the lease does.
-  acks.arm();
-  acks.batch_sent(0);
-  acks.batch_acknowledged(0, 300ms);
-  ASSERT_TRUE(acks.fresh());
-  print(gate, 1, "alone ");
-  EXPECT_EQ(client.text, "");
-
-  // PROTECTED: acknowledged output leaves on a fresh ack; unacknowledged output waits.
-  lease = true;
-  gate.pump();
-  ASSERT_EQ(client.text, "alone ");
-  lease = false;
-  gate.set_gated(true);
-  print(gate, 10, "a");
-  print(gate, 20, "b");
-  acks.batch_sent(1);
-  acks.batch_acknowledged(1, 300ms);
-  gate.acknowledge(11);
-  EXPECT_EQ(client.text, "alone a");
-
-  // A stale ack (a batch sent long ago) releases nothing, even if it covers the output.
-  fencing::AckFreshness stale;
-  stale.arm();
-  stale.batch_sent(1, fencing::AckFreshness::Clock::now() - 10s);
-  stale.batch_acknowledged(1, 300ms);
-  gate.set_release_check([&](bool acknowledged) { return fencing::may_release_output(lease, acknowledged, stale); });
-  gate.acknowledge(21);
-  EXPECT_EQ(client.text, "alone a");
-  EXPECT_EQ(gate.held_bytes(), 1u);
-
-  // Disarmed (the link is lost): only the lease lets it out.
-  gate.set_release_check([&](bool acknowledged) { return fencing::may_release_output(lease, acknowledged, acks); });
-  acks.disarm();
-  gate.pump();
-  EXPECT_EQ(client.text, "alone a");
-  lease = true;
-  gate.pump();
-  EXPECT_EQ(client.text, "alone ab");
-}
 
 log::LogBatch batch(uint64_t sequence, uint64_t complete_to) {
   log::LogBatch b;
@@ -214,6 +53,33 @@ TEST(StreamBatchSource, TheFirstBatchMustBeBatchZero) {
   EXPECT_FALSE(s.push(batch(1, 100)));
   EXPECT_EQ(s.gap(), "log batch 0 missing: batch 1 arrived");
   EXPECT_EQ(s.queued(), 0u);
+}
+
+TEST(OutputTail, ConsoleBytesAfterTheReleaseMarkerAreUnconfirmed) {
+  OutputTail tail;
+  const std::string a = "line 1\n", b = "line 2\n";
+  tail.output(vmm::OutputChannel::Console, 10, {reinterpret_cast<const uint8_t*>(a.data()), a.size()});
+  tail.output(vmm::OutputChannel::Console, 20, {reinterpret_cast<const uint8_t*>(b.data()), b.size()});
+  EXPECT_EQ(tail.produced(), a.size() + b.size());
+  EXPECT_EQ(tail.unconfirmed(3), "e 1\nline 2\n");
+  tail.trim_released(10);  // part-way through the second line
+  EXPECT_EQ(tail.unconfirmed(10), "e 2\n");
+  EXPECT_EQ(tail.unconfirmed(8), "e 2\n");  // trimmed bytes cannot come back
+  EXPECT_EQ(tail.unconfirmed(tail.produced()), "");
+}
+
+TEST(OutputTail, NetworkFramesAreReEmittedWholeAndApartFromTheConsole) {
+  OutputTail tail;
+  const std::string f1(60, 'a'), f2(90, 'b'), text = "hi\n";
+  tail.output(vmm::OutputChannel::Net, 5, {reinterpret_cast<const uint8_t*>(f1.data()), f1.size()});
+  tail.output(vmm::OutputChannel::Console, 6, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  tail.output(vmm::OutputChannel::Net, 7, {reinterpret_cast<const uint8_t*>(f2.data()), f2.size()});
+  EXPECT_EQ(tail.produced(vmm::OutputChannel::Net), 150u);
+  EXPECT_EQ(tail.unconfirmed(vmm::OutputChannel::Net, 0), (std::vector<std::string>{f1, f2}));
+  tail.trim_released(vmm::OutputChannel::Net, 60);
+  EXPECT_EQ(tail.unconfirmed(vmm::OutputChannel::Net, 60), (std::vector<std::string>{f2}));
+  EXPECT_EQ(tail.unconfirmed(0), "hi\n");  // the console's own count
+  EXPECT_TRUE(tail.unconfirmed(vmm::OutputChannel::Net, 150).empty());
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ class NullWorld final : public vmm::World {
   uint64_t next_service_icount(uint64_t now) override { return now + 4096; }
   void service(vmm::Machine&) override {}
   bool idle(vmm::Machine&, uint64_t) override { return false; }
-  void console_output(uint64_t, uint8_t) override {}
+  void output(vmm::OutputChannel, uint64_t, std::span<const uint8_t>) override {}
   void entropy(uint64_t, std::span<uint8_t> out) override { std::fill(out.begin(), out.end(), 0); }
 };
 

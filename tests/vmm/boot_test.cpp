@@ -30,7 +30,7 @@ struct QuietWorld : World {
   uint64_t next_service_icount(uint64_t) override { return UINT64_MAX; }
   void service(Machine&) override {}
   bool idle(Machine&, uint64_t) override { return false; }
-  void console_output(uint64_t, uint8_t) override {}
+  void output(OutputChannel, uint64_t, std::span<const uint8_t>) override {}
   void entropy(uint64_t, std::span<uint8_t> out) override { std::fill(out.begin(), out.end(), 0); }
 };
 

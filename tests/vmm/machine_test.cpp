@@ -33,13 +33,15 @@ struct ScriptWorld : World {
     m.clock().advance(deadline > now ? deadline - now : 0);
     return true;
   }
-  void console_output(uint64_t icount, uint8_t byte) override { output.emplace_back(icount, byte); }
+  void output(OutputChannel, uint64_t icount, std::span<const uint8_t> bytes) override {
+    for (uint8_t byte : bytes) printed.emplace_back(icount, byte);
+  }
   void entropy(uint64_t, std::span<uint8_t> out) override { std::fill(out.begin(), out.end(), 0); }
 
   uint64_t period;
   int services = 0;
   int idles = 0;
-  std::vector<std::pair<uint64_t, uint8_t>> output;
+  std::vector<std::pair<uint64_t, uint8_t>> printed;
 };
 
 class MachineTest : public ::testing::Test {
@@ -166,10 +168,10 @@ TEST_F(MachineTest, UartOutputReachesTheWorldInOrderWithIcounts) {
   finish(a, 0x5555);
   m.load(image("uart.bin", a));
   EXPECT_EQ(m.run_until(UINT64_MAX).exit, Exit::GuestPass);
-  ASSERT_EQ(world.output.size(), 2u);
-  EXPECT_EQ(world.output[0].second, 'h');
-  EXPECT_EQ(world.output[1].second, 'i');
-  EXPECT_LT(world.output[0].first, world.output[1].first);
+  ASSERT_EQ(world.printed.size(), 2u);
+  EXPECT_EQ(world.printed[0].second, 'h');
+  EXPECT_EQ(world.printed[1].second, 'i');
+  EXPECT_LT(world.printed[0].first, world.printed[1].first);
 }
 
 TEST_F(MachineTest, WfiWithTimerIdlesToTheDeadlineInsteadOfSpinning) {

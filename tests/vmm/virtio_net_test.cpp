@@ -434,15 +434,16 @@ TEST_F(VirtioNetTest, RandomRingsNeverHandTheHostAnInvalidFrame) {
 }
 
 // The machine: the NIC sits in its board slot, is absent without a NicConfig, and its
-// transmit path reaches World::net_output with the icount.
+// transmit path reaches World::output (the Net channel) with the icount.
 struct NullWorld : World {
   std::vector<std::pair<uint64_t, size_t>> frames;
   uint64_t next_service_icount(uint64_t) override { return UINT64_MAX; }
   void service(Machine&) override {}
   bool idle(Machine&, uint64_t) override { return false; }
-  void console_output(uint64_t, uint8_t) override {}
+  void output(OutputChannel channel, uint64_t icount, std::span<const uint8_t> f) override {
+    if (channel == OutputChannel::Net) frames.emplace_back(icount, f.size());
+  }
   void entropy(uint64_t, std::span<uint8_t> out) override { std::memset(out.data(), 0, out.size()); }
-  void net_output(uint64_t icount, std::span<const uint8_t> f) override { frames.emplace_back(icount, f.size()); }
 };
 
 TEST(VirtioNetMachine, NicSitsInItsBoardSlotOnlyWhenConfigured) {

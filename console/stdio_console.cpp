@@ -1,4 +1,4 @@
-#include "vmm-hooks/stdio_console.h"
+#include "console/stdio_console.h"
 
 #include <poll.h>
 #include <unistd.h>
@@ -6,9 +6,9 @@
 #include <cerrno>
 #include <stdexcept>
 
-#include "vmm-hooks/tcp_console.h"
+#include "console/tcp_console.h"
 
-namespace tandem::hooks {
+namespace tandem::console {
 
 StdioConsole::StdioConsole(int in_fd, int out_fd) : in_fd_(in_fd), out_fd_(out_fd) {
   if (::isatty(in_fd_) && ::tcgetattr(in_fd_, &saved_) == 0) {
@@ -68,7 +68,7 @@ void StdioConsole::flush() {
   out_buffer_.clear();
 }
 
-std::unique_ptr<ConsolePort> open_console(const std::string& spec) {
+std::unique_ptr<hooks::ConsolePort> open_console(const std::string& spec) {
   if (spec == "stdio") return std::make_unique<StdioConsole>();
   if (spec.rfind("tcp:", 0) == 0) {
     const std::string rest = spec.substr(4);
@@ -92,4 +92,4 @@ std::unique_ptr<ConsolePort> open_console(const std::string& spec) {
   throw std::invalid_argument("console '" + spec + "': expected 'stdio' or 'tcp:HOST:PORT'");
 }
 
-}  // namespace tandem::hooks
+}  // namespace tandem::console

@@ -18,9 +18,9 @@
 
 #include "vmm-hooks/console_port.h"
 
-namespace tandem::hooks {
+namespace tandem::console {
 
-class TcpConsole : public ConsolePort {
+class TcpConsole : public hooks::ConsolePort {
  public:
   // Listens on host:port (port 0 = any free port; see port()).
   TcpConsole(const std::string& host, uint16_t port, size_t max_pending_output = 1 << 20);
@@ -64,4 +64,4 @@ class TcpConsole : public ConsolePort {
   std::thread thread_;
 };
 
-}  // namespace tandem::hooks
+}  // namespace tandem::console

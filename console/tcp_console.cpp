@@ -1,11 +1,11 @@
-#include "vmm-hooks/tcp_console.h"
+#include "console/tcp_console.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-namespace tandem::hooks {
+namespace tandem::console {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -171,4 +171,4 @@ void TcpConsole::write_output(std::span<const uint8_t> bytes) {
   }
 }
 
-}  // namespace tandem::hooks
+}  // namespace tandem::console

@@ -4,11 +4,14 @@
 // NOT wanted for a standalone run: ISIG stays on) and restored on destruction.
 #include <termios.h>
 
+#include <memory>
+#include <string>
+
 #include "vmm-hooks/console_port.h"
 
-namespace tandem::hooks {
+namespace tandem::console {
 
-class StdioConsole : public ConsolePort {
+class StdioConsole : public hooks::ConsolePort {
  public:
   explicit StdioConsole(int in_fd = 0, int out_fd = 1);
   ~StdioConsole() override;
@@ -28,4 +31,8 @@ class StdioConsole : public ConsolePort {
   std::string out_buffer_;
 };
 
-}  // namespace tandem::hooks
+// `stdio` or `tcp:HOST:PORT` (HOST must be a numeric address, e.g. 127.0.0.1).
+// Throws std::invalid_argument on a malformed spec, std::runtime_error if it cannot listen.
+std::unique_ptr<hooks::ConsolePort> open_console(const std::string& spec);
+
+}  // namespace tandem::console

@@ -6,10 +6,10 @@
 #include <utility>
 #include <boost/asio.hpp>
 
-#include "vmm-hooks/console_port.h"
-#include "vmm-hooks/tcp_console.h"
+#include "console/stdio_console.h"
+#include "console/tcp_console.h"
 
-namespace tandem::hooks {
+namespace tandem::console {
 namespace {
 
 namespace asio = boost::asio;
@@ -110,4 +110,4 @@ TEST(OpenConsole, MalformedSpecsAreRefusedClearly) {
 }
 
 }  // namespace
-}  // namespace tandem::hooks
+}  // namespace tandem::console
