@@ -38,11 +38,12 @@ class NodeControl final : public ControlHandler {
  public:
   explicit NodeControl(Node& node) : node_(node) {}
   NodeStatus status() override { return node_.status(); }
-  std::string protect(const std::string& peer) override { return node_.protect(peer); }
-  std::string unprotect() override { return node_.unprotect(); }
-  std::string failover() override { return node_.failover(); }
+  std::string protect(const std::string& peer) override { return message(node_.protect(peer)); }
+  std::string unprotect() override { return message(node_.unprotect()); }
+  std::string failover() override { return message(node_.failover()); }
 
  private:
+  static std::string message(const Result<void>& r) { return r ? std::string() : r.error().message; }
   Node& node_;
 };
 

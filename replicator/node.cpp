@@ -39,9 +39,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -55,7 +53,10 @@
 #include "fencing/lease.h"
 #include "fencing/release_policy.h"
 #include "replicator/output_gate.h"
+#include "replicator/epoch_store.h"
 #include "replicator/pair_io.h"
+#include "replicator/pair_state.h"
+#include "replicator/peer_session.h"
 #include "replicator/precopy.h"
 #include "replicator/transport/link.h"
 #include "vmm-hooks/recorder.h"
@@ -126,12 +127,21 @@ class SwitchWorld final : public vmm::World {
 
 }  // namespace
 
+// What the primary's run does at its World's call points (Node::Impl: flow control, and
+// the progress status shows).
+class PrimaryRun {
+ public:
+  virtual ~PrimaryRun() = default;
+  virtual void at_service(vmm::Machine& m) = 0;  // after the Recorder's service
+  virtual void at_idle(vmm::Machine& m) = 0;     // before the guest's idle wait
+};
+
 // The primary's World: a Recorder whose output (every channel, with its icount) goes
 // through the output gate, and that logs how far each channel's output has been released.
 class PrimaryWorld final : public hooks::Recorder {
  public:
-  PrimaryWorld(Node::Impl& node, hooks::ConsolePort& input, OutputGate& gate, hooks::RecorderOptions options)
-      : Recorder(input, gate, options), node_(node), gate_(gate) {}
+  PrimaryWorld(PrimaryRun& run, hooks::ConsolePort& input, OutputGate& gate, hooks::RecorderOptions options)
+      : Recorder(input, gate, options), run_(run), gate_(gate) {}
   void service(vmm::Machine& m) override;
   bool idle(vmm::Machine& m, uint64_t deadline) override;
   // A new log starts (protection): its markers count from 0, as the gate's counts do.
@@ -149,14 +159,15 @@ class PrimaryWorld final : public hooks::Recorder {
       }
     }
   }
-  Node::Impl& node_;
+  PrimaryRun& run_;
   OutputGate& gate_;
   std::array<uint64_t, vmm::kOutputChannels> logged_released_{};
 };
 
-struct Node::Impl {
+struct Node::Impl final : PrimaryRun {
   NodeConfig cfg;
   const bool arbitrated;  // [fencing] arbiter != "none"
+  const EpochStore epochs;
   std::unique_ptr<fencing::LeaseKeeper> lease;
   std::unique_ptr<fencing::FailureDetector> detector;
   // Primary: when it sent what the secondary acknowledges; lets acknowledged output out
@@ -166,9 +177,9 @@ struct Node::Impl {
 
   mutable std::mutex mutex;
   std::condition_variable cv;
-  Role role;
-  PairState state;
+  PairStateMachine pair;  // role and state, under `mutex`
   uint64_t epoch = 1;
+  PeerSession peer;       // every message to the other node
   std::string last_error;
   std::string peer_address;
   SyncProgress sync;
@@ -234,12 +245,14 @@ struct Node::Impl {
   std::unique_ptr<OutputTail> tail;
   std::unique_ptr<hooks::Replayer> replayer;
 
-  explicit Impl(NodeConfig c) : cfg(std::move(c)), arbitrated(cfg.fencing.kind != "none"), role(cfg.role) {
-    state = role == Role::Primary ? PairState::Standalone : PairState::Standby;
-  }
+  explicit Impl(NodeConfig c)
+      : cfg(std::move(c)),
+        arbitrated(cfg.fencing.kind != "none"),
+        epochs(cfg.state_dir),
+        pair(cfg.role),
+        peer([this] { return epoch_now(); }, promotion_holdoff()) {}
 
-  std::string protect_peer(const std::string& peer);
-  uint8_t wire_role() const { return role == Role::Primary ? wire::PRIMARY : wire::SECONDARY; }
+  Result<void> protect_peer(const std::string& peer);
 
   uint64_t max_lag_instructions() const { return uint64_t{cfg.max_lag_ms} * 1'000'000; }
 
@@ -250,35 +263,13 @@ struct Node::Impl {
     return arbitrated ? std::chrono::milliseconds(int64_t{cfg.heartbeat_ms} * cfg.heartbeat_misses)
                       : std::chrono::milliseconds(0);
   }
-  wire::Envelope make_ack(const StreamBatchSource& s, uint64_t executed) const {
-    wire::Envelope ack;
-    ack.mutable_ack()->set_received_icount(s.complete_to());
-    ack.mutable_ack()->set_executed_icount(executed);
-    ack.mutable_ack()->set_batch_sequence(s.last_sequence());
-    ack.mutable_ack()->set_promotion_holdoff_ms(static_cast<uint32_t>(promotion_holdoff().count()));
-    return ack;
-  }
+  void store_epoch(uint64_t e) const { epochs.store(e); }
 
-  // ---- epoch persistence ----------------------------------------------------------
-  std::string epoch_path() const { return cfg.state_dir.empty() ? "" : cfg.state_dir + "/epoch"; }
-  void load_epoch() {
-    const std::string path = epoch_path();
-    if (path.empty()) return;
-    std::ifstream in(path);
-    uint64_t e = 0;
-    if (in >> e && e > 0) epoch = e;
-  }
-  void store_epoch(uint64_t e) {
-    const std::string path = epoch_path();
-    if (path.empty()) return;
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.state_dir, ec);
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << e << "\n";
-    }
-    std::filesystem::rename(tmp, path, ec);
+  // PrimaryRun: called by the primary's World on the VM thread.
+  void at_service(vmm::Machine& m) override { throttle(m); }
+  void at_idle(vmm::Machine& m) override {
+    icount = m.icount();
+    if (sink) log_bytes = sink->bytes() + log_bytes_before;
   }
 
   // ---- transport --------------------------------------------------------------------
@@ -290,7 +281,7 @@ struct Node::Impl {
     {
       std::lock_guard lock(mutex);
       me.epoch = epoch;
-      me.role = role == Role::Primary ? wire::PRIMARY : wire::SECONDARY;
+      me.role = pair.role() == Role::Primary ? wire::PRIMARY : wire::SECONDARY;
     }
     std::shared_ptr<Transport> fresh = make_tcp_transport(me);
     std::shared_ptr<Transport> old;
@@ -311,11 +302,6 @@ struct Node::Impl {
     return transport;
   }
 
-  void send(const std::shared_ptr<Link>& l, wire::Envelope e) {
-    if (!l) return;
-    e.set_epoch(epoch_now());
-    l->send(std::move(e));
-  }
   uint64_t epoch_now() const {
     std::lock_guard lock(mutex);
     return epoch;
@@ -331,16 +317,6 @@ struct Node::Impl {
     };
     last_heard_ns = Clock::now().time_since_epoch().count();
     if (detector) detector->link_heard();
-  }
-
-  // Tells the peer why it is refused (a Refused message, which ends the link on its side
-  // with that reason) and closes.
-  void refuse(const std::shared_ptr<Link>& l, const std::string& reason) {
-    wire::Envelope e;
-    e.mutable_refused()->set_reason(reason);
-    e.set_epoch(epoch_now());
-    l->send(std::move(e));
-    l->close(reason);
   }
 
   // A primary connects to us (we are an empty secondary).
@@ -360,13 +336,13 @@ struct Node::Impl {
       lock.unlock();
       spdlog::warn("refusing primary {} ({}) at epoch {}: this node has seen epoch {}; told it to resync",
                    l->peer().node_name, l->peer().address, l->peer().epoch, epoch_now());
-      refuse(l, reason);
+      peer.refuse(l, reason);
       return;
     }
-    if (role != Role::Secondary || state != PairState::Standby || link) {
+    if (pair.role() != Role::Secondary || pair.state() != PairState::Standby || link) {
       lock.unlock();
-      spdlog::warn("refusing a pair link from {}: this node is {} {}", l->peer().address, to_string(role),
-                   to_string(state));
+      spdlog::warn("refusing a pair link from {}: this node is {} {}", l->peer().address, to_string(pair.role()),
+                   to_string(pair.state()));
       l->close("busy: not a standby secondary");
       return;
     }
@@ -374,7 +350,7 @@ struct Node::Impl {
     last_heard_ns = Clock::now().time_since_epoch().count();  // before the monitor sees the link
     link = l;
     peer_address = l->peer().address;
-    state = PairState::Syncing;
+    pair.to(PairState::Syncing, "a primary connected");
     sync = {};
     sync_sequence = {};
     sync_chunks.clear();  // parts of an earlier, broken sync
@@ -413,7 +389,7 @@ struct Node::Impl {
             // The primary streams its log right after the closing sync message, while the
             // VM thread may still be applying it: keep the batches for the replay (dropping
             // them stalled or diverged a replica whose guest ran on at once).
-            if (role == Role::Secondary && sync_sequence.complete()) early_batches.push_back(std::move(*e.mutable_batch()));
+            if (pair.role() == Role::Secondary && sync_sequence.complete()) early_batches.push_back(std::move(*e.mutable_batch()));
             return;
           }
         }
@@ -423,7 +399,7 @@ struct Node::Impl {
           on_log_gap(l, s);
           return;
         }
-        send(l, make_ack(*s, icount.load()));
+        peer.send_ack(l, *s, icount.load());
         s->wake_consumer();
         return;
       }
@@ -442,18 +418,16 @@ struct Node::Impl {
       }
       case wire::Envelope::kSyncChunk: {
         std::unique_lock lock(mutex);
-        if (role != Role::Secondary) {
+        if (pair.role() != Role::Secondary) {
           spdlog::warn("ignored a sync message from {}: this node is the primary", l->peer().address);
           return;
         }
-        if (std::string error = sync_sequence.accept(e.sync_chunk()); !error.empty()) {
+        if (auto accepted = sync_sequence.accept(e.sync_chunk()); !accepted) {
+          const std::string error = accepted.error().message;
           last_error = "sync refused: " + error;
           spdlog::error("{}", last_error);
           lock.unlock();
-          wire::Envelope fail;
-          fail.mutable_sync_result()->set_ok(false);
-          fail.mutable_sync_result()->set_error(error);
-          send(l, std::move(fail));
+          peer.send_sync_result(l, false, 0, error);
           l->close("sync refused");  // outside the lock: close() can run on_link_closed inline
           return;
         }
@@ -475,7 +449,7 @@ struct Node::Impl {
       case wire::Envelope::kSyncResult: {
         std::unique_lock lock(mutex);
         if (e.sync_result().ok()) {
-          state = PairState::Protected;
+          pair.to(PairState::Protected, "the secondary verified the sync");
           sync.done = true;
           if (arbitrated && current) acks.arm();
           spdlog::info("PROTECTED: the secondary verified state hash {:016x}", e.sync_result().state_hash());
@@ -488,7 +462,7 @@ struct Node::Impl {
         return;
       }
       case wire::Envelope::kHeartbeat:
-        if (role == Role::Primary) {
+        if (pair.role() == Role::Primary) {
           peer_executed = std::max(peer_executed.load(), e.heartbeat().icount());
           if (current && e.heartbeat().echo_ns() != 0) {
             acks.heartbeat_echoed(e.heartbeat().echo_ns());
@@ -512,7 +486,7 @@ struct Node::Impl {
       }
       case wire::Envelope::kHandover: {
         std::lock_guard lock(mutex);
-        if (role == Role::Secondary && state == PairState::Protected) {
+        if (pair.role() == Role::Secondary && pair.state() == PairState::Protected) {
           handover_released = e.handover().released_output();
           if (stream) stream->close();  // the handover follows the last batch on the link
           if (!arbitrated) {
@@ -541,38 +515,38 @@ struct Node::Impl {
     if (link != l) return;
     link.reset();
     if (detector) detector->link_down();
-    if (role == Role::Primary) acks.disarm();  // no secondary on a link: the lease alone decides
-    if (role == Role::Primary && state == PairState::Fenced) {
+    if (pair.role() == Role::Primary) acks.disarm();  // no secondary on a link: the lease alone decides
+    if (pair.role() == Role::Primary && pair.state() == PairState::Fenced) {
       // Nothing to decide: a fenced primary releases nothing either way.
-    } else if (role == Role::Primary && arbitrated && sync.done) {
+    } else if (pair.role() == Role::Primary && arbitrated && sync.done) {
       // The secondary may hold a complete replica (the last sync chunk went out): output
       // stays held until the second path tells a lost link from a lost peer.
-      if (state != PairState::Standalone) {
+      if (pair.state() != PairState::Standalone) {
         spdlog::warn("secondary lost on the link ({}): output held until the second path decides", reason);
         link_lost_at = Clock::now();
       }
       wake = 1;  // the VM thread stops recording
-    } else if (role == Role::Primary) {
+    } else if (pair.role() == Role::Primary) {
       // No secondary to wait for (or none that could take over: it never got the whole
       // machine): output flows again (the VM thread stops recording).
-      if (state != PairState::Standalone) spdlog::warn("secondary lost ({}): STANDALONE", reason);
-      state = PairState::Standalone;
+      if (pair.state() != PairState::Standalone) spdlog::warn("secondary lost ({}): STANDALONE", reason);
+      pair.to(PairState::Standalone, "secondary lost: " + reason);
       if (gate) gate->set_gated(false);
       wake = 1;
-    } else if (state == PairState::Protected && !promotion && arbitrated) {
+    } else if (pair.state() == PairState::Protected && !promotion && arbitrated) {
       if (!suspect_since) {
         spdlog::warn("primary lost on the link ({}): the second path decides", reason);
         link_lost_at = Clock::now();
       }
-    } else if (state == PairState::Protected && !promotion) {
+    } else if (pair.state() == PairState::Protected && !promotion) {
       spdlog::warn("primary lost ({}): promoting (heartbeat-only fencing, arbiter = none)", reason);
       promotion = fencing::Verdict{true, epoch + 1, "peer lost (" + reason + "); heartbeat-only fencing"};
       // No more log will come: the replay runs out what it has (also from inside an
       // idle wait at the frontier), then the VM thread goes live.
       if (stream) stream->close();
-    } else if (state == PairState::Syncing) {
+    } else if (pair.state() == PairState::Syncing) {
       spdlog::warn("primary lost during sync ({}): back to STANDBY", reason);
-      state = PairState::Standby;
+      pair.to(PairState::Standby, "primary lost during sync: " + reason);
     }
     cv.notify_all();
   }
@@ -589,7 +563,7 @@ struct Node::Impl {
       bool give_back = false;
       {
         std::lock_guard lock(mutex);
-        if (role == Role::Secondary && state == PairState::Protected && suspect_since && !abandon_replica) {
+        if (pair.role() == Role::Secondary && pair.state() == PairState::Protected && suspect_since && !abandon_replica) {
           promotion = fencing::Verdict{true, g.epoch, "arbiter granted epoch " + std::to_string(g.epoch) + " after " + why};
           promotion_note = "granted epoch " + std::to_string(g.epoch) + ": going live";
           suspect_since.reset();
@@ -603,7 +577,7 @@ struct Node::Impl {
     }, [this](const fencing::Grant& g) {
       // The primary advanced the epoch without this node: its replica may never go live.
       std::lock_guard lock(mutex);
-      if (role == Role::Secondary && suspect_since && !planned_promotion)
+      if (pair.role() == Role::Secondary && suspect_since && !planned_promotion)
         abandon_replica_locked("the arbiter refused this replica (" + g.why + ")");
     });
   }
@@ -624,12 +598,12 @@ struct Node::Impl {
     if (!arbitrated || !detector) return;
     const bool path_on = detector->second_path_enabled();
     const auto heard_after = [&](Clock::time_point t) { return path_on && detector->second_path_last_heard() > t; };
-    if (role == Role::Primary && link_lost_at && state != PairState::Fenced) {
+    if (pair.role() == Role::Primary && link_lost_at && pair.state() != PairState::Fenced) {
       const Clock::time_point t = *link_lost_at;
       if (heard_after(t) || (path_on && detector->second_path_peer_closed())) {
         const bool gone = !heard_after(t);
         link_lost_at.reset();
-        state = PairState::Standalone;
+        pair.to(PairState::Standalone, "the secondary is heard on the second path, or gone");
         spdlog::warn("the secondary {} on the second path: STANDALONE, keeping the lease; its replica is stale",
                      gone ? "closed its connection (its process is gone)" : "is still heard");
         if (gate) gate->set_gated(false);
@@ -645,7 +619,7 @@ struct Node::Impl {
         after.push_back([this] { lease->advance([this](const fencing::Grant& g) { on_epoch_advanced(g); }); });
       }
     }
-    if (role == Role::Secondary && state == PairState::Protected && !promotion) {
+    if (pair.role() == Role::Secondary && pair.state() == PairState::Protected && !promotion) {
       if (link_lost_at) {
         const Clock::time_point t = *link_lost_at;
         if (heard_after(t)) {
@@ -665,7 +639,7 @@ struct Node::Impl {
         }
       }
     }
-    if (role == Role::Primary && state == PairState::Fenced && !cfg.peer.empty() && !rejoin_link &&
+    if (pair.role() == Role::Primary && pair.state() == PairState::Fenced && !cfg.peer.empty() && !rejoin_link &&
         !rejoin_pending && !demote_requested && now >= next_rejoin) {
       next_rejoin = now + std::chrono::seconds(1);
       rejoin_pending = true;  // one attempt at a time: a partition holds connects open
@@ -716,7 +690,7 @@ struct Node::Impl {
 
   void on_rejoin_refused(const std::string& reason) {
     std::lock_guard lock(mutex);
-    if (role != Role::Primary || state != PairState::Fenced || demote_requested) return;
+    if (pair.role() != Role::Primary || pair.state() != PairState::Fenced || demote_requested) return;
     spdlog::warn("the live primary at {} refused this node ({}): becoming a STANDBY secondary to be re-synced",
                  cfg.peer, reason);
     demote_requested = true;
@@ -730,9 +704,9 @@ struct Node::Impl {
     uint64_t before;
     {
       std::lock_guard lock(mutex);
-      if (role != Role::Primary || state == PairState::Fenced || stopping) return;
+      if (pair.role() != Role::Primary || pair.state() == PairState::Fenced || stopping) return;
       before = std::exchange(epoch, g.epoch);
-      state = PairState::Standalone;
+      pair.to(PairState::Standalone, "the epoch advanced past the silent secondary");
       promotion_note.clear();
       if (gate) gate->set_gated(false);
       wake = 1;
@@ -750,9 +724,9 @@ struct Node::Impl {
     std::shared_ptr<Link> l;
     {
       std::lock_guard lock(mutex);
-      if (role != Role::Primary) return;
+      if (pair.role() != Role::Primary) return;
       acks.disarm();
-      state = PairState::Fenced;
+      pair.to(PairState::Fenced, "fenced: " + why);
       last_error = "fenced: " + why;
       link_lost_at.reset();
       promotion_note.clear();
@@ -789,7 +763,7 @@ struct Node::Impl {
       } else {
         counted_link.reset();
       }
-      const bool primary = role == Role::Primary;
+      const bool primary = pair.role() == Role::Primary;
       // Log rate for status.
       const auto now = Clock::now();
       const double dt = std::chrono::duration<double>(now - rate_mark).count();
@@ -803,15 +777,9 @@ struct Node::Impl {
       lock.unlock();
       for (auto& f : after) f();
       if (l) {
-        wire::Envelope hb;
-        hb.mutable_heartbeat()->set_sent_ns(now.time_since_epoch().count());
-        hb.mutable_heartbeat()->set_icount(icount.load());
-        if (primary) {
-          acks.heartbeat_sent(now.time_since_epoch().count(), now);
-        } else {
-          hb.mutable_heartbeat()->set_echo_ns(peer_heartbeat_ns.load());
-        }
-        send(l, std::move(hb));
+        const auto sent_ns = static_cast<uint64_t>(now.time_since_epoch().count());
+        if (primary) acks.heartbeat_sent(now.time_since_epoch().count(), now);
+        peer.send_heartbeat(l, sent_ns, icount.load(), primary ? 0 : peer_heartbeat_ns.load());
         if (now.time_since_epoch().count() - last_heard_ns.load() > limit_ns) {
           l->close(fmt::format("no message from the peer for {} ms", limit_ns / 1'000'000));
         }
@@ -823,11 +791,11 @@ struct Node::Impl {
   // ---- VM thread ----------------------------------------------------------------------
   void vm_main() {
     try {
-      if (role == Role::Primary) {
+      if (pair.role() == Role::Primary) {
         if (arbitrated && !wait_for_boot_lease()) return;
         boot_primary();
         if (arbitrated && !cfg.peer.empty()) {
-          if (const std::string err = protect_peer(cfg.peer); !err.empty()) spdlog::warn("protect {}: {}", cfg.peer, err);
+          if (auto r = protect_peer(cfg.peer); !r) spdlog::warn("protect {}: {}", cfg.peer, r.error().message);
         }
         primary_loop();
       } else {
@@ -836,7 +804,7 @@ struct Node::Impl {
     } catch (const std::exception& e) {
       std::lock_guard lock(mutex);
       last_error = e.what();
-      state = PairState::Failed;
+      pair.to(PairState::Failed, std::string("the VM thread stopped: ") + e.what());
       spdlog::critical("VM thread stopped: {}", e.what());
     }
   }
@@ -934,7 +902,7 @@ struct Node::Impl {
       {
         std::unique_lock lock(mutex);
         if (stopping) return;
-        if (state == PairState::Fenced) {
+        if (pair.state() == PairState::Fenced) {
           // The guest stays paused: nothing it computed could be released anyway.
           if (demote_requested) {
             lock.unlock();
@@ -961,7 +929,7 @@ struct Node::Impl {
         if (unprotect_requested) {
           unprotect_requested = false;
           std::shared_ptr<Link> l = std::exchange(link, nullptr);
-          state = PairState::Standalone;
+          pair.to(PairState::Standalone, "unprotect");
           acks.disarm();
           lock.unlock();
           if (l) l->close("unprotect");
@@ -1005,8 +973,7 @@ struct Node::Impl {
     lease->cancel();
     {
       std::lock_guard lock(mutex);
-      role = Role::Secondary;
-      state = PairState::Standby;
+      pair.to(Role::Secondary, PairState::Standby, "demoted: the live primary refused this fenced node");
       demote_requested = false;
       last_error.clear();
       sync = {};
@@ -1029,7 +996,7 @@ struct Node::Impl {
     acks.reset();  // a new link: nothing acknowledged on an earlier one counts
     {
       std::lock_guard lock(mutex);
-      state = PairState::Syncing;
+      pair.to(PairState::Syncing, "pre-copy to a new secondary");
       sync = {};
       link = l;
       peer_address = l->peer().address;
@@ -1052,7 +1019,7 @@ struct Node::Impl {
       chunk.set_checkpoint(std::move(stream));
       wire::Envelope e;
       *e.mutable_sync_chunk() = std::move(chunk);
-      send(l, std::move(e));
+      peer.send(l, std::move(e));
       std::lock_guard lock(mutex);
       sync.rounds = round + 1;
       sync.bytes += n;
@@ -1161,7 +1128,7 @@ struct Node::Impl {
     if (!error.empty()) last_error = "pre-copy failed: " + error;
     if (link == l) {  // it closed before this pre-copy took it: on_link_closed did not see it
       link.reset();
-      if (state == PairState::Syncing) state = PairState::Standalone;
+      if (pair.state() == PairState::Syncing) pair.to(PairState::Standalone, "the pre-copy stopped");
     }
   }
 
@@ -1240,7 +1207,7 @@ struct Node::Impl {
       std::lock_guard lock(mutex);
       l = link;
       new_epoch = epoch + 1;
-      if (!l || state != PairState::Protected) {
+      if (!l || pair.state() != PairState::Protected) {
         last_error = "failover: the pair is not PROTECTED";
         return false;
       }
@@ -1270,7 +1237,7 @@ struct Node::Impl {
     e.mutable_handover()->set_icount(machine->icount());
     e.mutable_handover()->set_new_epoch(arbitrated ? 0 : new_epoch);
     e.mutable_handover()->set_released_output(gate->released_bytes());
-    send(l, std::move(e));
+    peer.send(l, std::move(e));
     spdlog::info("handed over at icount {} (epoch {}); this node becomes a standby secondary", machine->icount(),
                  new_epoch);
     // Become an empty standby: drop the VM and the console, keep listening.
@@ -1283,8 +1250,7 @@ struct Node::Impl {
     console.reset();
     {
       std::lock_guard lock(mutex);
-      role = Role::Secondary;
-      state = PairState::Standby;
+      pair.to(Role::Secondary, PairState::Standby, "planned handover");
       link.reset();
       epoch = new_epoch;
     }
@@ -1314,15 +1280,10 @@ struct Node::Impl {
     }
   }
 
-  // Test hook (tests/pair sync_log_race): TANDEM_TEST_SYNC_APPLY_DELAY_MS holds the last
-  // sync chunk back that long, so the primary's first log batches surely arrive while the
-  // replica is still being built (a window of a few ms otherwise, hit about 1 in 6 with Linux).
-  static void delay_sync_apply_for_tests() {
-    static const long delay_ms = [] {
-      const char* v = std::getenv("TANDEM_TEST_SYNC_APPLY_DELAY_MS");
-      return v ? std::strtol(v, nullptr, 10) : 0L;
-    }();
-    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(std::min(delay_ms, 10'000L)));
+  // Test hook (NodeTestHooks::sync_apply_delay): the last sync chunk is held back.
+  void delay_sync_apply_for_tests() const {
+    const auto delay = cfg.test.sync_apply_delay;
+    if (delay.count() > 0) std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10)));
   }
 
   // One pre-copy message, already in its place (SyncSequence, on the I/O thread): message
@@ -1357,10 +1318,7 @@ struct Node::Impl {
       if (chunk.last()) delay_sync_apply_for_tests();
       checkpoint::apply(*machine, chunk.checkpoint());
       if (!chunk.last()) {
-        wire::Envelope ack;
-        ack.mutable_sync_ack()->set_sequence(chunk.sequence());
-        ack.mutable_sync_ack()->set_bytes_applied(chunk.checkpoint().size());
-        send(l, std::move(ack));
+        peer.send_sync_ack(l, chunk.sequence(), chunk.checkpoint().size());
         return;
       }
       const uint64_t hash = machine->state_hash();
@@ -1384,33 +1342,27 @@ struct Node::Impl {
         early_batches.clear();
         if (s->gap().empty()) {
           stream = s;
-          state = PairState::Protected;
+          pair.to(PairState::Protected, "synced");
           sync.done = true;
         }
       }
       if (const std::string gap = s->gap(); !gap.empty()) throw std::runtime_error(gap);
-      wire::Envelope ok;
-      ok.mutable_sync_result()->set_ok(true);
-      ok.mutable_sync_result()->set_state_hash(hash);
-      send(l, std::move(ok));
+      peer.send_sync_result(l, true, hash, "");
       if (had_early_batches) {
         // Batches that came early were not acknowledged on arrival: the primary's output
         // waits for this (the replay may idle at the frontier before its next ack).
-        send(l, make_ack(*s, machine->icount()));
+        peer.send_ack(l, *s, machine->icount());
       }
       spdlog::info("synced at icount {} (state hash {:016x}): PROTECTED", machine->icount(), hash);
     } catch (const std::exception& e) {
       spdlog::error("sync failed: {}", e.what());
-      wire::Envelope fail;
-      fail.mutable_sync_result()->set_ok(false);
-      fail.mutable_sync_result()->set_error(e.what());
-      send(l, std::move(fail));
+      peer.send_sync_result(l, false, 0, e.what());
       machine.reset();
       std::lock_guard lock(mutex);
       sync_chunks.clear();  // the rest of this sync has nothing to apply to
       early_batches.clear();
       last_error = std::string("sync failed: ") + e.what();
-      state = PairState::Standby;
+      pair.to(PairState::Standby, "sync failed");
       if (l) l->close("sync failed");
     }
   }
@@ -1433,7 +1385,7 @@ struct Node::Impl {
         if (stopping) return false;
         if (abandon_replica) {
           abandon_replica = false;
-          state = PairState::Standby;
+          pair.to(PairState::Standby, "the replica is stale");
           stream.reset();
           sync = {};
           machine.reset();  // only the VM thread touches the machine: safe under the mutex
@@ -1479,7 +1431,7 @@ struct Node::Impl {
           std::lock_guard lock(mutex);
           l = link;
         }
-        send(l, make_ack(*s, machine->icount()));
+        peer.send_ack(l, *s, machine->icount());
       }
     }
   }
@@ -1496,12 +1448,9 @@ struct Node::Impl {
       last_error = gap;
       last_audit_ok = false;
       abandon_replica_locked(gap);
-      state = PairState::Standby;  // not PROTECTED: losing the link now must not promote it
+      pair.to(PairState::Standby, "a gap in the log");  // not PROTECTED: losing the link now must not promote it
     }
-    wire::Envelope e;
-    e.mutable_divergence()->set_icount(icount.load());
-    e.mutable_divergence()->set_what(gap);
-    send(l, std::move(e));
+    peer.send_divergence(l, icount.load(), gap);
   }
 
   void report_divergence(const hooks::Divergence& d) {
@@ -1513,15 +1462,10 @@ struct Node::Impl {
       l = link;
       last_error = fmt::format("divergence at icount {}: {}", d.icount, d.what);
       last_audit_ok = false;
-      state = PairState::Standby;
+      pair.to(PairState::Standby, "divergence");
       stream.reset();
     }
-    wire::Envelope e;
-    e.mutable_divergence()->set_icount(d.icount);
-    e.mutable_divergence()->set_what(d.what);
-    e.mutable_divergence()->set_expected(d.expected);
-    e.mutable_divergence()->set_actual(d.actual);
-    send(l, std::move(e));
+    peer.send_divergence(l, d.icount, d.what, d.expected, d.actual);
     if (l) l->close("divergence");
     machine.reset();
   }
@@ -1574,8 +1518,7 @@ struct Node::Impl {
     if (unconfirmed_frames > 0) spdlog::warn("{} unconfirmed network frames not re-sent: no NIC backend", unconfirmed_frames);
     {
       std::lock_guard lock(mutex);
-      role = Role::Primary;
-      state = PairState::Standalone;
+      pair.to(Role::Primary, PairState::Standalone, "going live: " + v.why);
       epoch = v.new_epoch;
       link.reset();
       stream.reset();
@@ -1601,13 +1544,12 @@ void PrimaryWorld::service(vmm::Machine& m) {
   // that flush would be skipped (a spurious "missed OUTPUT_RELEASED" divergence).
   log_release_markers(m);
   Recorder::service(m);
-  node_.throttle(m);
+  run_.at_service(m);
 }
 
 bool PrimaryWorld::idle(vmm::Machine& m, uint64_t deadline) {
   log_release_markers(m);
-  node_.icount = m.icount();
-  if (node_.sink) node_.log_bytes = node_.sink->bytes() + node_.log_bytes_before;
+  run_.at_idle(m);
   const bool woke = Recorder::idle(m, deadline);
   if (!woke && recording()) {
     // The node interrupted the wait to handle a command: the replayer must see this idle
@@ -1631,7 +1573,7 @@ Node::~Node() {
 
 void Node::start() {
   Impl& n = *impl_;
-  n.load_epoch();
+  if (const auto e = n.epochs.load()) n.epoch = *e;
   if (n.cfg.role == Role::Primary && n.cfg.guest.empty() && n.cfg.bios.empty())
     throw std::runtime_error("a primary needs [vm] guest or bios");
   try {
@@ -1656,7 +1598,7 @@ void Node::start() {
   n.vm_thread = std::thread([&n] { n.vm_main(); });
   n.monitor_thread = std::thread([&n] { n.monitor_loop(); });
   if (n.cfg.role == Role::Primary && !n.cfg.peer.empty() && !n.arbitrated) {
-    if (const std::string err = protect(n.cfg.peer); !err.empty()) spdlog::warn("protect {}: {}", n.cfg.peer, err);
+    if (auto r = protect(n.cfg.peer); !r) spdlog::warn("protect {}: {}", n.cfg.peer, r.error().message);
   }
 }
 
@@ -1694,12 +1636,12 @@ NodeStatus Node::status() const {
   std::lock_guard lock(n.mutex);
   s.node_name = n.cfg.node_name;
   s.vm_id = n.cfg.vm_id;
-  s.role = n.role;
-  s.state = n.state;
+  s.role = n.pair.role();
+  s.state = n.pair.state();
   s.epoch = n.epoch;
   s.icount = n.icount.load();
   s.peer_icount = n.peer_executed.load();
-  if (n.role == Role::Primary && n.link) {
+  if (n.pair.role() == Role::Primary && n.link) {
     s.lag_instructions = s.icount > s.peer_icount ? s.icount - s.peer_icount : 0;
     s.lag_ms = s.lag_instructions / 1e6;
   }
@@ -1724,12 +1666,12 @@ NodeStatus Node::status() const {
     FencingStatus& f = s.fencing;
     f.arbiter = n.lease->describe();
     f.lease_ms_left = n.lease->lease_ms_left(now);
-    f.ack_ms_left = n.role == Role::Primary ? n.acks.ms_left(now) : -1;
+    f.ack_ms_left = n.pair.role() == Role::Primary ? n.acks.ms_left(now) : -1;
     // Fenced = this primary can release nothing: neither the lease nor fresh acks open its
     // gate. Not "holding() && ...": the keeper latches Fenced a moment before on_fenced()
     // sets the state, and in between a thawed old primary looked live (a drill caught it).
-    f.fenced = n.state == PairState::Fenced ||
-               (n.role == Role::Primary && n.arbitrated && !n.lease->may_release_output(now) && f.ack_ms_left < 0);
+    f.fenced = n.pair.state() == PairState::Fenced ||
+               (n.pair.role() == Role::Primary && n.arbitrated && !n.lease->may_release_output(now) && f.ack_ms_left < 0);
     f.link = n.link && n.detector->link_alive(now) ? "up" : "down";
     f.heartbeat_path = !n.detector->second_path_enabled() ? "off" : n.detector->second_path_alive(now) ? "up" : "down";
     const fencing::PeerVerdict v = n.detector->verdict(now);
@@ -1741,22 +1683,24 @@ NodeStatus Node::status() const {
   return s;
 }
 
-std::string Node::protect(const std::string& peer) { return impl_->protect_peer(peer); }
+Result<void> Node::protect(const std::string& peer) { return impl_->protect_peer(peer); }
 
-std::string Node::Impl::protect_peer(const std::string& peer) {
+Result<void> Node::Impl::protect_peer(const std::string& peer) {
   Impl& n = *this;
   {
     std::lock_guard lock(n.mutex);
-    if (n.role != Role::Primary) return "only a primary can protect";
-    if (n.state == PairState::Fenced) return "this primary is FENCED: it must be re-synced as a secondary first";
-    if (n.arbitrated && !n.lease->holding()) return "this primary does not hold the lease (yet)";
-    if (n.link || n.pending_link) return "already protected or syncing with " + n.peer_address;
+    if (n.pair.role() != Role::Primary) return Error{ErrorKind::WrongState, "only a primary can protect"};
+    if (n.pair.state() == PairState::Fenced)
+      return Error{ErrorKind::WrongState, "this primary is FENCED: it must be re-synced as a secondary first"};
+    if (n.arbitrated && !n.lease->holding())
+      return Error{ErrorKind::Unavailable, "this primary does not hold the lease (yet)"};
+    if (n.link || n.pending_link) return Error{ErrorKind::WrongState, "already protected or syncing with " + n.peer_address};
   }
   std::pair<std::string, uint16_t> hp;
   try {
     hp = split_address(peer);
   } catch (const std::exception& e) {
-    return e.what();
+    return Error{ErrorKind::Invalid, e.what()};
   }
   n.current_transport()->connect(hp.first, hp.second, [&n, peer](std::shared_ptr<Link> l, std::string error) {
     if (!l) {
@@ -1772,27 +1716,28 @@ std::string Node::Impl::protect_peer(const std::string& peer) {
     n.wake = 1;
     n.cv.notify_all();
   });
-  return "";
+  return {};
 }
 
-std::string Node::unprotect() {
+Result<void> Node::unprotect() {
   Impl& n = *impl_;
   std::lock_guard lock(n.mutex);
-  if (n.role != Role::Primary) return "only a primary can unprotect";
+  if (n.pair.role() != Role::Primary) return Error{ErrorKind::WrongState, "only a primary can unprotect"};
   n.unprotect_requested = true;
   n.wake = 1;
   n.cv.notify_all();
-  return "";
+  return {};
 }
 
-std::string Node::failover() {
+Result<void> Node::failover() {
   Impl& n = *impl_;
   std::lock_guard lock(n.mutex);
-  if (n.role != Role::Primary || n.state != PairState::Protected) return "failover needs a PROTECTED primary";
+  if (n.pair.role() != Role::Primary || n.pair.state() != PairState::Protected)
+    return Error{ErrorKind::WrongState, "failover needs a PROTECTED primary"};
   n.handover_requested = true;
   n.wake = 1;
   n.cv.notify_all();
-  return "";
+  return {};
 }
 
 }  // namespace tandem::replicator

@@ -1,10 +1,12 @@
 // A Tandem node: one VM, primary or secondary of a pair, driven by tandemd.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "common/result.h"
 #include "control/status.h"
 #include "fencing/arbiter.h"
 #include "fencing/detector/detector.h"
@@ -19,6 +21,15 @@ using control::PairState;
 using control::Role;
 using control::SyncProgress;
 using control::to_string;
+
+// Behaviour only tests ask for, injected through the config (tandemd fills it from
+// TANDEM_TEST_* environment variables; the library never reads the environment).
+struct NodeTestHooks {
+  // The secondary holds the last sync message back this long (at most 10 s) before it
+  // applies it, so the primary's first log batches surely arrive while the replica is still
+  // being built (tests/pair sync_log_race; a window of a few ms otherwise).
+  std::chrono::milliseconds sync_apply_delay{0};
+};
 
 struct NodeConfig {                // filled from TOML + flags by config.cpp
   std::string node_name;           // [node] name (default: hostname)
@@ -44,6 +55,7 @@ struct NodeConfig {                // filled from TOML + flags by config.cpp
   std::string log_level = "info";  // [node] log_level
   fencing::ArbiterConfig fencing;  // [fencing] arbiter and its settings; vm_id/psk from [vm]/[pair]
   fencing::SecondPathConfig second_path;  // [fencing] heartbeat_listen/peer/ms/misses (off when unset)
+  NodeTestHooks test;              // tests only
 };
 
 class Node {
@@ -57,9 +69,10 @@ class Node {
   void stop();
   void wait();                                   // blocks until stopped (signal → stop())
   NodeStatus status() const;                     // thread-safe
-  std::string protect(const std::string& peer);  // "" on success (started), else error
-  std::string unprotect();
-  std::string failover();  // planned switchover
+  // Each succeeds when the operation was accepted (started); else why it was refused.
+  Result<void> protect(const std::string& peer);
+  Result<void> unprotect();
+  Result<void> failover();  // planned switchover
 
   struct Impl;  // the pair logic (node.cpp); public so its helpers there can name it
 

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/result.h"
 #include "checkpoint/checkpoint.h"
 #include "proto/replication.pb.h"
 
@@ -32,9 +33,9 @@ inline constexpr uint64_t kSyncWindowParts = 4;
 // the closing message (last) continues the last round; nothing follows it.
 class SyncSequence {
  public:
-  // "" when `chunk` is the next message; otherwise why it is refused (the sync is then
-  // unusable: the caller refuses it and drops what it applied).
-  std::string accept(const wire::SyncChunk& chunk);
+  // Succeeds when `chunk` is the next message; otherwise says why it is refused (Invalid;
+  // the sync is then unusable: the caller refuses it and drops what it applied).
+  Result<void> accept(const wire::SyncChunk& chunk);
   uint64_t next_sequence() const { return next_sequence_; }
   bool complete() const { return closed_; }
 

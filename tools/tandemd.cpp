@@ -7,6 +7,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <mutex>
@@ -173,6 +175,9 @@ int main(int argc, char** argv) {
   spdlog::info("starting: role {}, vm {}, listen {}, peer {}, console {}, control {}", to_string(config.role),
                config.vm_id, config.listen.empty() ? "-" : config.listen, config.peer.empty() ? "-" : config.peer,
                config.console_listen.empty() ? "-" : config.console_listen, config.control_socket);
+  // Test hooks come from the environment here, at the edge (tests/pair).
+  if (const char* v = std::getenv("TANDEM_TEST_SYNC_APPLY_DELAY_MS"))
+    config.test.sync_apply_delay = std::chrono::milliseconds(std::strtol(v, nullptr, 10));
   const std::string control_socket = config.control_socket;
   Node node(std::move(config));
   try {

@@ -33,7 +33,10 @@ std::vector<wire::SyncChunk> good_sync() {
 std::string feed(const std::vector<wire::SyncChunk>& messages) {
   SyncSequence s;
   for (const auto& m : messages) {
-    if (std::string error = s.accept(m); !error.empty()) return error;
+    if (auto accepted = s.accept(m); !accepted) {
+      EXPECT_EQ(accepted.error().kind, ErrorKind::Invalid);
+      return accepted.error().message;
+    }
   }
   return "";
 }
@@ -42,7 +45,7 @@ TEST(SyncSequence, ThePrimarysOrderIsAccepted) {
   SyncSequence s;
   for (const auto& m : good_sync()) {
     EXPECT_FALSE(s.complete());
-    EXPECT_EQ(s.accept(m), "");
+    EXPECT_TRUE(s.accept(m).ok());
   }
   EXPECT_TRUE(s.complete());
   EXPECT_EQ(s.next_sequence(), 7u);
