@@ -29,8 +29,10 @@ constexpr Move kMoves[] = {
     {P, Syncing, P, Fenced},
     {P, Protected, P, Fenced},
     {P, Fenced, S, Standby},
-    // Planned handover: the primary becomes an empty standby.
+    // Planned handover: the primary becomes an empty standby (also when the link dropped
+    // while it waited for its last output to be acknowledged).
     {P, Protected, S, Standby},
+    {P, Standalone, S, Standby},
     // The secondary is synced, and drops its replica (link lost mid-sync, sync refused,
     // divergence, a gap in the log, the primary went on alone).
     {S, Standby, S, Syncing},
