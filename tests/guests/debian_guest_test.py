@@ -479,7 +479,8 @@ def scenario_tandem_determinism(img, tmp, limit, save_at):
     if digest_a != results[0][0]:
         raise Failure("a run that saved a snapshot ended differently from a plain run")
     _, digest_b, icount, out_b = run_to(
-        img, ["--restore", snap, "--disk", disk, "--max-instructions", str(limit)],
+        img, ["--restore", snap, "--mem", str(MEM_MIB), "--disk", disk,
+              "--max-instructions", str(limit)],
         "restored run")
     if digest_b != digest_a or icount != limit or not out_a.endswith(out_b):
         raise Failure(f"restored run: {digest_b} at {icount}, want {digest_a} at {limit}")
