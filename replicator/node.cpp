@@ -212,7 +212,6 @@ struct Node::Impl final : PrimaryRun {
   std::shared_ptr<Link> rejoin_link;              // fenced primary: a try at its old peer
   bool rejoin_pending = false;                    // ... being connected
   Clock::time_point next_rejoin{};
-  uint64_t stale_dropped = 0;                     // envelopes refused for an older epoch
 
   std::atomic<uint64_t> icount{0};
   std::atomic<uint64_t> peer_executed{0};
@@ -278,6 +277,7 @@ struct Node::Impl final : PrimaryRun {
     me.vm_id = cfg.vm_id;
     me.node_name = cfg.node_name;
     me.psk = cfg.psk;
+    me.current_epoch = [this] { return epoch_now(); };  // the link drops what is older (stale)
     {
       std::lock_guard lock(mutex);
       me.epoch = epoch;
@@ -368,14 +368,7 @@ struct Node::Impl final : PrimaryRun {
     bool current;  // the link in use (not a pending or abandoned one)
     {
       std::lock_guard lock(mutex);
-      current = l == link;
-      if (e.epoch() < epoch) {
-        // Every message carries its sender's epoch; one from an older epoch is refused.
-        if (stale_dropped++ % 1000 == 0)
-          spdlog::warn("stale epoch: refused a message of epoch {} from {} (this node is at epoch {}; {} so far)",
-                       e.epoch(), l->peer().address, epoch, stale_dropped);
-        return;
-      }
+      current = l == link;  // a message older than this node's epoch never gets here (epoch_filter.h)
     }
     last_heard_ns = Clock::now().time_since_epoch().count();
     if (detector) detector->link_heard();

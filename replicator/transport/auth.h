@@ -15,12 +15,13 @@
 #include <string>
 #include <string_view>
 
+#include "net/hmac.h"
 #include "proto/replication.pb.h"
 
 namespace tandem::replicator {
 
-inline constexpr size_t kChallengeBytes = 32;
-inline constexpr size_t kProofBytes = 32;
+inline constexpr size_t kChallengeBytes = net::kChallengeBytes;
+inline constexpr size_t kProofBytes = net::kMacBytes;
 
 // Who makes the proof: the side that opened the connection, or the side that accepted it.
 enum class ProofDirection : uint8_t { kFromInitiator = 1, kFromAcceptor = 2 };
@@ -41,7 +42,7 @@ struct HandshakeTranscript {
   Announcement acceptor;
 };
 
-// kChallengeBytes fresh random bytes (OpenSSL RAND_bytes). Throws std::runtime_error if the
+// kChallengeBytes fresh random bytes (net::random_bytes, OpenSSL RAND_bytes). Throws std::runtime_error if the
 // generator fails: a handshake must never run on a predictable challenge.
 std::string make_challenge();
 

@@ -36,6 +36,9 @@ struct LinkIdentity {  // what this side presents and expects
   std::string psk;     // pre-shared key bytes (from psk_file), at least kMinPskBytes
   uint64_t epoch = 0;
   wire::Role role = wire::ROLE_UNSPECIFIED;
+  // Optional: the owner's current epoch, when it can move past `epoch` while the transport
+  // runs. Called on the I/O thread for each envelope received; one below it is stale too.
+  std::function<uint64_t()> current_epoch;
 };
 
 struct PeerInfo {
@@ -73,9 +76,10 @@ class Link {
   virtual LinkStats stats() const = 0;
 
   // Set both before start(); called on the transport's I/O thread.
-  // Epoch rule: an envelope whose epoch is lower than the peer's handshake epoch, or lower than
-  // the highest epoch already delivered from this peer, is dropped and logged ("stale epoch"),
-  // never delivered (LinkStats::stale_epoch_dropped counts them). Handshake messages after
+  // Epoch rule (epoch_filter.h, the only place it is applied): an envelope whose epoch is lower
+  // than the peer's handshake epoch, than the highest epoch already delivered from this peer,
+  // or than LinkIdentity::current_epoch() is dropped and logged ("stale epoch"), never
+  // delivered (LinkStats::stale_epoch_dropped counts them). Handshake messages after
   // authentication, and Refused, close the link. A handler that throws closes the link.
   std::function<void(wire::Envelope&&)> on_message;
   std::function<void(const std::string& reason)> on_closed;  // fires exactly once
