@@ -2,10 +2,11 @@
 # Both install dependencies (idempotent) and build first.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build linux-guest debian-guest demo test test-asan asan-configure test-asan-unit bench clean install lab lab-down
+.PHONY: all deps configure build linux-guest debian-guest demo test test-asan asan-configure test-asan-unit fuzz-configure fuzz-build fuzz fuzz-regress bench clean install lab lab-down
 
 all: build
 
@@ -58,6 +59,26 @@ test-asan-unit: asan-configure
 	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target asan-unit
 	@cd $(ASAN_BUILD) && $(SANITIZER_ENV) $(ASAN_LINUX_IMAGES) ctest --output-on-failure -j $(JOBS) -L asan-unit --timeout 900
 
+# libFuzzer targets (fuzz/, docs/fuzzing.md) in their own clang build directory: every
+# library with ASan + UBSan + coverage; only the libraries the targets link are built.
+# `make fuzz` runs each target for FUZZ_SECONDS (FUZZ_TARGETS="a b" for some); `make
+# fuzz-regress` runs each once over its corpus (CI, after test-asan-unit). Seeds come from the
+# repository, from fuzz_make_seeds, and from $(BUILD)'s guests when `make build` ran.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz-configure: deps
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_FUZZ=ON \
+	  -DCMAKE_C_COMPILER=clang-16 -DCMAKE_CXX_COMPILER=clang++-16 -DTANDEM_BUILD_GUESTS=OFF -DTANDEM_LINUX_GUEST=OFF >/dev/null
+
+fuzz-build: fuzz-configure
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+
+fuzz: fuzz-build
+	@bash fuzz/run.sh fuzz $(FUZZ_BUILD) $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-regress: fuzz-build
+	@bash fuzz/run.sh regress $(FUZZ_BUILD) $(BUILD) $(FUZZ_TARGETS)
+
 bench: build
 	@bash bench/run.sh $(BUILD)
 
@@ -76,4 +97,4 @@ lab-down:
 	@bash deploy/lab/lab.sh down --state-dir $(LAB_STATE)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -13,6 +13,8 @@ packages=(
   libslirp-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
+  # fuzzing (fuzz/, `make fuzz`): clang with libFuzzer and the sanitizer runtimes
+  clang-16 libclang-rt-16-dev
   # the etcd arbiter's tests run a real etcd (3.4 serves the v3 JSON gateway)
   etcd-server etcd-client
   # deploy: the namespace lab's hard partitions, unit verification (systemd-analyze, strace), ocf-tester
