@@ -1,4 +1,4 @@
-// The second-path heartbeat (fencing/detector): a real FailureDetector listens on
+// The second-path heartbeat (fencing/detector/): a real FailureDetector listens on
 // 127.0.0.1 in this process; each input is one connection to it, after the listener's
 // 32-byte challenge. Input: u8 mode, then
 //   mode 0: heartbeats as 17-byte bodies (counter u64 | epoch u64 | role u8), each framed
@@ -13,7 +13,7 @@
 
 #include <string>
 
-#include "fencing/detector.h"
+#include "fencing/detector/detector.h"
 #include "fuzz/fuzz_support.h"
 #include "fuzz/loopback.h"
 

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "checkpoint/checkpoint.h"
-#include "fencing/witness_protocol.h"
-#include "fencing/witness_state.h"
+#include "fencing/witness/protocol.h"
+#include "fencing/witness/state.h"
 #include "fuzz/fuzz_support.h"
 #include "fuzz/seed_machine.h"
 #include "fuzz/virtio_harness.h"

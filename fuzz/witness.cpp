@@ -1,4 +1,4 @@
-// The witness protocol (fencing/witness_protocol, witness_server, witness_state): a real
+// The witness protocol (fencing/witness/: protocol, server, state): a real
 // WitnessServer runs in this process on 127.0.0.1 (its state file in a scratch directory)
 // and each input is one connection to it. Input: u8 mode, then
 //   mode 0: a WitnessRequest body, sealed here with the PSK (header | body | MAC): the server
@@ -15,9 +15,9 @@
 #include <string>
 #include <thread>
 
-#include "fencing/witness_protocol.h"
-#include "fencing/witness_server.h"
-#include "fencing/witness_state.h"
+#include "fencing/witness/protocol.h"
+#include "fencing/witness/server.h"
+#include "fencing/witness/state.h"
 #include "fuzz/fuzz_support.h"
 #include "fuzz/loopback.h"
 #include "proto/fencing.pb.h"
