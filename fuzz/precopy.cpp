@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string_view bytes = in.bytes(length);
     tandem::wire::SyncChunk chunk;
     if (!chunk.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) break;
-    if (!sequence.accept(chunk).empty()) break;
+    if (!sequence.accept(chunk)) break;
     if (!keep_hashes) *chunk.mutable_checkpoint() = tandem::fuzz::fix_checkpoint_hashes(chunk.checkpoint());
     try {
       const auto info = tandem::checkpoint::inspect(chunk.checkpoint());
