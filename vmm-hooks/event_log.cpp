@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -108,9 +109,17 @@ bool LogFileReader::read_frame(std::string& payload, uint64_t& frame_offset) {
   if (length > kMaxFrameBytes) {
     throw LogError(frame_offset, "frame length " + std::to_string(length) + " exceeds the limit");
   }
-  payload.resize(length);
-  if (length > 0 && std::fread(payload.data(), 1, length, file_) != length) {
-    throw LogError(frame_offset, "truncated frame (" + std::to_string(length) + " bytes announced)");
+  // Grow the buffer only as the bytes arrive: a header that announces 64 MiB in a short
+  // (corrupt or truncated) file must not cost 64 MiB before it is refused.
+  constexpr uint64_t kReadPiece = uint64_t{1} << 20;
+  payload.clear();
+  for (uint64_t have = 0; have < length;) {
+    const uint64_t piece = std::min(kReadPiece, length - have);
+    payload.resize(have + piece);
+    if (std::fread(payload.data() + have, 1, piece, file_) != piece) {
+      throw LogError(frame_offset, "truncated frame (" + std::to_string(length) + " bytes announced)");
+    }
+    have += piece;
   }
   if (XXH3_64bits(payload.data(), payload.size()) != digest) {
     throw LogError(frame_offset, "frame checksum mismatch (corrupted batch)");

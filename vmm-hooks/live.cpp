@@ -60,7 +60,11 @@ bool Live::idle(vmm::Machine& machine, uint64_t deadline_mtime) {
   console_.flush();
   NetPort* net = options_.net;
   // Both run: console input and frames that arrived together both go in.
-  const auto deliver = [&] { return deliver_input(machine) | deliver_frames(machine); };
+  const auto deliver = [&] {
+    const bool took_input = deliver_input(machine);
+    const bool took_frames = deliver_frames(machine);
+    return took_input || took_frames;
+  };
   if (deliver()) return true;
   const bool can_take_input = machine.console_input_space() > 0;
 

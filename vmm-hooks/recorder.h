@@ -119,7 +119,11 @@ class Recorder : public vmm::World {
   log::Record& add(uint64_t icount, log::RecordKind kind);
   bool inject_console(vmm::Machine& machine);  // true if input was delivered
   bool inject_frames(vmm::Machine& machine);   // true if a frame was handed to the NIC
-  bool inject_all(vmm::Machine& machine) { return inject_console(machine) | inject_frames(machine); }
+  bool inject_all(vmm::Machine& machine) {  // both run, whatever the first one did
+    const bool took_console = inject_console(machine);
+    const bool took_frames = inject_frames(machine);
+    return took_console || took_frames;
+  }
   void log_digests(uint64_t icount);
   void write_pending_output();
   bool input_waiting(vmm::Machine& machine);  // input ready and the UART has room
