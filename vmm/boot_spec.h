@@ -22,11 +22,11 @@ struct BootRuleBroken {
 };
 
 struct BootSpec {
-  std::string guest;   // bare image (ELF64 or raw at 0x80000000), entered in M-mode
-  std::string bios;    // firmware (e.g. OpenSBI fw_jump.bin); instead of guest
-  std::string kernel;  // what the firmware starts; needs bios
-  std::string initrd;  // needs kernel
-  std::string append;  // kernel command line (/chosen bootargs); needs kernel
+  std::string guest{};   // bare image (ELF64 or raw at 0x80000000), entered in M-mode
+  std::string bios{};    // firmware (e.g. OpenSBI fw_jump.bin); instead of guest
+  std::string kernel{};  // what the firmware starts; needs bios
+  std::string initrd{};  // needs kernel
+  std::string append{};  // kernel command line (/chosen bootargs); needs kernel
 
   // Nothing to boot (neither guest nor bios).
   bool empty() const { return guest.empty() && bios.empty(); }
