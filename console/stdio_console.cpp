@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "console/tcp_console.h"
+#include "net/endpoint.h"
 
 namespace tandem::console {
 
@@ -71,23 +72,13 @@ void StdioConsole::flush() {
 std::unique_ptr<hooks::ConsolePort> open_console(const std::string& spec) {
   if (spec == "stdio") return std::make_unique<StdioConsole>();
   if (spec.rfind("tcp:", 0) == 0) {
-    const std::string rest = spec.substr(4);
-    const auto colon = rest.rfind(':');
-    if (colon == std::string::npos || colon == 0) {
-      throw std::invalid_argument("console '" + spec + "': expected tcp:HOST:PORT");
-    }
-    const std::string host = rest.substr(0, colon);
-    const std::string port_text = rest.substr(colon + 1);
-    unsigned long port = 0;
+    net::Endpoint at;
     try {
-      size_t used = 0;
-      port = std::stoul(port_text, &used);
-      if (used != port_text.size()) throw std::invalid_argument("trailing characters");
-    } catch (const std::exception&) {
-      throw std::invalid_argument("console '" + spec + "': port '" + port_text + "' is not a number");
+      at = net::parse_endpoint(spec.substr(4), {.allow_any_port = true, .numeric_host = false});
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("console '" + spec + "': " + e.what());
     }
-    if (port > 65535) throw std::invalid_argument("console '" + spec + "': port out of range");
-    return std::make_unique<TcpConsole>(host, static_cast<uint16_t>(port));
+    return std::make_unique<TcpConsole>(at.host, at.port);
   }
   throw std::invalid_argument("console '" + spec + "': expected 'stdio' or 'tcp:HOST:PORT'");
 }

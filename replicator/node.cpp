@@ -52,6 +52,7 @@
 #include "fencing/detector/detector.h"
 #include "fencing/lease.h"
 #include "fencing/release_policy.h"
+#include "net/endpoint.h"
 #include "replicator/output_gate.h"
 #include "replicator/epoch_store.h"
 #include "replicator/pair_io.h"
@@ -105,10 +106,10 @@ class ReplaySchedulingClass {
 // The link closed during a pre-copy: the rounds stop where they are.
 struct SyncAborted {};
 
+// HOST:PORT through the shared parser (port 0: a listener on a port the system picks).
 std::pair<std::string, uint16_t> split_address(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) throw std::invalid_argument("address '" + address + "' is not HOST:PORT");
-  return {address.substr(0, colon), static_cast<uint16_t>(std::stoul(address.substr(colon + 1)))};
+  const net::Endpoint e = net::parse_endpoint(address, {.allow_any_port = true, .numeric_host = false});
+  return {e.host, e.port};
 }
 
 // Forwards to whichever World the machine is under now: a secondary's machine is built
