@@ -11,6 +11,8 @@ packages=(
   libprotobuf-dev protobuf-compiler nlohmann-json3-dev libfdt-dev libxxhash-dev libzstd-dev liblz4-dev libssl-dev
   # the guest NIC's user-mode (NAT) backend
   libslirp-dev
+  # the CPU translator (vmm/cpu/jit*): Xbyak, a header-only x86-64 assembler
+  libxbyak-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev python3
   # fuzzing (fuzz/, `make fuzz`): clang with libFuzzer and the sanitizer runtimes
