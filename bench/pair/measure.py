@@ -25,6 +25,17 @@
 
   measure.py BUILD [--seconds S] [--rounds R] [--failovers N] [--cpu-seconds S] [--cpu-rounds R]
                    [--only kv,cpu,sync]   (--failovers 0 skips the failovers)
+                   [--baseline BUILD0 [--runs N]]
+
+With --baseline, two builds (e.g. before and after a change) are measured in one run: N runs
+of the chosen parts per build, the builds taking turns (before, after, after, before, ...) so
+the machine's background load hits both alike, then min/median/max over the runs of each
+headline figure side by side. Both builds are driven by this script and tests/pair's harness,
+so BUILD0 must take the same tandemd config and status JSON.
+
+CPU: besides wall-clock rates, the kv and CPU-bound parts read each tandemd's CPU time
+(/proc/PID/stat, all threads): requests (or instructions) per CPU-second of the primary, and
+the secondary's CPU-seconds per CPU-second of its primary.
 Uses tests/pair/pair_harness.py (real processes on 127.0.0.1). Stdlib only.
 """
 import argparse
@@ -64,7 +75,7 @@ def drive(client, seconds):
 
 def drive_pipelined(client, seconds, depth=32):
     """`depth` SET/GET commands sent in one write, then their replies read, for `seconds`;
-    returns requests per second."""
+    returns (requests, seconds)."""
     done = i = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -79,13 +90,13 @@ def drive_pipelined(client, seconds, depth=32):
             if reply != expected:
                 raise AssertionError(f"{command!r} answered {reply!r}")
         done += len(batch)
-    return done / (time.perf_counter() - start)
+    return done, time.perf_counter() - start
 
 
 def drive_window(client, seconds, depth=32):
     """`depth` SET/GET requests kept in flight: each reply read is answered by a new request
     (a sliding window, as many clients would keep the guest busy), for `seconds`; every reply
-    is checked in order. Returns requests per second."""
+    is checked in order. Returns (requests, seconds)."""
     expected = collections.deque()
     sent = done = 0
 
@@ -117,12 +128,14 @@ def drive_window(client, seconds, depth=32):
         if lines and time.perf_counter() - start < seconds:
             requests(len(lines))
     client.buffer = buffer
-    return done / (time.perf_counter() - start)
+    return done, time.perf_counter() - start
 
 
 def measure_side_by_side(build, seconds, rounds):
     """A standalone primary and a protected pair up at the same time, driven in alternation
-    (`rounds` x `seconds` each), so the machine's background load hits both alike."""
+    (`rounds` x `seconds` each), so the machine's background load hits both alike. Returns
+    the pooled latencies, one dict per round and side, the log bandwidth, and the CPU time of
+    each side's tandemds while it served 32 requests in flight (pooled over the rounds)."""
     with Cluster(build) as cluster:
         solo = cluster.node("solo", "primary").start()
         a, b = cluster.pair()
@@ -134,8 +147,11 @@ def measure_side_by_side(build, seconds, rounds):
             clients[name].connect(node.console_address())
             clients[name].read_banner()
             drive(clients[name], 0.3)  # warm-up
+        nodes = {"standalone": (solo,), "protected": (a, b)}  # the serving primary first
         latencies = {"standalone": [], "protected": []}
-        rounds_seen = []  # per round: {side: (p50 s, p99 s, round trips/s, 32-burst requests/s, 32-window requests/s)}
+        rounds_seen = []  # per round: {side: {p50, p99 (s), rate, burst, window (requests/s)}}
+        # per side and load: [requests, primary CPU-s, secondary CPU-s], pooled over rounds
+        cpu = {side: {load: [0, 0.0, 0.0] for load in ("burst", "window")} for side in nodes}
         log_bytes = log_seconds = 0.0
         for r in range(rounds):
             # Alternate which side goes first, so neither always runs right after the other.
@@ -145,9 +161,16 @@ def measure_side_by_side(build, seconds, rounds):
                 before = a.status()["log_bytes"] if name == "protected" else 0
                 lat, rate, elapsed = drive(clients[name], seconds)
                 latencies[name] += lat
-                this_round[name] = (percentile(lat, 50), percentile(lat, 99), rate,
-                                    drive_pipelined(clients[name], seconds / 2),
-                                    drive_window(clients[name], seconds / 2))
+                this_round[name] = {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "rate": rate}
+                for load, fn in (("burst", drive_pipelined), ("window", drive_window)):
+                    c0 = [cpu_seconds(n.proc.pid) for n in nodes[name]]
+                    done, took = fn(clients[name], seconds / 2)
+                    used = [cpu_seconds(n.proc.pid) - c for n, c in zip(nodes[name], c0)]
+                    this_round[name][load] = done / took
+                    pooled = cpu[name][load]
+                    pooled[0] += done
+                    pooled[1] += used[0]
+                    pooled[2] += used[1] if len(used) > 1 else 0.0
                 if name == "protected":
                     log_bytes += a.status()["log_bytes"] - before
                     log_seconds += elapsed
@@ -155,7 +178,7 @@ def measure_side_by_side(build, seconds, rounds):
         status = a.status()
         if status["state"] != "PROTECTED":
             raise AssertionError(f"the pair left PROTECTED during the run: {status['state']}")
-        return latencies, rounds_seen, log_bytes / log_seconds / 1024, status["log_rate_kb_s"]
+        return latencies, rounds_seen, log_bytes / log_seconds / 1024, status["log_rate_kb_s"], cpu
 
 
 def measure_failover(build):
@@ -182,37 +205,45 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def icount_rate(node, seconds, per_cpu=None):
+def icount_rate(node, seconds, per_cpu=None, peer=None, peer_cpu=None):
     """Instructions per second of `node`'s guest over `seconds` (status icount). With a list
     `per_cpu`, also appends instructions per CPU-second of its tandemd: what the node costs
-    per instruction whatever share of the machine the scheduler gives it."""
+    per instruction whatever share of the machine the scheduler gives it. With a `peer` node
+    and a list `peer_cpu`, appends the peer's CPU-seconds per CPU-second of `node`."""
     t0, i0, c0 = time.monotonic(), node.status()["icount"], cpu_seconds(node.proc.pid)
+    p0 = cpu_seconds(peer.proc.pid) if peer else 0.0
     time.sleep(seconds)
     t1, i1, c1 = time.monotonic(), node.status()["icount"], cpu_seconds(node.proc.pid)
+    p1 = cpu_seconds(peer.proc.pid) if peer else 0.0
     if per_cpu is not None and c1 > c0:
         per_cpu.append((i1 - i0) / (c1 - c0))
+    if peer_cpu is not None and c1 > c0:
+        peer_cpu.append((p1 - p0) / (c1 - c0))
     return (i1 - i0) / (t1 - t0)
 
 
 def measure_cpu_bound(build, seconds, rounds):
     """Standalone vs protected instruction rate of a CPU-bound guest, alternating fresh
-    processes so that each is measured alone on the machine; medians of `rounds`."""
+    processes so that each is measured alone on the machine; medians of `rounds`. Also
+    instructions per CPU-second of the primary and the secondary's CPU per primary CPU."""
     rates = {"standalone": [], "protected": []}
     per_cpu = {"standalone": [], "protected": []}
+    secondary_cpu = []
     for r in range(rounds):
         for name in ("standalone", "protected") if r % 2 == 0 else ("protected", "standalone"):
             with Cluster(build, guest="bench_forever") as cluster:
                 if name == "standalone":
                     node = cluster.node("solo", "primary").start()
                     node.wait_state("primary", "STANDALONE")
+                    b = None
                 else:
                     node, b = cluster.pair()
                     cluster.wait_protected(node, b)
                 time.sleep(0.5)  # past start-up
-                rates[name].append(icount_rate(node, seconds, per_cpu[name]))
+                rates[name].append(icount_rate(node, seconds, per_cpu[name], b, secondary_cpu if b else None))
                 if name == "protected" and node.status()["state"] != "PROTECTED":
                     raise AssertionError(f"the pair left PROTECTED: {node.status()}")
-    return statistics.median(rates["standalone"]), statistics.median(rates["protected"]), rates, per_cpu
+    return statistics.median(rates["standalone"]), statistics.median(rates["protected"]), rates, per_cpu, secondary_cpu
 
 
 def median_ratio(rates):
@@ -265,6 +296,151 @@ def measure_big_sync(build, before_seconds=3.0):
                 "cpu_primary": cpu[a], "cpu_secondary": cpu[b]}
 
 
+# The headline figures of one run, in the order the comparison prints them: key, label, format.
+FIGURES = (
+    ("added_p50", "added output-commit latency p50 (us)", "{:+.0f}"),
+    ("added_p99", "added output-commit latency p99 (us)", "{:+.0f}"),
+    ("burst_ratio", "kv bursts of 32, protected/standalone", "{:.3f}"),
+    ("burst_cpu_ratio", "  the same per CPU-s of the primary", "{:.3f}"),
+    ("window_ratio", "kv 32 in flight (window), prot/solo", "{:.3f}"),
+    ("window_cpu_ratio", "  the same per CPU-s of the primary", "{:.3f}"),
+    ("window_secondary_cpu", "  secondary CPU-s per primary CPU-s", "{:.2f}"),
+    ("window_primary_cpu_us", "  primary CPU per request (us)", "{:.1f}"),
+    ("rt_ratio", "kv one at a time, protected/standalone", "{:.3f}"),
+    ("failover_ms", "failover kill -9 -> console, p50 (ms)", "{:.0f}"),
+    ("cpu_ratio", "CPU-bound instr/s, protected/standalone", "{:.3f}"),
+    ("cpu_per_cpu_ratio", "  the same per CPU-s of the primary", "{:.3f}"),
+    ("cpu_secondary_cpu", "  secondary CPU-s per primary CPU-s", "{:.2f}"),
+    ("cpu_protected_mips", "  protected instr/s (M)", "{:.0f}"),
+    ("sync_seconds", "256 MiB sync, protect -> PROTECTED (s)", "{:.2f}"),
+    ("sync_during", "  guest instr/s during / before", "{:.2f}"),
+)
+
+
+def measure_kv(build, args):
+    latencies, rounds, kb_s, status_kb_s, cpu = measure_side_by_side(build, args.seconds, args.rounds)
+    failovers = [measure_failover(build) for _ in range(args.failovers)]
+
+    us = lambda s: s * 1e6  # noqa: E731
+    med = statistics.median
+    solo_rate = med(r["standalone"]["rate"] for r in rounds)
+    prot_rate = med(r["protected"]["rate"] for r in rounds)
+    ratio = med(r["protected"]["rate"] / r["standalone"]["rate"] for r in rounds)
+    figures = {"rt_ratio": ratio}
+    print(f"{len(rounds)} rounds x {args.seconds:g} s per side; per-round figures are medians over rounds")
+    print(f"{'kv guest, one client':34} {'standalone':>12} {'protected':>12} {'ratio/added':>12}")
+    print(f"{'round trips/s (median of rounds)':34} {solo_rate:12.0f} {prot_rate:12.0f} {ratio:12.3f}")
+    for label, load in (("requests/s, bursts of 32", "burst"), ("requests/s, 32 in flight (window)", "window")):
+        figures[f"{load}_ratio"] = med(r["protected"][load] / r["standalone"][load] for r in rounds)
+        print(f"{label:34} {med(r['standalone'][load] for r in rounds):12.0f} "
+              f"{med(r['protected'][load] for r in rounds):12.0f} {figures[f'{load}_ratio']:12.3f}")
+        per_cpu = {side: c[load][0] / c[load][1] if c[load][1] > 0 else float("nan") for side, c in cpu.items()}
+        figures[f"{load}_cpu_ratio"] = per_cpu["protected"] / per_cpu["standalone"]
+        print(f"{'  per CPU-second of the primary':34} {per_cpu['standalone']:12.0f} "
+              f"{per_cpu['protected']:12.0f} {figures[f'{load}_cpu_ratio']:12.3f}")
+    window = cpu["protected"]["window"]
+    figures["window_secondary_cpu"] = window[2] / window[1] if window[1] > 0 else float("nan")
+    figures["window_primary_cpu_us"] = us(window[1] / window[0])
+    print(f"{'  32 in flight: CPU per request (us)':34} {us(cpu['standalone']['window'][1] / cpu['standalone']['window'][0]):12.1f} "
+          f"{figures['window_primary_cpu_us']:12.1f}   (+ secondary {us(window[2] / window[0]):.1f}, "
+          f"{figures['window_secondary_cpu']:.2f} of the primary's)")
+    for p, key in ((50, "p50"), (99, "p99")):
+        solo = us(med(r["standalone"][key] for r in rounds))
+        prot = us(med(r["protected"][key] for r in rounds))
+        figures[f"added_{key}"] = us(med(r["protected"][key] - r["standalone"][key] for r in rounds))
+        print(f"{f'request->reply p{p} (us, per round)':34} {solo:12.0f} {prot:12.0f} {figures[f'added_{key}']:+12.0f}")
+    for p in (50, 99):
+        solo, prot = us(percentile(latencies["standalone"], p)), us(percentile(latencies["protected"], p))
+        print(f"{f'request->reply p{p} (us, pooled)':34} {solo:12.0f} {prot:12.0f} {prot - solo:+12.0f}")
+    added50 = sorted(us(r["protected"]["p50"] - r["standalone"]["p50"]) for r in rounds)
+    print(f"{'added p50 per round (us)':34} " + " ".join(f"{v:+.0f}" for v in added50))
+    print(f"{'log bandwidth (KB/s)':34} {'-':>12} {kb_s:12.1f}   (status log_rate_kb_s {status_kb_s:.1f})")
+    if failovers:
+        figures["failover_ms"] = med(failovers)
+        figures["failovers"] = failovers
+        print(f"{'failover kill -9 -> console (ms)':34} p50 {med(failovers):.0f}, "
+              f"min {min(failovers):.0f}, max {max(failovers):.0f} over {len(failovers)} runs")
+    return figures
+
+
+def measure_cpu(build, args):
+    solo, prot, rates, per_cpu, secondary_cpu = measure_cpu_bound(build, args.cpu_seconds, args.cpu_rounds)
+    cpu_solo, cpu_prot = statistics.median(per_cpu["standalone"]), statistics.median(per_cpu["protected"])
+    print(f"{'CPU-bound guest (bench)':34} {'standalone':>12} {'protected':>12} {'ratio':>12}")
+    print(f"{'instructions/s (median of rounds)':34} {solo / 1e6:11.1f}M {prot / 1e6:11.1f}M {prot / solo:12.3f}")
+    print(f"{'  median of per-round ratios':34} {'':12} {'':12} {median_ratio(rates):12.3f}")
+    print(f"{'  rounds (M instr/s)':34} {' '.join(f'{r / 1e6:.0f}' for r in rates['standalone']):>12} "
+          f"{' '.join(f'{r / 1e6:.0f}' for r in rates['protected']):>12}")
+    print(f"{'instr per CPU-second of the primary':34} {cpu_solo / 1e6:11.1f}M {cpu_prot / 1e6:11.1f}M "
+          f"{cpu_prot / cpu_solo:12.3f}")
+    secondary = statistics.median(secondary_cpu) if secondary_cpu else float("nan")
+    print(f"{'secondary CPU-s per primary CPU-s':34} {'':12} {secondary:12.2f}")
+    return {"cpu_ratio": median_ratio(rates), "cpu_per_cpu_ratio": cpu_prot / cpu_solo,
+            "cpu_secondary_cpu": secondary, "cpu_protected_mips": prot / 1e6}
+
+
+def measure_sync(build):
+    r = measure_big_sync(build)
+    mib = r["bytes"] / (1 << 20)
+    print(f"{'initial sync, 256 MiB guest':34} (240 MiB incompressible, 4 MiB working set dirtied)")
+    print(f"{'protect -> PROTECTED':34} {r['seconds']:.2f} s, {r['rounds']} rounds, {mib:.0f} MiB sent, "
+          f"{r['rate_mb_s']:.0f} MB/s")
+    print(f"{'guest instructions/s':34} before {r['before'] / 1e6:.0f}M, during sync {r['during'] / 1e6:.0f}M "
+          f"({r['during'] / r['before']:.2f}), after (protected) {r['after'] / 1e6:.0f}M")
+    print(f"{'CPU during the sync':34} primary {r['cpu_primary']:.2f} s, secondary {r['cpu_secondary']:.2f} s "
+          f"(both tandemds, all threads; the guest's share is in the primary's)")
+    return {"sync_seconds": r["seconds"], "sync_during": r["during"] / r["before"]}
+
+
+def measure(build, args, parts):
+    """One run of the chosen parts on `build`; prints its tables, returns its headline figures."""
+    figures = {}
+    if "kv" in parts:
+        figures.update(measure_kv(build, args))
+    if "cpu" in parts:
+        figures.update(measure_cpu(build, args))
+    if "sync" in parts:
+        figures.update(measure_sync(build))
+    return figures
+
+
+def load_average():
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def compare(builds, labels, args, parts):
+    """`args.runs` runs of each build, taking turns (A B, B A, A B, ...), then min/median/max
+    of each headline figure over the runs, side by side."""
+    runs = {label: [] for label in labels}
+    loads = [load_average()]
+    for i in range(args.runs):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for k in order:
+            print(f"=== run {i + 1}/{args.runs}: {labels[k]} ({builds[k]}), load average {load_average()}", flush=True)
+            runs[labels[k]].append(measure(builds[k], args, parts))
+            sys.stdout.flush()
+        loads.append(load_average())
+    print(f"=== {args.runs} runs per build, taking turns; load average (1/5/15 min) at the start and "
+          f"after each pair of runs: {', '.join(loads)}")
+    head = " / ".join(f"{label}: min median max" for label in labels)
+    print(f"{'':42} {head}")
+    for key, label, fmt in FIGURES:
+        cells = []
+        for name in labels:
+            values = [r[key] for r in runs[name] if key in r]
+            if not values:
+                break
+            cells.append(" ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values))))
+        if len(cells) == len(labels):
+            print(f"{label:42} " + "  |  ".join(f"{c:>22}" for c in cells))
+    if "kv" in parts and args.failovers:
+        for name in labels:
+            every = sorted(v for r in runs[name] for v in r.get("failovers", []))
+            if every:
+                print(f"failovers, {name}: every run pooled (ms) p50 {statistics.median(every):.0f}, "
+                      f"min {every[0]:.0f}, max {every[-1]:.0f} over {len(every)}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build")
@@ -274,63 +450,23 @@ def main():
     parser.add_argument("--cpu-seconds", type=float, default=2.0, help="per round and side (CPU-bound)")
     parser.add_argument("--cpu-rounds", type=int, default=6)
     parser.add_argument("--only", default="kv,cpu,sync", help="which parts: kv, cpu, sync")
+    parser.add_argument("--baseline", help="a second build (e.g. before a change) measured in the same run")
+    parser.add_argument("--runs", type=int, default=3, help="with --baseline: runs per build")
+    parser.add_argument("--labels", default="before,after", help="with --baseline: names of BASELINE,BUILD")
     args = parser.parse_args()
     build = os.path.abspath(args.build)
     parts = set(args.only.split(","))
-    if "kv" in parts:
-        measure_kv(build, args)
-    if "cpu" in parts:
-        solo, prot, rates, per_cpu = measure_cpu_bound(build, args.cpu_seconds, args.cpu_rounds)
-        cpu_solo, cpu_prot = statistics.median(per_cpu["standalone"]), statistics.median(per_cpu["protected"])
-        print(f"{'CPU-bound guest (bench)':34} {'standalone':>12} {'protected':>12} {'ratio':>12}")
-        print(f"{'instructions/s (median of rounds)':34} {solo / 1e6:11.1f}M {prot / 1e6:11.1f}M {prot / solo:12.3f}")
-        print(f"{'  median of per-round ratios':34} {'':12} {'':12} {median_ratio(rates):12.3f}")
-        print(f"{'  rounds (M instr/s)':34} {' '.join(f'{r / 1e6:.0f}' for r in rates['standalone']):>12} "
-              f"{' '.join(f'{r / 1e6:.0f}' for r in rates['protected']):>12}")
-        print(f"{'instr per CPU-second of the primary':34} {cpu_solo / 1e6:11.1f}M {cpu_prot / 1e6:11.1f}M "
-              f"{cpu_prot / cpu_solo:12.3f}")
-    if "sync" in parts:
-        r = measure_big_sync(build)
-        mib = r["bytes"] / (1 << 20)
-        print(f"{'initial sync, 256 MiB guest':34} (240 MiB incompressible, 4 MiB working set dirtied)")
-        print(f"{'protect -> PROTECTED':34} {r['seconds']:.2f} s, {r['rounds']} rounds, {mib:.0f} MiB sent, "
-              f"{r['rate_mb_s']:.0f} MB/s")
-        print(f"{'guest instructions/s':34} before {r['before'] / 1e6:.0f}M, during sync {r['during'] / 1e6:.0f}M "
-              f"({r['during'] / r['before']:.2f}), after (protected) {r['after'] / 1e6:.0f}M")
-        print(f"{'CPU during the sync':34} primary {r['cpu_primary']:.2f} s, secondary {r['cpu_secondary']:.2f} s "
-              f"(both tandemds, all threads; the guest's share is in the primary's)")
+    unknown = parts - {"kv", "cpu", "sync"}
+    if unknown:
+        parser.error(f"--only: unknown part(s) {','.join(sorted(unknown))} (kv, cpu, sync)")
+    if args.baseline:
+        labels = args.labels.split(",")
+        if len(labels) != 2 or args.runs < 1:
+            parser.error("--labels takes two names and --runs at least 1")
+        compare((os.path.abspath(args.baseline), build), labels, args, parts)
+    else:
+        measure(build, args, parts)
 
-
-def measure_kv(build, args):
-    latencies, rounds, kb_s, status_kb_s = measure_side_by_side(build, args.seconds, args.rounds)
-    failovers = [measure_failover(build) for _ in range(args.failovers)]
-
-    us = lambda s: s * 1e6  # noqa: E731
-    med = statistics.median
-    solo_rate = med(r["standalone"][2] for r in rounds)
-    prot_rate = med(r["protected"][2] for r in rounds)
-    ratio = med(r["protected"][2] / r["standalone"][2] for r in rounds)
-    print(f"{len(rounds)} rounds x {args.seconds:g} s per side; per-round figures are medians over rounds")
-    print(f"{'kv guest, one client':34} {'standalone':>12} {'protected':>12} {'ratio/added':>12}")
-    print(f"{'round trips/s (median of rounds)':34} {solo_rate:12.0f} {prot_rate:12.0f} {ratio:12.3f}")
-    for label, i in (("requests/s, bursts of 32", 3), ("requests/s, 32 in flight (window)", 4)):
-        print(f"{label:34} {med(r['standalone'][i] for r in rounds):12.0f} "
-              f"{med(r['protected'][i] for r in rounds):12.0f} "
-              f"{med(r['protected'][i] / r['standalone'][i] for r in rounds):12.3f}")
-    for p, i in ((50, 0), (99, 1)):
-        solo = us(med(r["standalone"][i] for r in rounds))
-        prot = us(med(r["protected"][i] for r in rounds))
-        added = us(med(r["protected"][i] - r["standalone"][i] for r in rounds))
-        print(f"{f'request->reply p{p} (us, per round)':34} {solo:12.0f} {prot:12.0f} {added:+12.0f}")
-    for p in (50, 99):
-        solo, prot = us(percentile(latencies["standalone"], p)), us(percentile(latencies["protected"], p))
-        print(f"{f'request->reply p{p} (us, pooled)':34} {solo:12.0f} {prot:12.0f} {prot - solo:+12.0f}")
-    added50 = sorted(us(r["protected"][0] - r["standalone"][0]) for r in rounds)
-    print(f"{'added p50 per round (us)':34} " + " ".join(f"{v:+.0f}" for v in added50))
-    print(f"{'log bandwidth (KB/s)':34} {'-':>12} {kb_s:12.1f}   (status log_rate_kb_s {status_kb_s:.1f})")
-    if failovers:
-        print(f"{'failover kill -9 -> console (ms)':34} p50 {med(failovers):.0f}, "
-              f"min {min(failovers):.0f}, max {max(failovers):.0f} over {len(failovers)} runs")
 
 if __name__ == "__main__":
     main()
