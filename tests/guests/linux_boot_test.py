@@ -38,12 +38,13 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
 
-SKIP = 77
+import guest_scenario  # same directory
+from guest_scenario import Failure, Skip
+
 MEM_MIB = 128
 DISK_BYTES = 1 << 20
 SECTOR = 512
@@ -66,14 +67,6 @@ HOST_SPECIFIC = [
     (r"Freeing initrd memory: \d+K", "the initrd's page alignment depends on where it is put"),
     (r"random: .*", "when entropy arrives depends on the board's devices"),
 ]
-
-
-class Failure(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
 
 
 # ---- running a machine with an interactive console ---------------------------------------
@@ -574,28 +567,16 @@ def main():
                          "is done by ~10M; the console comes up at ~25M)")
     args = ap.parse_args()
     img = Images(args)
-    try:
-        with tempfile.TemporaryDirectory(prefix="tandem-linux-") as tmp:
-            if args.scenario == "qemu":
-                scenario_qemu(img, tmp)
-            elif args.scenario == "persist":
-                scenario_persist(img, tmp)
-            elif args.scenario == "tandem":
-                scenario_tandem(img, tmp)
-            elif args.scenario == "determinism":
-                scenario_determinism(img, tmp, args.det_instructions, args.det_save_at)
-            elif args.scenario == "record":
-                scenario_record(img, tmp)
-            else:
-                scenario_bad_input(img, tmp)
-    except Skip as e:
-        print(f"SKIP: {e}")
-        return SKIP
-    except Failure as e:
-        print(f"FAIL: {e}")
-        return 1
-    return 0
-
+    scenarios = {
+        "qemu": lambda tmp: scenario_qemu(img, tmp),
+        "persist": lambda tmp: scenario_persist(img, tmp),
+        "tandem": lambda tmp: scenario_tandem(img, tmp),
+        "determinism": lambda tmp: scenario_determinism(img, tmp, args.det_instructions,
+                                                        args.det_save_at),
+        "record": lambda tmp: scenario_record(img, tmp),
+        "bad-input": lambda tmp: scenario_bad_input(img, tmp),
+    }
+    return guest_scenario.run("tandem-linux-", scenarios[args.scenario])
 
 if __name__ == "__main__":
     sys.exit(main())

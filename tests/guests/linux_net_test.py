@@ -21,25 +21,18 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-SKIP = 77
+import guest_scenario  # same directory
+from guest_scenario import Failure, Skip
+
 MEM_MIB = 128
 BANNER = "tandem-kv ready"
 KV_PORT = 5555
 APPEND = "console=ttyS0 printk.time=0 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off"
 OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 STATE_HASH = re.compile(r"state-hash=([0-9a-f]+) icount=(\d+)")
-
-
-class Failure(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
 
 
 class Machine:
@@ -266,21 +259,14 @@ def main():
     ap.add_argument("--timeout", type=int, default=120, help="seconds per step")
     ap.add_argument("--seed", type=int, default=18)
     args = ap.parse_args()
-    try:
+    def scenario(tmp):
         check_prereqs(args)
-        with tempfile.TemporaryDirectory(prefix="tandem-linux-net-") as tmp:
-            if args.scenario == "run":
-                scenario_run(args, tmp)
-            else:
-                scenario_record(args, tmp)
-    except Skip as e:
-        print(f"SKIP: {e}")
-        return SKIP
-    except Failure as e:
-        print(f"FAIL: {e}")
-        return 1
-    return 0
+        if args.scenario == "run":
+            scenario_run(args, tmp)
+        else:
+            scenario_record(args, tmp)
 
+    return guest_scenario.run("tandem-linux-net-", scenario)
 
 if __name__ == "__main__":
     sys.exit(main())
