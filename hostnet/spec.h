@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tandem::hostnet {
@@ -30,5 +31,12 @@ struct NetSpec {
 
 // Throws std::invalid_argument with a one-line reason for a malformed specification.
 NetSpec parse_net_spec(const std::string& spec);
+
+// The pieces, for front ends that read them separately (tandemd's [net] section). Each
+// throws std::invalid_argument with the bare reason (no "--net" prefix).
+// "user" | "tap".
+NetSpec::Kind parse_net_backend(std::string_view name);
+// One KEY=VALUE option of `out`'s backend: hostfwd (user, appends), ifname (tap), mac, mtu, link.
+void set_net_option(NetSpec& out, std::string_view key, std::string_view value);
 
 }  // namespace tandem::hostnet

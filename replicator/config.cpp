@@ -22,6 +22,7 @@
 
 #include "net/encoding.h"
 #include "net/psk.h"
+#include "hostnet/spec.h"
 
 namespace tandem::replicator {
 
@@ -81,6 +82,17 @@ struct RawConfig {
   Setting<uint64_t> lease_ms, arbiter_timeout_ms;
   Setting<std::string> heartbeat_listen, heartbeat_peer;
   Setting<uint64_t> path_heartbeat_ms, path_heartbeat_misses;
+  // [net]: the backend, then its options as KEY=VALUE text for hostnet::set_net_option
+  // (hostfwd once per array element), each with where it was written.
+  Setting<std::string> net_backend;
+  struct NetOption {
+    std::string key, value;
+    Origin origin;
+  };
+  std::vector<NetOption> net_options;
+  Origin net_section;
+  bool net_set = false;
+  std::optional<hostnet::NetSpec> net_flag;  // --net SPEC, already parsed
 };
 
 class FileReader {
@@ -93,10 +105,14 @@ class FileReader {
       const Origin origin{fmt::format("{}:{}: [{}]", source_, line_of(node), section)};
       const auto* table = node.as_table();
       if (!known_section(section)) {
-        fail(origin, "unknown section (known: [node], [vm], [pair], [console], [control], [fencing])");
+        fail(origin, "unknown section (known: [node], [vm], [pair], [console], [control], [fencing], [net])");
       }
       if (!table) fail(origin, fmt::format("expected a section (table), got {}", describe(node)));
       section_lines_[section] = line_of(node);
+      if (section == "net") {
+        raw.net_set = true;
+        raw.net_section = {fmt::format("{}:{}: [net]", source_, line_of(node))};
+      }
       for (const auto& [item_key, item] : *table) read_item(section, std::string(item_key.str()), item, raw);
     }
   }
@@ -114,7 +130,8 @@ class FileReader {
   static int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
 
   static bool known_section(const std::string& s) {
-    return s == "node" || s == "vm" || s == "pair" || s == "console" || s == "control" || s == "fencing";
+    return s == "node" || s == "vm" || s == "pair" || s == "console" || s == "control" || s == "fencing" ||
+           s == "net";
   }
 
   void read_item(const std::string& section, const std::string& key, const toml::node& node, RawConfig& raw) {
@@ -190,6 +207,32 @@ class FileReader {
       fail(origin, "unknown key (known: arbiter, witness, disk_path, fence_command, etcd, lease_ms, "
                    "arbiter_timeout_ms, heartbeat_listen, heartbeat_peer, heartbeat_ms, heartbeat_misses)");
     }
+    if (section == "net") {
+      if (key == "backend") return text(raw.net_backend);
+      if (key == "mac" || key == "ifname" || key == "link") {
+        Setting<std::string> value;
+        text(value);
+        raw.net_options.push_back({key, value.value, origin});
+        return;
+      }
+      if (key == "mtu") {
+        const auto* i = node.as_integer();
+        if (!i) fail(origin, fmt::format("expected an integer, got {}", describe(node)));
+        raw.net_options.push_back({key, std::to_string(i->get()), origin});
+        return;
+      }
+      if (key == "hostfwd") {
+        const auto* forwards = node.as_array();
+        if (!forwards) fail(origin, fmt::format("expected an array of strings, got {}", describe(node)));
+        for (const toml::node& f : *forwards) {
+          const auto* s = f.as_string();
+          if (!s) fail(origin, fmt::format("expected an array of strings, found {}", describe(f)));
+          raw.net_options.push_back({key, s->get(), origin});
+        }
+        return;
+      }
+      fail(origin, "unknown key (known: backend, mac, mtu, link, ifname, hostfwd)");
+    }
     if (key == "socket") return path(raw.control_socket);  // [control]
     fail(origin, "unknown key (known: socket)");
   }
@@ -236,6 +279,13 @@ void apply_overrides(const ConfigOverrides& o, RawConfig& raw) {
     raw.mem_mib = {*o.mem_mib, Origin{"--mem"}, true};
   }
   path(raw.state_dir, o.state_dir, "--state-dir");
+  if (o.net) {
+    try {
+      raw.net_flag = hostnet::parse_net_spec(*o.net);
+    } catch (const std::invalid_argument& e) {
+      fail(Origin{"--net"}, e.what());
+    }
+  }
   text(raw.log_level, o.log_level, "--log-level");
 }
 
@@ -355,8 +405,43 @@ void finish_fencing(const RawConfig& raw, const FileReader& file, NodeConfig& c)
   if (raw.path_heartbeat_misses.set) p.timing.misses = static_cast<uint32_t>(raw.path_heartbeat_misses.value);
 }
 
-// `warnings` collects non-fatal findings (none today: a PSK others can read is refused).
-NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::string>& /*warnings*/) {
+// [net]: the guest's NIC and its host backend (hostnet/spec.h's rules, errors at the key).
+// --net replaces the whole section.
+void finish_net(const RawConfig& raw, const FileReader& file, NodeConfig& c, std::vector<std::string>& warnings) {
+  if (raw.net_flag) {
+    c.net = raw.net_flag;
+  } else if (raw.net_set) {
+    if (!raw.net_backend.set) fail(file.missing("net", "backend"), "not set; expected \"user\" or \"tap\"");
+    hostnet::NetSpec spec;
+    try {
+      spec.kind = hostnet::parse_net_backend(raw.net_backend.value);
+    } catch (const std::invalid_argument& e) {
+      fail(raw.net_backend.origin, e.what());
+    }
+    const bool tap = spec.kind == hostnet::NetSpec::Kind::Tap;
+    for (const RawConfig::NetOption& o : raw.net_options) {
+      if (o.key == "hostfwd" && tap)
+        fail(o.origin, "only used with backend = \"user\" (a TAP device is bridged, not forwarded)");
+      if (o.key == "ifname" && !tap) fail(o.origin, "only used with backend = \"tap\"");
+      try {
+        hostnet::set_net_option(spec, o.key, o.value);
+      } catch (const std::invalid_argument& e) {
+        fail(o.origin, e.what());
+      }
+    }
+    if (tap && spec.ifname.empty()) fail(file.missing("net", "ifname"), "not set; it is required with backend = \"tap\"");
+    c.net = std::move(spec);
+  }
+  if (c.net && c.net->kind == hostnet::NetSpec::Kind::User) {
+    warnings.push_back(fmt::format(
+        "{}: backend \"user\" keeps its NAT state in this process: connections through it do not survive a "
+        "failover (use backend = \"tap\" on a bridged LAN for that)",
+        raw.net_flag ? std::string("--net") : raw.net_backend.origin.where));
+  }
+}
+
+// `warnings` collects non-fatal findings (a user-mode NIC in a pair).
+NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::string>& warnings) {
   NodeConfig c;
   auto required = [&](const Setting<std::string>& s, const char* section, const char* key, const char* flag,
                       const char* when = nullptr) {
@@ -474,6 +559,7 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
   c.psk_file = raw.psk_file.value;
   c.psk = load_psk(raw.psk_file);
   finish_fencing(raw, file, c);
+  finish_net(raw, file, c, warnings);
   return c;
 }
 

@@ -4,6 +4,9 @@
 //   host.toml:7: [pair] heartbeat_ms: expected a positive integer, got "fast"
 // Unknown sections and keys are errors too, so a typo is never silently ignored.
 //
+// [net] (optional) gives the guest a NIC: backend = "user" | "tap", mac, mtu, link, ifname
+// (tap), hostfwd = ["tcp:127.0.0.1:8080-:5555"] (user); docs/networking.md.
+//
 // Paths in the file (guest, bios, kernel, initrd, disk, psk_file, state_dir, socket) are relative to the file's
 // directory; paths given as flags are relative to the working directory.
 #pragma once
@@ -46,6 +49,7 @@ struct ConfigOverrides {
   std::optional<uint64_t> mem_mib;            // --mem MiB
   std::optional<std::string> state_dir;       // --state-dir DIR
   std::optional<std::string> log_level;       // --log-level LEVEL
+  std::optional<std::string> net;             // --net SPEC (as tandem run's): replaces [net]
 };
 
 // What a primary boots, as the one BootSpec every front end shares: Machine loading

@@ -4,12 +4,14 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/result.h"
 #include "control/status.h"
 #include "fencing/arbiter.h"
 #include "fencing/detector/detector.h"
+#include "hostnet/spec.h"
 
 namespace tandem::replicator {
 
@@ -55,6 +57,7 @@ struct NodeConfig {                // filled from TOML + flags by config.cpp
   std::string log_level = "info";  // [node] log_level
   fencing::ArbiterConfig fencing;  // [fencing] arbiter and its settings; vm_id/psk from [vm]/[pair]
   fencing::SecondPathConfig second_path;  // [fencing] heartbeat_listen/peer/ms/misses (off when unset)
+  std::optional<hostnet::NetSpec> net;  // [net] the guest's NIC and its host backend (none when unset)
   NodeTestHooks test;              // tests only
 };
 

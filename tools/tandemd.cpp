@@ -145,6 +145,8 @@ int main(int argc, char** argv) {
   add_override(app, "--state-dir", overrides.state_dir, "Directory for the epoch file etc.: [node] state_dir");
   add_override(app, "--log-level", overrides.log_level,
                "trace | debug | info | warn | error | critical | off: [node] log_level");
+  add_override(app, "--net", overrides.net,
+               "The guest's NIC, as tandem run's --net (tap,ifname=NAME[,mac=..] | user[,hostfwd=..]): replaces [net]");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -420,6 +421,107 @@ TEST_F(ConfigTest, DeployExamplesAreValidAndAgree) {
   EXPECT_EQ(a.fencing.lease, b.fencing.lease);
   EXPECT_EQ(a.second_path.peer, b.second_path.listen);
   EXPECT_EQ(b.second_path.peer, a.second_path.listen);
+}
+
+// The [net] blocks the examples carry commented out are valid once uncommented, and agree.
+TEST_F(ConfigTest, DeployExamplesNetBlocksAreValidAndAgree) {
+  auto with_net = [&](const char* name) {
+    std::ifstream in(fs::path(TANDEM_SOURCE_DIR) / "deploy" / "examples" / name);
+    std::string line, text;
+    bool in_net = false;
+    while (std::getline(in, line)) {
+      if (line == "#[net]") in_net = true;
+      // Uncomment "#[net]" and "#key = value" lines of the block, not prose ("# ...", "#   ...").
+      if (in_net && line.size() > 1 && line[0] == '#' && line[1] != ' ') line.erase(0, 1);
+      text += line + "\n";
+    }
+    EXPECT_TRUE(in_net) << name << " has no #[net] block";
+    return write(std::string("net-") + name, text);
+  };
+  write("pair.psk", "fedcba9876543210fedcba9876543210\n");
+  ::chmod(path("pair.psk").c_str(), 0600);
+  ConfigOverrides on_primary;
+  on_primary.guest = path("guest.bin");
+  on_primary.disk = path("disk.img");
+  write("disk.img", std::string(4096, '\0'));
+  ConfigOverrides on_secondary;
+  on_secondary.disk = path("b.disk");
+  const NodeConfig a = load_config(with_net("primary.toml"), on_primary, &warnings);
+  const NodeConfig b = load_config(with_net("secondary.toml"), on_secondary, &warnings);
+  ASSERT_TRUE(a.net && b.net);
+  EXPECT_EQ(a.net->kind, tandem::hostnet::NetSpec::Kind::Tap);
+  EXPECT_EQ(b.net->kind, tandem::hostnet::NetSpec::Kind::Tap);
+  EXPECT_EQ(a.net->mac, b.net->mac);
+  EXPECT_EQ(a.net->ifname, "tap-kv");
+}
+
+TEST_F(ConfigTest, NetSectionIsReadIntoTheNicAndBackend) {
+  EXPECT_FALSE(load(primary()).net) << "no [net]: no NIC";
+  const NodeConfig tap = load(primary() +
+                              "[net]\nbackend = \"tap\"\nifname = \"tap-kv\"\nmac = \"52:54:00:aa:bb:0c\"\n"
+                              "mtu = 9000\nlink = \"down\"\n");
+  ASSERT_TRUE(tap.net);
+  EXPECT_EQ(tap.net->kind, tandem::hostnet::NetSpec::Kind::Tap);
+  EXPECT_EQ(tap.net->ifname, "tap-kv");
+  EXPECT_EQ(tap.net->mac, (std::array<uint8_t, 6>{0x52, 0x54, 0x00, 0xaa, 0xbb, 0x0c}));
+  EXPECT_EQ(tap.net->mtu, 9000);
+  EXPECT_FALSE(tap.net->link_up);
+  EXPECT_TRUE(warnings.empty());
+
+  const NodeConfig user = load(primary() + "[net]\nbackend = \"user\"\n"
+                                           "hostfwd = [\"tcp:127.0.0.1:8080-:5555\", \"udp::5353-10.0.2.15:53\"]\n");
+  ASSERT_TRUE(user.net);
+  EXPECT_EQ(user.net->kind, tandem::hostnet::NetSpec::Kind::User);
+  ASSERT_EQ(user.net->forwards.size(), 2u);
+  EXPECT_EQ(user.net->forwards[0].host_port, 8080);
+  EXPECT_EQ(user.net->forwards[0].guest_port, 5555);
+  EXPECT_TRUE(user.net->forwards[1].udp);
+  EXPECT_EQ(user.net->forwards[1].guest_addr, "10.0.2.15");
+  EXPECT_EQ(user.net->mac, (std::array<uint8_t, 6>{0x52, 0x54, 0x00, 0x12, 0x34, 0x56})) << "QEMU's default";
+  // The user backend's NAT state lives in the process: said once, not refused.
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("do not survive a failover"), std::string::npos) << warnings[0];
+}
+
+TEST_F(ConfigTest, NetFlagReplacesTheSection) {
+  ConfigOverrides o;
+  o.net = "tap,ifname=tap9,mac=52:54:00:00:00:09";
+  const NodeConfig c = load(primary() + "[net]\nbackend = \"user\"\n", o);
+  ASSERT_TRUE(c.net);
+  EXPECT_EQ(c.net->kind, tandem::hostnet::NetSpec::Kind::Tap);
+  EXPECT_EQ(c.net->ifname, "tap9");
+  o.net = "tap";
+  expect_error(primary(), {"--net", "tap needs ifname"}, o);
+  o.net = "slirp";
+  expect_error(primary(), {"--net", "'slirp' is not 'user' or 'tap'"}, o);
+}
+
+TEST_F(ConfigTest, BadNetSectionsNameTheLineAndKey) {
+  // primary() has 8 lines; [net] is line 9, its first key line 10.
+  expect_error(primary() + "[net]\nmac = \"52:54:00:12:34:56\"\n", {"host.toml:9: [net] backend", "not set"});
+  expect_error(primary() + "[net]\nbackend = \"slirp\"\n", {"host.toml:10: [net] backend", "'slirp' is not 'user' or 'tap'"});
+  expect_error(primary() + "[net]\nbackend = 1\n", {"host.toml:10: [net] backend", "expected a string, got 1"});
+  expect_error(primary() + "[net]\nbackend = \"tap\"\n", {"host.toml:9: [net] ifname", "required with backend = \"tap\""});
+  expect_error(primary() + "[net]\nbackend = \"tap\"\nifname = \"a-very-long-tap-name\"\n",
+               {"host.toml:11: [net] ifname", "not an interface name"});
+  expect_error(primary() + "[net]\nbackend = \"tap\"\nifname = \"t\"\nhostfwd = [\"tcp::80-:80\"]\n",
+               {"host.toml:12: [net] hostfwd", "only used with backend = \"user\""});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nifname = \"t\"\n",
+               {"host.toml:11: [net] ifname", "only used with backend = \"tap\""});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nmac = \"01:00:5e:00:00:01\"\n",
+               {"host.toml:11: [net] mac", "multicast"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nmac = \"52:54:00:12:34\"\n",
+               {"host.toml:11: [net] mac", "not six hex bytes"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nmtu = 20\n", {"host.toml:11: [net] mtu", "68..9000"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nmtu = \"1500\"\n", {"host.toml:11: [net] mtu", "expected an integer"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nlink = \"sideways\"\n", {"host.toml:11: [net] link", "up or down"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nhostfwd = \"tcp::80-:80\"\n",
+               {"host.toml:11: [net] hostfwd", "expected an array of strings"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nhostfwd = [\"tcp::80\"]\n",
+               {"host.toml:11: [net] hostfwd", "PROTO:[HOST]:PORT-[GUEST]:PORT"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nhostfwd = [\"tcp::0-:80\"]\n", {"host.toml:11: [net] hostfwd", "port number"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\nvlan = 3\n", {"host.toml:11: [net] vlan", "unknown key"});
+  expect_error(primary() + "[net]\nbackend = \"user\"\n[net.extra]\n", {"host.toml", "[net] extra"});
 }
 
 TEST(ParseEndpoint, SplitsHostAndPort) {
