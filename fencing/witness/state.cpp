@@ -1,14 +1,12 @@
 // The witness's state file: "TWSTATE1" | u64 LE body length | WitnessState | u64 LE XXH3-64(body).
 #include "fencing/witness/state.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <xxhash.h>
 
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <fmt/format.h>
+#include <optional>
+
+#include "net/durable_file.h"
 
 #include "proto/fencing.pb.h"
 
@@ -28,22 +26,9 @@ uint64_t get_u64(const char* p) {
   return v;
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
-void write_all(int fd, const std::string& bytes, const std::string& what) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::runtime_error(fmt::format("cannot write {}: {}", what, errno_text()));
-    done += static_cast<size_t>(n);
-  }
-}
-
 }  // namespace
 
-// Atomic replace: temp file, fsync, rename, fsync(dir). After it returns the new state
-// survives a crash or power loss; a crash before the rename leaves the old file intact.
+// Atomic and durable (net::write_file_durably): a crash leaves the old state or the new one.
 void save_witness_state(const std::string& path, const WitnessRecords& leases) {
   wire::WitnessState state;
   for (const auto& [vm_id, lease] : leases) {
@@ -59,56 +44,23 @@ void save_witness_state(const std::string& path, const WitnessRecords& leases) {
   put_u64(bytes, body.size());
   bytes += body;
   put_u64(bytes, XXH3_64bits(body.data(), body.size()));
-
-  const std::string temp = path + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot create {}: {}", temp, errno_text()));
-  try {
-    write_all(fd, bytes, temp);
-    if (::fsync(fd) != 0) throw std::runtime_error(fmt::format("cannot fsync {}: {}", temp, errno_text()));
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    throw std::runtime_error(fmt::format("cannot rename {} to {}: {}", temp, path, errno_text()));
-  }
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  const std::string dir = parent.empty() ? std::string(".") : parent.string();
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) throw std::runtime_error(fmt::format("cannot open directory {}: {}", dir, errno_text()));
-  const int rc = ::fsync(dir_fd);
-  ::close(dir_fd);
-  if (rc != 0) throw std::runtime_error(fmt::format("cannot fsync directory {}: {}", dir, errno_text()));
+  net::write_file_durably(path, bytes);
 }
 
 // A missing file is a first start (empty). Anything else that is not a whole, checksummed
 // state is a StateFileError: starting empty could grant an old epoch a second time.
 WitnessRecords load_witness_state(const std::string& path) {
   WitnessRecords leases;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return leases;
-    throw std::runtime_error(fmt::format("cannot open state file {}: {}", path, errno_text()));
+  std::optional<std::string> content;
+  try {
+    content = net::read_small_file(path, 64u << 20);
+  } catch (const net::FileTooLarge& e) {
+    throw StateFileError(fmt::format("state file {} is corrupt: {}", path, e.what()));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("cannot read state file: {}", e.what()));
   }
-  std::string bytes;
-  char buffer[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      throw std::runtime_error(fmt::format("cannot read state file {}: {}", path, errno_text()));
-    }
-    if (n == 0) break;
-    bytes.append(buffer, static_cast<size_t>(n));
-    if (bytes.size() > (64u << 20)) {
-      ::close(fd);
-      throw StateFileError(fmt::format("state file {} is corrupt: larger than 64 MiB", path));
-    }
-  }
-  ::close(fd);
+  if (!content) return leases;
+  const std::string& bytes = *content;
   const auto corrupt = [&](const std::string& why) {
     return StateFileError(fmt::format("state file {} is corrupt: {} (refusing to start: an empty state could "
                                       "grant an epoch twice; restore it or remove it deliberately)",
