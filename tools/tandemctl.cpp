@@ -17,6 +17,7 @@
 #include "control/client.h"
 #include "control/status.h"
 #include "drills/cli.h"
+#include "fencing/arbiters/disk_record.h"
 #include "net/encoding.h"
 #include "net/endpoint.h"
 #include "net/hmac.h"
@@ -73,6 +74,20 @@ int keygen(const std::string& out_path, int bytes) {
   return 0;
 }
 
+// `tandemctl init-lease`: the disk arbiter's lease file, created once by the operator (the
+// daemons never create it: docs/fencing.md, ## Arbiters). Refused if the file exists.
+int init_lease(const std::string& path, const std::string& vm_id) {
+  try {
+    tandem::fencing::disk::init_lease_file(path, vm_id);
+  } catch (const std::exception& e) {
+    return fail(kExitRefused, fmt::format("init-lease: {}", e.what()));
+  }
+  std::cerr << fmt::format("tandemctl: created the lease file {} for vm {}; the first node is granted it one lease "
+                           "ttl after it first reads it\n",
+                           path, vm_id);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,6 +121,13 @@ int main(int argc, char** argv) {
   keygen_cmd->add_option("--bytes", keygen_bytes, "Random bytes in the key (hex doubles it)")
       ->check(CLI::Range(16, 1024))
       ->capture_default_str();
+  std::string lease_path, lease_vm;
+  auto* init_lease_cmd = app.add_subcommand(
+      "init-lease", "Create the disk arbiter's lease file ([fencing] disk_path) once, on the shared storage; needs no "
+                    "daemon. Refused if the file exists");
+  init_lease_cmd->add_option("--disk-path", lease_path, "The lease file ([fencing] disk_path of both tandemds)")
+      ->required();
+  init_lease_cmd->add_option("--vm", lease_vm, "The VM's id ([vm] id)")->required();
   tandem::drills::DrillCliOptions drill_options;
   auto* drill_cmd = tandem::drills::add_drill_subcommand(app, drill_options);
 
@@ -117,6 +139,7 @@ int main(int argc, char** argv) {
   }
 
   if (*keygen_cmd) return keygen(keygen_out, keygen_bytes);
+  if (*init_lease_cmd) return init_lease(lease_path, lease_vm);
   if (*drill_cmd) return tandem::drills::run_drill_command(drill_options, std::cout, std::cerr);
 
   json request;

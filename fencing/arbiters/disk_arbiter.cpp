@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <array>
 #include <cerrno>
@@ -21,77 +20,26 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr std::string_view kMagic = "TNDMDISK";
-// Version 1: no replica floor. Version 2 (written only once an epoch was advanced, so older
-// tandemds keep working until then and refuse a record they would misread): the floor at 304.
-constexpr uint32_t kVersion = 1, kVersionWithFloor = 2;
-// Offsets in the 512-byte block (little-endian integers).
-constexpr size_t kVersionAt = 8, kEpochAt = 16, kCounterAt = 24, kTtlAt = 32, kVmLenAt = 40, kHolderLenAt = 42,
-                 kVmAt = 48, kHolderAt = kVmAt + DiskArbiter::kMaxNameBytes,
-                 kFloorAt = kHolderAt + DiskArbiter::kMaxNameBytes, kChecksumAt = DiskArbiter::kRecordBytes - 8;
+using disk::Block;
+using disk::Record;
 
-struct Record {
-  uint64_t epoch = 0;
-  uint64_t counter = 0;
-  uint64_t ttl_ms = 0;
-  std::string vm_id;
-  std::string holder;  // "" = free (released, or never taken)
-  uint64_t replica_floor = 0;  // set by advance(): acquires with a known epoch below it are refused
+// The lease file is missing: refused (never created here, see disk_record.h).
+class MissingFile : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
-using Block = std::array<uint8_t, DiskArbiter::kRecordBytes>;
-
-void put(Block& b, size_t at, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint64_t get(const Block& b, size_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | b[at + i];
-  return v;
-}
-
-Block encode(const Record& r) {
-  Block b{};
-  std::memcpy(b.data(), kMagic.data(), kMagic.size());
-  put(b, kVersionAt, r.replica_floor > 0 ? kVersionWithFloor : kVersion, 4);
-  put(b, kEpochAt, r.epoch, 8);
-  put(b, kCounterAt, r.counter, 8);
-  put(b, kTtlAt, r.ttl_ms, 8);
-  put(b, kVmLenAt, r.vm_id.size(), 2);
-  put(b, kHolderLenAt, r.holder.size(), 2);
-  std::memcpy(b.data() + kVmAt, r.vm_id.data(), r.vm_id.size());
-  std::memcpy(b.data() + kHolderAt, r.holder.data(), r.holder.size());
-  put(b, kFloorAt, r.replica_floor, 8);
-  put(b, kChecksumAt, XXH3_64bits(b.data(), kChecksumAt), 8);
-  return b;
-}
-
-// The record, or why it cannot be trusted.
-std::variant<Record, std::string> decode(const Block& b) {
-  if (std::memcmp(b.data(), kMagic.data(), kMagic.size()) != 0) return std::string("bad magic (not a Tandem lease record)");
-  if (get(b, kChecksumAt, 8) != XXH3_64bits(b.data(), kChecksumAt)) return std::string("checksum mismatch");
-  const uint64_t version = get(b, kVersionAt, 4);
-  if (version != kVersion && version != kVersionWithFloor) return fmt::format("unknown version {}", version);
-  const size_t vm_len = get(b, kVmLenAt, 2), holder_len = get(b, kHolderLenAt, 2);
-  if (vm_len > DiskArbiter::kMaxNameBytes || holder_len > DiskArbiter::kMaxNameBytes) {
-    return std::string("name length out of range");
-  }
-  Record r;
-  r.epoch = get(b, kEpochAt, 8);
-  r.counter = get(b, kCounterAt, 8);
-  r.ttl_ms = get(b, kTtlAt, 8);
-  r.vm_id.assign(reinterpret_cast<const char*>(b.data() + kVmAt), vm_len);
-  r.holder.assign(reinterpret_cast<const char*>(b.data() + kHolderAt), holder_len);
-  if (version == kVersionWithFloor) r.replica_floor = get(b, kFloorAt, 8);
-  if (r.replica_floor > r.epoch) return fmt::format("replica floor {} above the epoch {}", r.replica_floor, r.epoch);
-  return r;
-}
 
 // The lease file opened and exclusively locked for one read-modify-write.
 class LockedFile {
  public:
   // Unreachable-worthy failures throw std::runtime_error.
   LockedFile(const std::string& path, milliseconds timeout) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_DSYNC | O_CLOEXEC, 0600);
+    fd_ = ::open(path.c_str(), O_RDWR | O_DSYNC | O_CLOEXEC);
+    if (fd_ < 0 && errno == ENOENT) {
+      throw MissingFile(fmt::format("lease file {} does not exist (is the shared filesystem mounted? the daemon never "
+                                    "creates it: `tandemctl init-lease --disk-path {} --vm VM_ID` does, once)",
+                                    path, path));
+    }
     if (fd_ < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
     struct flock lock {};
     lock.l_type = F_WRLCK;
@@ -114,8 +62,8 @@ class LockedFile {
   LockedFile(const LockedFile&) = delete;
   LockedFile& operator=(const LockedFile&) = delete;
 
-  // nullopt = empty file (no record yet); a string = corrupt.
-  std::variant<std::monostate, Record, std::string> read() {
+  // The record, or why it is corrupt.
+  std::variant<Record, std::string> read() {
     Block b{};
     size_t got = 0;
     while (got < b.size()) {
@@ -125,15 +73,15 @@ class LockedFile {
       if (n == 0) break;
       got += static_cast<size_t>(n);
     }
-    if (got == 0) return std::monostate{};
+    if (got == 0) return std::string("empty (not initialised: `tandemctl init-lease` writes a fresh record)");
     if (got < b.size()) return fmt::format("truncated ({} of {} bytes)", got, b.size());
-    auto decoded = decode(b);
+    auto decoded = disk::decode(b);
     if (auto* r = std::get_if<Record>(&decoded)) return *r;
     return std::get<std::string>(decoded);
   }
 
   void write(const Record& r) {
-    const Block b = encode(r);
+    const Block b = disk::encode(r);
     const ssize_t n = ::pwrite(fd_, b.data(), b.size(), 0);  // O_DSYNC: on stable storage when it returns
     if (n != static_cast<ssize_t>(b.size())) {
       throw std::runtime_error(fmt::format("cannot write {}: {}", path_, n < 0 ? std::strerror(errno) : "short write"));
@@ -174,14 +122,14 @@ Grant with_record(const ArbiterConfig& config, const std::string& node, Body bod
               fmt::format("lease record {} is corrupt: {} (left as is: an operator must check it)", config.disk_path,
                           *corrupt)};
     }
-    const bool fresh = std::holds_alternative<std::monostate>(content);
-    Record record = fresh ? Record{} : std::get<Record>(content);
-    if (fresh) record.vm_id = config.vm_id;
+    Record record = std::get<Record>(content);
     if (record.vm_id != config.vm_id) {
       return make(Grant::Outcome::Refused, record,
                   fmt::format("lease record {} belongs to vm {}, not {}", config.disk_path, record.vm_id, config.vm_id));
     }
     return body(file, record);
+  } catch (const MissingFile& e) {
+    return {Grant::Outcome::Refused, 0, milliseconds(0), "", e.what()};
   } catch (const std::exception& e) {
     return {Grant::Outcome::Unreachable, 0, milliseconds(0), "", e.what()};
   }
@@ -216,24 +164,32 @@ Grant DiskArbiter::acquire(const std::string& node, uint64_t known_epoch) {
                               "a secondary",
                               known_epoch, record.replica_floor));
     }
-    if (record.holder.empty()) return take(record.epoch == 0 ? "first holder" : "the lease was released");
+    if (record.holder.empty() && record.epoch > 0) return take("the lease was released");
 
-    // Another holder: wait for one full ttl (ours, counted on our clock) without a renewal.
+    // Another holder, or a fresh record (epoch 0, from `tandemctl init-lease`): wait for one full
+    // ttl (ours, counted on our clock) without a change. A fresh record may be a lease file just
+    // re-created under a holder that still runs on the old one: its renewals are refused from
+    // now on, and it stops releasing output within its ttl, before this grant.
+    const bool fresh = record.epoch == 0;
     const auto now = Clock::now();
-    const milliseconds ttl(record.ttl_ms);
+    const milliseconds ttl = fresh ? std::max(lease, milliseconds(record.ttl_ms)) : milliseconds(record.ttl_ms);
     if (!watch_.active || watch_.holder != record.holder || watch_.epoch != record.epoch ||
         watch_.counter != record.counter) {
       watch_ = {true, record.holder, record.epoch, record.counter, now};
       return make(Grant::Outcome::Held, record,
-                  fmt::format("held by {} under epoch {} (renew counter {}); taking over after {} ms without renewals",
-                              record.holder, record.epoch, record.counter, ttl.count()));
+                  fresh ? fmt::format("fresh lease record: granted after {} ms without a change", ttl.count())
+                        : fmt::format("held by {} under epoch {} (renew counter {}); taking over after {} ms without "
+                                      "renewals",
+                                      record.holder, record.epoch, record.counter, ttl.count()));
     }
     const auto quiet = std::chrono::duration_cast<milliseconds>(now - watch_.since);
     if (quiet < ttl) {
       return make(Grant::Outcome::Held, record,
-                  fmt::format("held by {} under epoch {}: no renewal for {} of {} ms", record.holder, record.epoch,
-                              quiet.count(), ttl.count()));
+                  fresh ? fmt::format("fresh lease record: unchanged for {} of {} ms", quiet.count(), ttl.count())
+                        : fmt::format("held by {} under epoch {}: no renewal for {} of {} ms", record.holder,
+                                      record.epoch, quiet.count(), ttl.count()));
     }
+    if (fresh) return take(fmt::format("first holder (fresh record unchanged for {} ms)", quiet.count()));
     return take(fmt::format("{} did not renew epoch {} for {} ms", record.holder, record.epoch, quiet.count()));
   });
 }

@@ -20,11 +20,18 @@
 //
 // A record that fails its checksum, is truncated or belongs to another VM is never
 // overwritten: every call is Refused naming the problem until an operator fixes the file.
+//
+// The daemon never creates the file (no O_CREAT): an operator runs `tandemctl init-lease
+// --disk-path PATH --vm VM_ID` once. A missing or empty file is Refused with that hint: on a
+// shared filesystem that is not mounted, a file created by each host would give each host its own
+// lease. The fresh record (epoch 0) is granted only after one ttl without a change, like a holder
+// that stopped renewing.
 #include <chrono>
 #include <cstdint>
 #include <string>
 
 #include "fencing/arbiter.h"
+#include "fencing/arbiters/disk_record.h"
 
 namespace tandem::fencing {
 
@@ -40,8 +47,8 @@ class DiskArbiter final : public Arbiter {
   Grant advance(const std::string& node, uint64_t epoch) override;
   void release(const std::string& node, uint64_t epoch) override;
 
-  static constexpr size_t kRecordBytes = 512;
-  static constexpr size_t kMaxNameBytes = 128;
+  static constexpr size_t kRecordBytes = disk::kRecordBytes;
+  static constexpr size_t kMaxNameBytes = disk::kMaxNameBytes;
 
  private:
   ArbiterConfig config_;

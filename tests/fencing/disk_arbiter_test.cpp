@@ -14,6 +14,7 @@
 
 #include "fencing/arbiter.h"
 #include "fencing/arbiters/disk_arbiter.h"
+#include "fencing/arbiters/disk_record.h"
 
 namespace tandem::fencing {
 namespace {
@@ -36,6 +37,7 @@ class Disk : public ::testing::Test {
     fs::remove_all(dir);
     fs::create_directories(dir);
     lease_file = (dir / "vm1.lease").string();
+    disk::init_lease_file(lease_file, "vm1");  // what `tandemctl init-lease` does
   }
   ~Disk() override { fs::remove_all(dir); }
 
@@ -61,13 +63,23 @@ class Disk : public ::testing::Test {
     return g;
   }
 
+  // The record as the file holds it now.
+  disk::Record on_disk() const {
+    const std::string bytes = slurp(lease_file);
+    disk::Block b{};
+    if (bytes.size() != b.size()) return {};
+    std::copy(bytes.begin(), bytes.end(), b.begin());
+    const auto decoded = disk::decode(b);
+    return std::holds_alternative<disk::Record>(decoded) ? std::get<disk::Record>(decoded) : disk::Record{};
+  }
+
   fs::path dir;
   std::string lease_file;
 };
 
 TEST_F(Disk, GrantRenewReleaseAndFence) {
   auto a = arbiter(), b = arbiter();
-  const Grant g = a->acquire("a", 0);
+  const Grant g = acquire_until_granted(*a, "a", 0);
   ASSERT_TRUE(g.granted()) << g.why;
   EXPECT_EQ(g.epoch, 1u);
   EXPECT_EQ(g.ttl, 400ms);
@@ -89,7 +101,7 @@ TEST_F(Disk, GrantRenewReleaseAndFence) {
 // file, another arbiter object) and refusing the stale replica even after the lease lapsed.
 TEST_F(Disk, AdvanceByTheHolderIsPersistedAndRefusesOlderReplicas) {
   auto a = arbiter(300ms), b = arbiter(300ms);
-  ASSERT_EQ(a->acquire("a", 0).epoch, 1u);
+  ASSERT_EQ(acquire_until_granted(*a, "a", 0).epoch, 1u);
   EXPECT_EQ(b->advance("b", 1).outcome, Outcome::Refused) << "b does not hold epoch 1";
   EXPECT_EQ(a->advance("a", 2).outcome, Outcome::Refused) << "epoch 2 was never granted";
   const Grant advanced = a->advance("a", 1);
@@ -121,7 +133,7 @@ TEST_F(Disk, AdvanceByTheHolderIsPersistedAndRefusesOlderReplicas) {
 TEST_F(Disk, RenewalsKeepAContenderOutAndItTakesOverOneTtlAfterTheLast) {
   constexpr auto kTtl = 800ms;
   auto a = arbiter(kTtl), b = arbiter(kTtl);
-  ASSERT_TRUE(a->acquire("a", 0).granted());
+  ASSERT_TRUE(acquire_until_granted(*a, "a", 0).granted());
   std::atomic<bool> renewing{true};
   std::atomic<Clock::rep> last_renewal{Clock::now().time_since_epoch().count()};
   std::thread holder([&] {
@@ -158,7 +170,7 @@ TEST_F(Disk, HolderProcessKilledIsTakenOverAfterTtl) {
     c.disk_path = lease_file;
     c.lease = kTtl;
     auto a = make_arbiter(c);
-    if (!a->acquire("a", 0).granted()) ::_exit(3);
+    if (!acquire_until_granted(*a, "a", 0).granted()) ::_exit(3);
     for (;;) {
       a->renew("a", 1);
       std::this_thread::sleep_for(kTtl / 5);
@@ -170,12 +182,9 @@ TEST_F(Disk, HolderProcessKilledIsTakenOverAfterTtl) {
       if (pid > 0 && ::kill(pid, SIGKILL) == 0) ::waitpid(pid, nullptr, 0);
     }
   } reaper{child};
-  // Ask only once the child has written its record (an earlier ask would take the free lease).
+  // Ask only once the child holds the lease (an earlier ask would contend for the fresh record).
   const auto start = Clock::now();
-  while ((!fs::exists(lease_file) || fs::file_size(lease_file) < DiskArbiter::kRecordBytes) &&
-         Clock::now() - start < 20s) {
-    std::this_thread::sleep_for(10ms);
-  }
+  while (on_disk().holder != "a" && Clock::now() - start < 20s) std::this_thread::sleep_for(10ms);
   auto b = arbiter(kTtl);
   const Grant g = b->acquire("b", 0);
   ASSERT_EQ(g.outcome, Outcome::Held) << g.why;
@@ -199,7 +208,7 @@ TEST_F(Disk, HolderProcessKilledIsTakenOverAfterTtl) {
 TEST_F(Disk, CorruptOrForeignRecordIsRefusedAndLeftAlone) {
   {
     auto a = arbiter();
-    ASSERT_TRUE(a->acquire("a", 0).granted());
+    ASSERT_TRUE(acquire_until_granted(*a, "a", 0).granted());
   }
   const std::string good = slurp(lease_file);
   ASSERT_EQ(good.size(), DiskArbiter::kRecordBytes);
@@ -226,7 +235,7 @@ TEST_F(Disk, CorruptOrForeignRecordIsRefusedAndLeftAlone) {
 }
 
 TEST_F(Disk, LockedFileIsUnreachableWithinTheTimeout) {
-  ASSERT_TRUE(arbiter()->acquire("a", 0).granted());
+  ASSERT_TRUE(acquire_until_granted(*arbiter(), "a", 0).granted());
   const int fd = ::open(lease_file.c_str(), O_RDWR);
   struct flock lock {};
   lock.l_type = F_WRLCK;
@@ -243,6 +252,12 @@ TEST_F(Disk, LockedFileIsUnreachableWithinTheTimeout) {
 
 TEST_F(Disk, ManyThreadsNeverShareAnEpoch) {
   // Contenders hammering acquire on a free-then-released lease: each epoch goes to one node.
+  {
+    auto first = arbiter();
+    const Grant g = acquire_until_granted(*first, "n0", 0);
+    ASSERT_TRUE(g.granted()) << g.why;
+    first->release("n0", g.epoch);
+  }
   constexpr int kThreads = 4;
   std::vector<std::vector<uint64_t>> won(kThreads);
   std::vector<std::thread> threads;
@@ -268,6 +283,71 @@ TEST_F(Disk, ManyThreadsNeverShareAnEpoch) {
   }
   EXPECT_GT(total, 0u);
   EXPECT_EQ(epochs.size(), total) << "an epoch was granted twice";
+}
+
+// Finding 6 of issue 20: the daemon never creates the lease file. A missing file (the shared
+// filesystem not mounted, the file deleted) is Refused with the fix named; the old code created
+// it and granted each host a lease of its own.
+TEST_F(Disk, AMissingFileIsRefusedAndNeverCreated) {
+  fs::remove(lease_file);
+  for (const Grant& g : {arbiter()->acquire("a", 0), arbiter()->renew("a", 1), arbiter()->advance("a", 1)}) {
+    EXPECT_EQ(g.outcome, Outcome::Refused) << g.why;
+    EXPECT_NE(g.why.find("does not exist"), std::string::npos) << g.why;
+    EXPECT_NE(g.why.find("tandemctl init-lease"), std::string::npos) << g.why;
+  }
+  EXPECT_FALSE(fs::exists(lease_file)) << "the arbiter created the lease file";
+  std::ofstream(lease_file, std::ios::trunc).flush();  // touched, never initialised
+  const Grant empty = arbiter()->acquire("a", 0);
+  EXPECT_EQ(empty.outcome, Outcome::Refused) << empty.why;
+  EXPECT_NE(empty.why.find("empty"), std::string::npos) << empty.why;
+  EXPECT_EQ(fs::file_size(lease_file), 0u);
+}
+
+// A fresh record is granted only after one ttl of the contender's clock without a change (the
+// old code granted it at once): a file re-created under a holder still running on the old one
+// must not hand out a second lease before that holder has stopped.
+TEST_F(Disk, AFreshRecordIsGrantedOnlyAfterOneTtl) {
+  constexpr auto kTtl = 600ms;
+  auto a = arbiter(kTtl);
+  const auto first_sight = Clock::now();
+  const Grant waiting = a->acquire("a", 0);
+  ASSERT_EQ(waiting.outcome, Outcome::Held) << waiting.why;
+  EXPECT_NE(waiting.why.find("fresh lease record"), std::string::npos) << waiting.why;
+  const Grant g = acquire_until_granted(*a, "a", 0);
+  ASSERT_TRUE(g.granted()) << g.why;
+  EXPECT_GE(Clock::now() - first_sight, kTtl);
+  EXPECT_EQ(g.epoch, 1u);
+
+  // The file is deleted and initialised again while a holds epoch 1: a's renewals are refused
+  // (it self-fences within its ttl) and b waits a full ttl for the fresh record.
+  fs::remove(lease_file);
+  disk::init_lease_file(lease_file, "vm1");
+  const Grant renewal = a->renew("a", 1);
+  EXPECT_EQ(renewal.outcome, Outcome::Refused) << renewal.why;
+  auto b = arbiter(kTtl);
+  const auto b_first_sight = Clock::now();
+  EXPECT_EQ(b->acquire("b", 0).outcome, Outcome::Held);
+  const Grant taken = acquire_until_granted(*b, "b", 0);
+  ASSERT_TRUE(taken.granted()) << taken.why;
+  EXPECT_GE(Clock::now() - b_first_sight, kTtl);
+}
+
+TEST_F(Disk, InitNeverOverwritesALeaseFile) {
+  const std::string before = slurp(lease_file);
+  ASSERT_EQ(before.size(), DiskArbiter::kRecordBytes);
+  try {
+    disk::init_lease_file(lease_file, "vm1");
+    ADD_FAILURE() << "init-lease replaced an existing lease file";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("File exists"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(slurp(lease_file), before);
+  EXPECT_FALSE(fs::exists(lease_file + ".tmp"));
+  EXPECT_THROW(disk::init_lease_file((dir / "other.lease").string(), ""), std::invalid_argument);
+  const disk::Record fresh = on_disk();
+  EXPECT_EQ(fresh.vm_id, "vm1");
+  EXPECT_EQ(fresh.epoch, 0u);
+  EXPECT_EQ(fresh.holder, "");
 }
 
 TEST(DiskSettings, MissingPathOrVmIdIsRejected) {
