@@ -420,6 +420,10 @@ inline uint32_t opfp(uint32_t f5, uint32_t fmt, uint32_t rd, uint32_t a, uint32_
 inline uint32_t fadd_d(uint32_t rd, uint32_t a, uint32_t b, uint32_t rm = 7) { return opfp(0, 1, rd, a, b, rm); }
 inline uint32_t fadd_s(uint32_t rd, uint32_t a, uint32_t b, uint32_t rm = 7) { return opfp(0, 0, rd, a, b, rm); }
 inline uint32_t fdiv_d(uint32_t rd, uint32_t a, uint32_t b, uint32_t rm = 7) { return opfp(3, 1, rd, a, b, rm); }
+inline uint32_t fmul_d(uint32_t rd, uint32_t a, uint32_t b, uint32_t rm = 7) { return opfp(2, 1, rd, a, b, rm); }
+inline uint32_t fmul_s(uint32_t rd, uint32_t a, uint32_t b, uint32_t rm = 7) { return opfp(2, 0, rd, a, b, rm); }
+inline uint32_t fsqrt_d(uint32_t rd, uint32_t a, uint32_t rm = 7) { return opfp(0x0b, 1, rd, a, 0, rm); }
+inline uint32_t fmv_x_d(uint32_t rd, uint32_t rs1) { return opfp(0x1c, 1, rd, rs1, 0, 0); }
 inline uint32_t fmadd_d(uint32_t rd, uint32_t a, uint32_t b, uint32_t c, uint32_t rm = 7) {
   return r4(0x43, rd, a, b, c, 1, rm);
 }
@@ -642,6 +646,84 @@ TEST_F(CpuFpTest, SnapshotCoversFpState) {
   EXPECT_EQ(hart_.freg(5), 0x123456789abcdef0u);
   EXPECT_EQ(hart_.csr(kFcsr), 0x5fu);
   EXPECT_EQ(hart_.csr(kMstatus) & kFsMask, kFsMask);
+}
+
+// Determinism across host paths: a program of random F/D operations (random bit patterns, so
+// NaNs, infinities, subnormals, overflow and underflow are common) in random dynamic rounding
+// modes and RMM, clearing a random subset of fflags each round (the host path keeps flags in
+// MXCSR between instructions, so clears must reach it), ends in the same hart state, byte for
+// byte, on the host SSE/FMA3 path and on the software path.
+TEST_F(CpuFpTest, HostAndSoftwarePathsReachTheSameHartState) {
+  constexpr uint64_t kRounds = 20000;
+  Program body;
+  body << rv::mul(a0, a0, a2) << rv::add(a0, a0, a3) << fp::fmv_d_x(1, a0)
+       << rv::mul(a0, a0, a2) << rv::add(a0, a0, a3) << fp::fmv_d_x(2, a0)
+       << rv::srli(t0, a0, 62) << rv::csrw(kFrm, t0)
+       << fp::fadd_d(3, 1, 2) << fp::fmul_d(4, 1, 2) << fp::fdiv_d(5, 1, 2)
+       << fp::fsqrt_d(6, 1) << fp::fmadd_d(7, 1, 2, 3) << fp::fadd_d(8, 4, 5, 4)
+       << fp::fmv_w_x(9, a0) << rv::srli(t1, a0, 32) << fp::fmv_w_x(10, t1)
+       << fp::fmul_s(11, 9, 10) << fp::fnmsub_s(12, 9, 10, 11)
+       << rv::andi(t4, a0, 0x1f) << rv::csrrc(t2, kFflags, t4)
+       << rv::slli(t3, s0, 5) << rv::sub(s0, t3, s0) << rv::add(s0, s0, t2);
+  for (uint32_t reg : {3u, 4u, 5u, 6u, 7u, 8u}) {
+    body << fp::fmv_x_d(t3, reg) << rv::slli(t5, s1, 7) << rv::xor_(s1, t5, s1)
+         << rv::add(s1, s1, t3);
+  }
+  body << fp::fmv_x_w(t3, 12) << rv::add(s1, s1, t3) << rv::addi(a1, a1, -1);
+  Program loop;
+  loop.li(a0, 0x9e3779b97f4a7c15).li(a1, kRounds).li(a2, 6364136223846793005u)
+      .li(a3, 1442695040888963407u);
+  const size_t loop_start = loop.size();
+  for (size_t i = 0; i < body.size(); i += 4) {
+    uint32_t insn = 0;
+    for (int b = 0; b < 4; ++b) insn |= uint32_t{body.bytes()[i + b]} << (8 * b);
+    loop << insn;
+  }
+  loop << rv::bne(a1, zero, -static_cast<int32_t>(loop.size() - loop_start)) << rv::kWfi;
+
+  std::vector<uint8_t> states[2];
+  uint64_t flag_fold[2] = {};
+  for (int i = 0; i < 2; ++i) {
+    set_engine(i == 0 ? Engine::Auto : Engine::Software);
+    hart_.reset(kCode);
+    hart_.set_icount(0);
+    fs_initial();
+    const HartStop stop = run_program(loop, 10'000'000);
+    set_engine(Engine::Auto);
+    ASSERT_EQ(stop, HartStop::Wfi);
+    ASSERT_EQ(hart_.reg(a1), 0u) << "the loop ran to its end";
+    flag_fold[i] = hart_.reg(s0);
+    testing::VectorSink sink;
+    StateWriter out(sink);
+    hart_.save(out);
+    states[i] = sink.bytes;
+  }
+  EXPECT_NE(flag_fold[0], 0u) << "the program raised flags";
+  EXPECT_EQ(flag_fold[0], flag_fold[1]) << "fflags differ between the host and software paths";
+  ASSERT_EQ(states[0].size(), states[1].size());
+  for (size_t i = 0; i < states[0].size(); ++i) {
+    ASSERT_EQ(states[0][i], states[1][i]) << "hart state differs between the host and software "
+                                             "paths at byte " << i;
+  }
+}
+
+// The guest's rounding mode never leaks into the host thread's MXCSR: after running guest
+// code in RTZ, RDN and RUP the caller's control bits are as before.
+TEST_F(CpuFpTest, GuestRoundingModeDoesNotLeakIntoHostMxcsr) {
+  uint32_t before = 0, after = 0;
+  __asm__ volatile("stmxcsr %0" : "=m"(before));
+  fs_initial();
+  Program p;
+  p.li(t0, 0x3fb999999999999a) << fp::fmv_d_x(1, t0) << fp::fmv_d_x(2, t0);
+  for (uint32_t rm : {1u, 2u, 3u}) {
+    p << rv::csrrwi(0, kFrm, rm) << fp::fdiv_d(3, 1, 2) << fp::fadd_d(4, 1, 2)
+      << fp::fmadd_d(5, 1, 2, 4);
+  }
+  p << rv::kWfi;
+  ASSERT_EQ(run_program(p), HartStop::Wfi);
+  __asm__ volatile("stmxcsr %0" : "=m"(after));
+  EXPECT_EQ(after & ~0x3fu, before & ~0x3fu) << std::hex << "MXCSR " << before << " -> " << after;
+  EXPECT_EQ(hart_.csr(kFrm), 3u);
 }
 
 }  // namespace

@@ -196,6 +196,8 @@ bool Hart::Impl::csr_op(cpu::Op op, uint16_t number, uint64_t operand, bool writ
   const bool read_only = (number >> 10) == 3;
   if (writes && read_only) return false;
   uint64_t old = 0;
+  // fcsr's flags may still be accruing in MXCSR (the live FP path): fold them first.
+  if (number <= csr::kFcsr) fp_leave();
   // Even csrrw with rd = x0 must fault on a CSR that does not exist, so always look it up.
   if (!csr_read(number, old, icount_before)) return false;
   if (writes) {

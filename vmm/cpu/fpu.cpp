@@ -1,12 +1,21 @@
 // The F and D arithmetic core (see fpu.h). Built with -ffp-contract=off; no C++ floating-point
-// arithmetic is used at all: the host path is inline assembly that sets MXCSR, runs one SSE
-// instruction, reads the flags and restores MXCSR, so neither the compiler nor the caller's
-// floating-point environment can change a result.
+// arithmetic is used at all: the host path is inline assembly that makes sure MXCSR holds our
+// control bits (see MxcsrScope), runs one SSE instruction and reads the flags back, so neither
+// the compiler nor the caller's floating-point environment can change a result.
 #include "vmm/cpu/fpu.h"
 
 #include <atomic>
 
 namespace tandem::vmm::fpu {
+
+namespace detail {
+std::atomic<Engine> g_engine{Engine::Auto};
+extern const bool g_host_fma = [] {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("fma") != 0;
+}();
+}  // namespace detail
+
 namespace {
 
 using u128 = unsigned __int128;
@@ -310,53 +319,73 @@ uint64_t soft_arith(Arith op, uint64_t a, uint64_t b, unsigned rm, uint32_t& fla
 }
 
 // ---- the host path (x86-64 SSE) ----
-std::atomic<Engine> g_engine{Engine::Auto};
-const bool g_host_fma = [] {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("fma") != 0;
-}();
+using detail::g_engine;
+using detail::g_host_fma;
 
-// MXCSR: all exceptions masked, flags clear, DAZ/FTZ off, RC from the RISC-V rm (0..3).
+// MXCSR: all exceptions masked, DAZ/FTZ off, RC from the RISC-V rm (0..3); no flags.
 inline uint32_t mxcsr_for(unsigned rm) {
   static constexpr uint32_t kRc[4] = {0, 3, 1, 2};  // RNE, RTZ, RDN, RUP -> x86 RC
   return 0x1f80u | (kRc[rm] << 13);
 }
-// x86 status flags (IE, ZE, OE, UE, PE; DE ignored) -> fflags.
-inline uint32_t flags_from_mxcsr(uint32_t st) {
-  uint32_t f = 0;
-  if (st & 0x01) f |= kNV;
-  if (st & 0x04) f |= kDZ;
-  if (st & 0x08) f |= kOF;
-  if (st & 0x10) f |= kUF;
-  if (st & 0x20) f |= kNX;
-  return f;
+// x86 status flags (IE, ZE, OE, UE, PE; DE ignored) <-> fflags, as tables.
+inline constexpr uint32_t kMxcsrControl = 0xffc0u;  // everything but the six flags
+inline constexpr uint32_t kMxcsrFlags = 0x3du;      // IE ZE OE UE PE (DE is never used)
+constexpr uint32_t rv_from_x86(uint32_t st) {
+  return ((st & 0x01) ? kNV : 0) | ((st & 0x04) ? kDZ : 0) | ((st & 0x08) ? kOF : 0) |
+         ((st & 0x10) ? kUF : 0) | ((st & 0x20) ? kNX : 0);
 }
+constexpr uint32_t x86_from_rv(uint32_t f) {
+  return ((f & kNV) ? 0x01 : 0) | ((f & kDZ) ? 0x04 : 0) | ((f & kOF) ? 0x08 : 0) |
+         ((f & kUF) ? 0x10 : 0) | ((f & kNX) ? 0x20 : 0);
+}
+template <uint32_t (*Map)(uint32_t), unsigned N>
+constexpr auto make_table() {
+  struct T { uint8_t v[N]; } t{};
+  for (unsigned i = 0; i < N; ++i) t.v[i] = static_cast<uint8_t>(Map(i));
+  return t;
+}
+constexpr auto kRvFromX86 = make_table<rv_from_x86, 64>();
+constexpr auto kX86FromRv = make_table<x86_from_rv, 32>();
+inline uint32_t flags_from_mxcsr(uint32_t st) { return kRvFromX86.v[st & 0x3f]; }
 
-// Every host operation: save the caller's MXCSR; load ours only if it differs (the common
-// case in the hart thread is that it already is: default mode, no flags); run the one
-// instruction; read the flags; restore the caller's MXCSR only if the instruction changed it
-// (it raised a flag). All volatile asm, so the compiler keeps the order.
+// Every host operation runs with MXCSR = ours (mxcsr_for(rm)) plus, as flags, at most those
+// already in `flags` (the flags the result is ORed into: for the hart, the guest's accrued
+// fflags). The flags read back after the instruction are then the instruction's own ORed
+// with ones `flags` already holds, so ORing them in is exact, and MXCSR need not be cleared
+// before nor restored after each instruction: the common case (the caller's control bits
+// are ours, as for a guest in RNE, and no foreign flag is set) is stmxcsr, the instruction,
+// stmxcsr, with no ldmxcsr (which dominated the profile). Otherwise ours is loaded; if the
+// caller's control bits (rounding, DAZ/FTZ) differed they are restored afterwards, so host
+// code never runs with the guest's rounding mode. The caller may be left with extra sticky
+// flags, which nothing on the host reads. All volatile asm, so the compiler keeps the order.
 struct MxcsrScope {
   uint32_t saved, mx;
-  explicit MxcsrScope(unsigned rm) : mx(mxcsr_for(rm)) {
+  bool restore_after = false;
+  MxcsrScope(unsigned rm, uint32_t flags) : mx(mxcsr_for(rm) | kX86FromRv.v[flags & 0x1f]) {
     __asm__ volatile("stmxcsr %0" : "=m"(saved));
-    if (saved != mx) __asm__ volatile("ldmxcsr %0" ::"m"(mx));
+    const uint32_t diff = saved ^ mx;
+    if ((diff & kMxcsrControl) | (saved & kMxcsrFlags & ~mx)) [[unlikely]] {
+      restore_after = (diff & kMxcsrControl) != 0;
+      __asm__ volatile("ldmxcsr %0" ::"m"(mx));
+    }
   }
-  void restore(uint32_t st) {
-    if (st != saved) __asm__ volatile("ldmxcsr %0" ::"m"(saved));
+  void restore() {
+    if (restore_after) [[unlikely]] {
+      __asm__ volatile("ldmxcsr %0" ::"m"(saved));
+    }
   }
 };
 
 #define TANDEM_HOST_BINOP(NAME, INSN, REG)                                                    \
-  inline uint64_t NAME(uint64_t a, uint64_t b, unsigned rm, uint32_t& status) {              \
-    MxcsrScope scope(rm);                                                                    \
+  inline uint64_t NAME(uint64_t a, uint64_t b, unsigned rm, uint32_t& flags) {               \
+    MxcsrScope scope(rm, flags);                                                             \
     uint32_t st;                                                                             \
     __asm__ volatile(INSN " %[b], %[a]\n\t"                                                  \
                      "stmxcsr %[st]"                                                         \
                      : [a] "+x"(a), [st] "=m"(st)                                            \
                      : [b] "x"(b));                                                          \
-    scope.restore(st);                                                                       \
-    status = st;                                                                             \
+    scope.restore();                                                                         \
+    flags |= flags_from_mxcsr(st);                                                           \
     return a & REG;                                                                          \
   }
 // (a and b live in XMM registers as 64-bit integers; the scalar instructions use the low lane.)
@@ -374,15 +403,15 @@ TANDEM_HOST_BINOP(host_sqrt64, "sqrtsd", ~uint64_t{0})
 
 // c = a * b + c (vfmadd231: dest += src1 * src2).
 #define TANDEM_HOST_FMA(NAME, INSN, REG)                                                      \
-  inline uint64_t NAME(uint64_t a, uint64_t b, uint64_t c, unsigned rm, uint32_t& status) {  \
-    MxcsrScope scope(rm);                                                                    \
+  inline uint64_t NAME(uint64_t a, uint64_t b, uint64_t c, unsigned rm, uint32_t& flags) {   \
+    MxcsrScope scope(rm, flags);                                                             \
     uint32_t st;                                                                             \
     __asm__ volatile(INSN " %[b], %[a], %[c]\n\t"                                           \
                      "stmxcsr %[st]"                                                         \
                      : [c] "+x"(c), [st] "=m"(st)                                            \
                      : [a] "x"(a), [b] "x"(b));                                              \
-    scope.restore(st);                                                                       \
-    status = st;                                                                             \
+    scope.restore();                                                                         \
+    flags |= flags_from_mxcsr(st);                                                           \
     return c & REG;                                                                          \
   }
 TANDEM_HOST_FMA(host_fma32, "vfmadd231ss", 0xffffffffu)
@@ -396,32 +425,30 @@ inline bool use_host(unsigned rm) {
 // A host result: NaN results become the canonical NaN (x86 propagates payloads); the flags
 // are the host's (IE is raised exactly for sNaN operands and invalid operations, as NV).
 template <class F>
-inline uint64_t host_fixup(uint64_t r, uint32_t status, uint32_t& flags) {
-  flags |= flags_from_mxcsr(status);
-  if (B<F>::is_nan(r)) return B<F>::kNaN;
+inline uint64_t host_fixup(uint64_t r) {
+  if (B<F>::is_nan(r)) [[unlikely]] return B<F>::kNaN;
   return r;
 }
 
 template <class F>
 uint64_t host_arith(Arith op, uint64_t a, uint64_t b, unsigned rm, uint32_t& flags) {
-  uint32_t st = 0;
   uint64_t r;
   if constexpr (F::kM == 23) {
     switch (op) {
-      case Arith::Add: r = host_add32(a, b, rm, st); break;
-      case Arith::Sub: r = host_sub32(a, b, rm, st); break;
-      case Arith::Mul: r = host_mul32(a, b, rm, st); break;
-      default: r = host_div32(a, b, rm, st); break;
+      case Arith::Add: r = host_add32(a, b, rm, flags); break;
+      case Arith::Sub: r = host_sub32(a, b, rm, flags); break;
+      case Arith::Mul: r = host_mul32(a, b, rm, flags); break;
+      default: r = host_div32(a, b, rm, flags); break;
     }
   } else {
     switch (op) {
-      case Arith::Add: r = host_add64(a, b, rm, st); break;
-      case Arith::Sub: r = host_sub64(a, b, rm, st); break;
-      case Arith::Mul: r = host_mul64(a, b, rm, st); break;
-      default: r = host_div64(a, b, rm, st); break;
+      case Arith::Add: r = host_add64(a, b, rm, flags); break;
+      case Arith::Sub: r = host_sub64(a, b, rm, flags); break;
+      case Arith::Mul: r = host_mul64(a, b, rm, flags); break;
+      default: r = host_div64(a, b, rm, flags); break;
     }
   }
-  return host_fixup<F>(r, st, flags);
+  return host_fixup<F>(r);
 }
 
 template <class F>
@@ -431,14 +458,14 @@ uint64_t fma_any(uint64_t a, uint64_t b, uint64_t c, bool negate_product, bool n
   if (negate_product) a ^= Bf::kSign;
   if (negate_addend) c ^= Bf::kSign;
   if (use_host(rm) && g_host_fma) {
-    uint32_t st = 0;
-    const uint64_t r = F::kM == 23 ? host_fma32(a, b, c, rm, st) : host_fma64(a, b, c, rm, st);
-    if (Bf::is_nan(r)) {
+    const uint64_t r =
+        F::kM == 23 ? host_fma32(a, b, c, rm, flags) : host_fma64(a, b, c, rm, flags);
+    if (Bf::is_nan(r)) [[unlikely]] {
       const bool inf_times_zero =
           (Bf::is_inf(a) && Bf::is_zero(b)) || (Bf::is_zero(a) && Bf::is_inf(b));
       if (inf_times_zero) flags |= kNV;
     }
-    return host_fixup<F>(r, st, flags);
+    return host_fixup<F>(r);
   }
   return soft_fma<F>(a, b, c, rm, flags);
 }
@@ -567,9 +594,8 @@ uint64_t from_int_any(uint64_t value, unsigned width, bool is_signed, unsigned r
 template <class F>
 uint64_t sqrt_any(uint64_t a, unsigned rm, uint32_t& flags) {
   if (use_host(rm)) {
-    uint32_t st = 0;
-    const uint64_t r = F::kM == 23 ? host_sqrt32(0, a, rm, st) : host_sqrt64(0, a, rm, st);
-    return host_fixup<F>(r, st, flags);
+    const uint64_t r = F::kM == 23 ? host_sqrt32(0, a, rm, flags) : host_sqrt64(0, a, rm, flags);
+    return host_fixup<F>(r);
   }
   return soft_sqrt<F>(a, rm, flags);
 }
@@ -577,8 +603,6 @@ uint64_t sqrt_any(uint64_t a, unsigned rm, uint32_t& flags) {
 }  // namespace
 
 void set_engine(Engine e) { g_engine.store(e, std::memory_order_relaxed); }
-Engine engine() { return g_engine.load(std::memory_order_relaxed); }
-bool host_has_fma() { return g_host_fma; }
 
 uint64_t arith32(Arith op, uint64_t a, uint64_t b, unsigned rm, uint32_t& flags) {
   if (use_host(rm)) return host_arith<F32>(op, a, b, rm, flags);

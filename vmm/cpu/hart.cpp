@@ -23,7 +23,14 @@ Hart::Hart(Bus& bus, const VirtualClock& clock) : impl_(std::make_unique<Impl>(b
 Hart::~Hart() = default;
 
 void Hart::reset(uint64_t pc) { impl_->reset(pc); }
-HartStop Hart::run(uint64_t stop_icount) { return impl_->run(stop_icount); }
+HartStop Hart::run(uint64_t stop_icount) {
+  // Whatever way the run ends, fcsr gets the flags still in MXCSR and the host its MXCSR.
+  struct FpLeave {
+    Impl& impl;
+    ~FpLeave() { impl.fp_leave(); }
+  } leave{*impl_};
+  return impl_->run(stop_icount);
+}
 uint64_t Hart::icount() const { return impl_->s.icount; }
 void Hart::set_icount(uint64_t icount) { impl_->s.icount = icount; }
 

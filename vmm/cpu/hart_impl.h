@@ -178,6 +178,23 @@ struct Hart::Impl {
   // ---- rv64fd.cpp ----
   // Executes an Op::FpOp. False = illegal instruction (FS off, or a reserved rounding mode).
   bool fp_op(const cpu::DecodedInsn& d);
+  // The live host FP path (fpu.h, fpu::live): while fp_live_rm < 4, this thread's MXCSR
+  // holds fpu::live::mxcsr_for(fp_live_rm) and guest flags not yet in s.fcsr; the host's
+  // own MXCSR is in fp_host_mxcsr. fp_leave() folds the flags into s.fcsr and gives the
+  // host its MXCSR back: called before fflags/frm/fcsr are read or written, before any
+  // device access, and when Hart::run returns, so s.fcsr is exact whenever anything but
+  // the FP instructions looks at it, and no host code runs with the guest's MXCSR.
+  static constexpr uint8_t kFpNotLive = 0xff;
+  uint8_t fp_live_rm = kFpNotLive;
+  uint32_t fp_host_mxcsr = 0;
+  void fp_live(unsigned rm) {
+    if (fp_live_rm != rm) [[unlikely]] fp_enter(rm);
+  }
+  void fp_enter(unsigned rm);
+  void fp_leave() {
+    if (fp_live_rm != kFpNotLive) [[unlikely]] fp_leave_slow();
+  }
+  void fp_leave_slow();
 
   // ---- rv64a.cpp ----
   bool load_reserved(uint64_t vaddr, unsigned size, uint64_t& value);

@@ -127,6 +127,7 @@ bool Hart::Impl::load_slow(uint64_t vaddr, unsigned size, uint64_t& value) {
       return true;
     }
     mmio_accessed = true;
+    fp_leave();  // device code runs with the host's MXCSR
     if (!bus.read(paddr, size, value)) {
       trap_cause = Cause::LoadAccessFault;
       trap_tval = vaddr;
@@ -142,7 +143,10 @@ bool Hart::Impl::load_slow(uint64_t vaddr, unsigned size, uint64_t& value) {
   for (unsigned i = 0; i < size; ++i) {
     const uint64_t pa = i < first_len ? paddr + i : paddr2 + (i - first_len);
     uint64_t byte;
-    if (!ram.contains(pa, 1)) mmio_accessed = true;
+    if (!ram.contains(pa, 1)) {
+      mmio_accessed = true;
+      fp_leave();
+    }
     if (!bus.read(pa, 1, byte)) {
       trap_cause = Cause::LoadAccessFault;
       trap_tval = vaddr;
@@ -173,6 +177,7 @@ bool Hart::Impl::store_slow(uint64_t vaddr, unsigned size, uint64_t value) {
       return true;
     }
     mmio_accessed = true;
+    fp_leave();  // device code runs with the host's MXCSR
     if (!bus.write(paddr, size, value)) {
       trap_cause = Cause::StoreAccessFault;
       trap_tval = vaddr;
@@ -196,7 +201,10 @@ bool Hart::Impl::store_slow(uint64_t vaddr, unsigned size, uint64_t value) {
   }
   for (unsigned i = 0; i < size; ++i) {
     const uint64_t pa = i < first_len ? paddr + i : paddr2 + (i - first_len);
-    if (!ram.contains(pa, 1)) mmio_accessed = true;
+    if (!ram.contains(pa, 1)) {
+      mmio_accessed = true;
+      fp_leave();
+    }
     if (!bus.write(pa, 1, (value >> (8 * i)) & 0xff)) {
       trap_cause = Cause::StoreAccessFault;
       trap_tval = vaddr;

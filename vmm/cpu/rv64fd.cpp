@@ -24,6 +24,22 @@ inline uint64_t sext32(uint64_t v) {
 }
 }  // namespace
 
+void Hart::Impl::fp_enter(unsigned rm) {
+  if (fp_live_rm == kFpNotLive) {
+    fp_host_mxcsr = fpu::live::read_mxcsr();
+  } else {
+    s.fcsr |= fpu::live::fflags_from_mxcsr(fpu::live::read_mxcsr());
+  }
+  fpu::live::write_mxcsr(fpu::live::mxcsr_for(rm));
+  fp_live_rm = static_cast<uint8_t>(rm);
+}
+
+void Hart::Impl::fp_leave_slow() {
+  s.fcsr |= fpu::live::fflags_from_mxcsr(fpu::live::read_mxcsr());
+  fpu::live::write_mxcsr(fp_host_mxcsr);
+  fp_live_rm = kFpNotLive;
+}
+
 bool Hart::Impl::fp_op(const cpu::DecodedInsn& d) {
   using cpu::FpKind;
   if (!(s.mstatus & mstatus::kFS)) return false;
@@ -38,26 +54,47 @@ bool Hart::Impl::fp_op(const cpu::DecodedInsn& d) {
   const uint64_t a = dbl ? f[d.rs1] : unbox(f[d.rs1]);
   const uint64_t b = dbl ? f[d.rs2] : unbox(f[d.rs2]);
   const uint64_t sign = dbl ? uint64_t{1} << 63 : uint64_t{1} << 31;
-  uint32_t flags = 0;
+  // The accrued flags: the fpu ORs each operation's into them (its host path runs fastest when
+  // handed the flags already accrued, see fpu.cpp's MxcsrScope). The live path's flags accrue
+  // in MXCSR instead (fp_leave folds them).
+  uint32_t flags = static_cast<uint32_t>(s.fcsr) & 0x1f;
   uint64_t result = 0;
   bool to_x = false;  // the result goes to x[rd], not f[rd]
   switch (kind) {
     case FpKind::Add: case FpKind::Sub: case FpKind::Mul: case FpKind::Div: {
       const auto op = static_cast<fpu::Arith>(static_cast<unsigned>(kind) -
                                               static_cast<unsigned>(FpKind::Add));
-      result = dbl ? fpu::arith64(op, a, b, rm, flags) : fpu::arith32(op, a, b, rm, flags);
+      if (rm < fpu::kRMM && fpu::engine() == fpu::Engine::Auto) [[likely]] {
+        fp_live(rm);
+        result = dbl ? fpu::live::arith64(op, a, b) : fpu::live::arith32(op, a, b);
+      } else {
+        result = dbl ? fpu::arith64(op, a, b, rm, flags) : fpu::arith32(op, a, b, rm, flags);
+      }
       break;
     }
     case FpKind::Sqrt:
-      result = dbl ? fpu::sqrt64(a, rm, flags) : fpu::sqrt32(a, rm, flags);
+      if (rm < fpu::kRMM && fpu::engine() == fpu::Engine::Auto) [[likely]] {
+        fp_live(rm);
+        result = dbl ? fpu::live::sqrt64(0, a) : fpu::live::sqrt32(0, a);
+      } else {
+        result = dbl ? fpu::sqrt64(a, rm, flags) : fpu::sqrt32(a, rm, flags);
+      }
       break;
     case FpKind::Madd: case FpKind::Msub: case FpKind::Nmsub: case FpKind::Nmadd: {
       const unsigned rs3 = d.raw >> 27;
       const uint64_t c = dbl ? f[rs3] : unbox(f[rs3]);
       const bool negate_product = kind == FpKind::Nmsub || kind == FpKind::Nmadd;
       const bool negate_addend = kind == FpKind::Msub || kind == FpKind::Nmadd;
-      result = dbl ? fpu::fma64(a, b, c, negate_product, negate_addend, rm, flags)
-                   : fpu::fma32(a, b, c, negate_product, negate_addend, rm, flags);
+      if (rm < fpu::kRMM && fpu::engine() == fpu::Engine::Auto && fpu::host_has_fma()) [[likely]] {
+        fp_live(rm);
+        result = dbl ? fpu::live::fma64(negate_product ? a ^ sign : a, b,
+                                        negate_addend ? c ^ sign : c, flags)
+                     : fpu::live::fma32(negate_product ? a ^ sign : a, b,
+                                        negate_addend ? c ^ sign : c, flags);
+      } else {
+        result = dbl ? fpu::fma64(a, b, c, negate_product, negate_addend, rm, flags)
+                     : fpu::fma32(a, b, c, negate_product, negate_addend, rm, flags);
+      }
       break;
     }
     case FpKind::Sgnj: result = (a & ~sign) | (b & sign); break;
