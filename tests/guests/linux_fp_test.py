@@ -17,14 +17,14 @@ linux_boot_test.py does. Stdlib only.
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from linux_boot_test import (APPEND, HOST_SPECIFIC, SKIP, STATE_HASH, Failure, Images,  # noqa: E402
-                             Skip)
-import re  # noqa: E402
+import guest_scenario  # noqa: E402  (same directory)
+from guest_scenario import Failure  # noqa: E402
+from linux_boot_test import APPEND, HOST_SPECIFIC, STATE_HASH, Images  # noqa: E402
 
 FP_APPEND = APPEND + " rdinit=/fptest"
 START, PASS = "fptest: start", "fptest: PASS"
@@ -127,20 +127,9 @@ def main():
     args.images = os.environ.get("TANDEM_LINUX_IMAGES") or args.images
     args.kv_elf = None
     img = Images(args)
-    try:
-        if args.scenario == "diff":
-            scenario_diff(img)
-        else:
-            with tempfile.TemporaryDirectory(prefix="tandem-fptest-") as tmp:
-                scenario_record(img, tmp)
-    except Skip as e:
-        print(f"SKIP: {e}")
-        return SKIP
-    except Failure as e:
-        print(f"FAIL: {e}")
-        return 1
-    return 0
-
+    if args.scenario == "diff":
+        return guest_scenario.run("tandem-fptest-", lambda tmp: scenario_diff(img))
+    return guest_scenario.run("tandem-fptest-", lambda tmp: scenario_record(img, tmp))
 
 if __name__ == "__main__":
     sys.exit(main())
