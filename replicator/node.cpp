@@ -1,8 +1,9 @@
-// Why this file is still ~1,700 lines: issue 15 splits it by responsibility and is half done.
-// The output gate, the pair state table (pair_state.*), EpochStore, PeerSession and the
-// transport's epoch filter have moved out; PrimaryRole (boot, run loop, throttle, handover),
-// SecondaryRole (sync apply, replay, go-live), FencingCoordinator and the pre-copy
-// sender/receiver are still the Impl methods below, and are the next pieces to move.
+// Why this file is still over 600 lines: issue 15 splits it by responsibility. The output
+// gate, the pair state table (pair_state.*), EpochStore, PeerSession, the transport's epoch
+// filter, the shared state (node_core.h), PrimaryWorld and the pre-copy sender and receiver
+// (precopy_sender.*, precopy_receiver.*) have moved out; PrimaryRole (boot, run loop,
+// throttle, handover), SecondaryRole (replay, go-live) and FencingCoordinator are still the
+// Impl methods below, and are the next pieces to move.
 //
 // The live pair. One Node per tandemd: a primary runs the guest with a Recorder whose
 // batches stream to the secondary and whose console output waits behind the output rule;
@@ -52,36 +53,17 @@
 #include <utility>
 
 #include "checkpoint/checkpoint.h"
-#include "console/tcp_console.h"
-#include "fencing/ack_freshness.h"
-#include "fencing/decider.h"
-#include "fencing/detector/detector.h"
-#include "fencing/lease.h"
-#include "fencing/release_policy.h"
-#include "net/endpoint.h"
-#include "replicator/output_gate.h"
-#include "replicator/epoch_store.h"
-#include "replicator/pair_io.h"
-#include "replicator/pair_state.h"
-#include "replicator/peer_session.h"
-#include "replicator/precopy.h"
-#include "replicator/transport/link.h"
-#include "vmm-hooks/recorder.h"
-#include "vmm-hooks/replayer.h"
-#include "vmm/machine.h"
+#include "replicator/node_core.h"
+#include "replicator/precopy_receiver.h"
+#include "replicator/precopy_sender.h"
 
 namespace tandem::replicator {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 constexpr uint64_t kSlice = 2'000'000;          // instructions between command checks
 constexpr uint64_t kReplaySlice = 1'000'000;     // secondary: instructions between acks
 constexpr uint64_t kAuditInterval = 10'000'000;  // state-hash audits in the stream
-constexpr uint32_t kMaxPrecopyRounds = 4;
-constexpr uint64_t kPrecopyDoneBytes = 256 << 10;  // a round this small ends the pre-copy
-// While a pre-copy waits for the secondary, the guest runs in slices this long.
-constexpr uint64_t kPrecopySlice = 250'000;
 
 // While it replays, the secondary's VM thread is SCHED_BATCH: a batch thread that wakes
 // (a log batch arrived) does not preempt what runs, so on a shared machine the threads on
@@ -109,167 +91,20 @@ class ReplaySchedulingClass {
   bool changed_ = false;
 };
 
-// The link closed during a pre-copy: the rounds stop where they are.
-struct SyncAborted {};
-
-// HOST:PORT through the shared parser (port 0: a listener on a port the system picks).
-std::pair<std::string, uint16_t> split_address(const std::string& address) {
-  const net::Endpoint e = net::parse_endpoint(address, {.allow_any_port = true, .numeric_host = false});
-  return {e.host, e.port};
-}
-
-// Forwards to whichever World the machine is under now: a secondary's machine is built
-// under a Replayer and lives on under a Recorder after promotion.
-class SwitchWorld final : public vmm::World {
- public:
-  vmm::World* current = nullptr;
-  uint64_t next_service_icount(uint64_t now) override { return current->next_service_icount(now); }
-  void service(vmm::Machine& m) override { current->service(m); }
-  bool idle(vmm::Machine& m, uint64_t deadline) override { return current->idle(m, deadline); }
-  void output(vmm::OutputChannel channel, uint64_t icount, std::span<const uint8_t> bytes) override {
-    current->output(channel, icount, bytes);
-  }
-  void entropy(uint64_t icount, std::span<uint8_t> out) override { current->entropy(icount, out); }
-};
-
 }  // namespace
 
-// What the primary's run does at its World's call points (Node::Impl: flow control, and
-// the progress status shows).
-class PrimaryRun {
- public:
-  virtual ~PrimaryRun() = default;
-  virtual void at_service(vmm::Machine& m) = 0;  // after the Recorder's service
-  virtual void at_idle(vmm::Machine& m) = 0;     // before the guest's idle wait
-};
-
-// The primary's World: a Recorder whose output (every channel, with its icount) goes
-// through the output gate, and that logs how far each channel's output has been released.
-class PrimaryWorld final : public hooks::Recorder {
- public:
-  PrimaryWorld(PrimaryRun& run, hooks::ConsolePort& input, OutputGate& gate, hooks::RecorderOptions options)
-      : Recorder(input, gate, options), run_(run), gate_(gate) {}
-  void service(vmm::Machine& m) override;
-  bool idle(vmm::Machine& m, uint64_t deadline) override;
-  // A new log starts (protection): its markers count from 0, as the gate's counts do.
-  void restart_release_markers() { logged_released_.fill(0); }
-
- private:
-  void log_release_markers(vmm::Machine& m) {
-    if (!recording()) return;
-    for (size_t c = 0; c < vmm::kOutputChannels; ++c) {
-      const auto channel = static_cast<vmm::OutputChannel>(c);
-      const uint64_t released = gate_.released_bytes(channel);
-      if (released != logged_released_[c]) {
-        log_output_released(m.icount(), channel, released);
-        logged_released_[c] = released;
-      }
-    }
-  }
-  PrimaryRun& run_;
-  OutputGate& gate_;
-  std::array<uint64_t, vmm::kOutputChannels> logged_released_{};
-};
-
-struct Node::Impl final : PrimaryRun {
-  NodeConfig cfg;
-  const bool arbitrated;  // [fencing] arbiter != "none"
-  const EpochStore epochs;
-  std::unique_ptr<fencing::LeaseKeeper> lease;
-  std::unique_ptr<fencing::FailureDetector> detector;
-  // Primary: when it sent what the secondary acknowledges; lets acknowledged output out
-  // while the lease is lapsed (armed only while PROTECTED on the current link).
-  fencing::AckFreshness acks;
-  std::atomic<uint64_t> peer_heartbeat_ns{0};  // secondary: sent_ns of the primary's last heartbeat
-
-  mutable std::mutex mutex;
-  std::condition_variable cv;
-  PairStateMachine pair;  // role and state, under `mutex`
-  uint64_t epoch = 1;
-  PeerSession peer;       // every message to the other node
-  std::string last_error;
-  std::string peer_address;
-  SyncProgress sync;
-  bool stopping = false;
-  bool stopped = false;
-
-  // Set by control/link threads, consumed by the VM thread.
-  std::shared_ptr<Link> pending_link;   // primary: a secondary to sync
-  std::shared_ptr<Link> link;           // the peer link in use
-  bool unprotect_requested = false;
-  bool handover_requested = false;
-  std::optional<fencing::Verdict> promotion;  // secondary: go live with this
-  uint64_t handover_released = 0;             // planned handover: output the old primary released
-  std::deque<wire::SyncChunk> sync_chunks;    // secondary: pre-copy parts to apply, in order
-  SyncSequence sync_sequence;                 // secondary: the order they came in
-  Clock::time_point sync_started{};           // either side: the first part, for the rate
-  std::atomic<uint64_t> sync_acked{0};        // primary: parts the secondary applied (SyncAck)
-  std::deque<log::LogBatch> early_batches;    // secondary: the log that came before the sync was applied
-  volatile std::sig_atomic_t wake = 0;        // makes an idle primary return to its loop
-
-  // Fencing state (arbitrated only), under `mutex`.
-  std::optional<Clock::time_point> link_lost_at;  // the link dropped; the second path decides
-  std::optional<Clock::time_point> suspect_since;  // secondary: asking the arbiter since
-  bool planned_promotion = false;                 // ... for a handover (the old primary stays heard)
-  std::optional<uint64_t> boot_grant;             // primary: the epoch granted before boot
-  std::optional<fencing::Grant> boot_refused;     // ... or the arbiter's refusal of its epoch
-  bool abandon_replica = false;                   // secondary: the replica is stale, drop it
-  bool demote_requested = false;                  // fenced primary: refused by the live one
-  std::string promotion_note;                     // status: what a promotion waits for
-  std::shared_ptr<Link> rejoin_link;              // fenced primary: a try at its old peer
-  bool rejoin_pending = false;                    // ... being connected
-  Clock::time_point next_rejoin{};
-
-  std::atomic<uint64_t> icount{0};
-  std::atomic<uint64_t> peer_executed{0};
-  std::atomic<uint64_t> peer_received{0};
-  std::atomic<bool> throttled{false};  // the VM thread waits in throttle() for the secondary
-  std::atomic<uint64_t> last_audit_icount{0};
-  std::atomic<bool> last_audit_ok{true};
-  std::atomic<uint64_t> log_bytes{0};
-  uint64_t log_bytes_before = 0;  // sent over earlier links
-  std::atomic<int64_t> last_heard_ns{0};
-  Clock::time_point rate_mark = Clock::now();
-  uint64_t rate_mark_bytes = 0;
-  double log_rate_kb_s = 0;
-
-  // Replaced by make_transport() from the VM thread or the lease thread (a new epoch) while
-  // the control and monitor threads may connect through it: read and swap it under `mutex`.
-  std::shared_ptr<Transport> transport;
+struct Node::Impl final : NodeCore, PrimaryRun {
+  PrecopySender precopy_sender{*this};
+  PrecopyReceiver precopy_receiver{*this};
   std::thread vm_thread;
   std::thread monitor_thread;
 
-  // VM-thread state.
-  SwitchWorld world;
-  std::optional<vmm::Machine> machine;
-  std::unique_ptr<console::TcpConsole> console;
-  std::unique_ptr<fencing::LeaseReleasePolicy> release_policy;  // arbitrated: the gate asks it
-  std::unique_ptr<OutputGate> gate;
-  std::unique_ptr<PrimaryWorld> recorder;
-  std::unique_ptr<LinkBatchSink> sink;
-  std::shared_ptr<StreamBatchSource> stream;
-  std::unique_ptr<OutputTail> tail;
-  std::unique_ptr<hooks::Replayer> replayer;
-
-  explicit Impl(NodeConfig c)
-      : cfg(std::move(c)),
-        arbitrated(cfg.fencing.kind != "none"),
-        epochs(cfg.state_dir),
-        pair(cfg.role),
-        peer([this] { return epoch_now(); }, promotion_holdoff()) {}
+  explicit Impl(NodeConfig c) : NodeCore(std::move(c)) {
+    NodeCore::on_incoming = [this](std::shared_ptr<Link> l) { accept_primary(std::move(l)); };
+  }
 
   Result<void> protect_peer(const std::string& peer);
 
-  uint64_t max_lag_instructions() const { return uint64_t{cfg.max_lag_ms} * 1'000'000; }
-
-  // Secondary (with an arbiter): it goes live no sooner than this after the last message it
-  // received from the primary on the link (go_live waits for it), and says so in every Ack.
-  // The link's own silence timeout, so a link closed by silence never waits longer.
-  std::chrono::milliseconds promotion_holdoff() const {
-    return arbitrated ? std::chrono::milliseconds(int64_t{cfg.heartbeat_ms} * cfg.heartbeat_misses)
-                      : std::chrono::milliseconds(0);
-  }
-  void store_epoch(uint64_t e) const { epochs.store(e); }
 
   // PrimaryRun: called by the primary's World on the VM thread.
   void at_service(vmm::Machine& m) override { throttle(m); }
@@ -279,41 +114,6 @@ struct Node::Impl final : PrimaryRun {
   }
 
   // ---- transport --------------------------------------------------------------------
-  void make_transport() {
-    LinkIdentity me;
-    me.vm_id = cfg.vm_id;
-    me.node_name = cfg.node_name;
-    me.psk = cfg.psk;
-    me.current_epoch = [this] { return epoch_now(); };  // the link drops what is older (stale)
-    {
-      std::lock_guard lock(mutex);
-      me.epoch = epoch;
-      me.role = pair.role() == Role::Primary ? wire::PRIMARY : wire::SECONDARY;
-    }
-    std::shared_ptr<Transport> fresh = make_tcp_transport(me);
-    std::shared_ptr<Transport> old;
-    {
-      std::lock_guard lock(mutex);
-      old = std::exchange(transport, fresh);
-    }
-    if (old) old->stop();  // frees the listening port for the new transport
-    if (detector) detector->set_local(me.epoch, static_cast<uint8_t>(me.role));
-    if (!cfg.listen.empty()) {
-      const auto [host, port] = split_address(cfg.listen);
-      fresh->listen(host, port, [this](std::shared_ptr<Link> l) { on_incoming(std::move(l)); });
-    }
-  }
-
-  std::shared_ptr<Transport> current_transport() const {
-    std::lock_guard lock(mutex);
-    return transport;
-  }
-
-  uint64_t epoch_now() const {
-    std::lock_guard lock(mutex);
-    return epoch;
-  }
-
   void attach(const std::shared_ptr<Link>& l) {
     std::weak_ptr<Link> weak = l;
     l->on_message = [this, weak](wire::Envelope&& e) {
@@ -327,7 +127,7 @@ struct Node::Impl final : PrimaryRun {
   }
 
   // A primary connects to us (we are an empty secondary).
-  void on_incoming(std::shared_ptr<Link> l) {
+  void accept_primary(std::shared_ptr<Link> l) {
     if (l->peer().role != wire::PRIMARY) {
       // The transport refuses any other role pair already (auth.h role_pair_allowed); an
       // epoch is adopted only from a primary.
@@ -416,31 +216,9 @@ struct Node::Impl final : PrimaryRun {
         if (throttled.load()) cv.notify_all();
         return;
       }
-      case wire::Envelope::kSyncChunk: {
-        std::unique_lock lock(mutex);
-        if (pair.role() != Role::Secondary) {
-          spdlog::warn("ignored a sync message from {}: this node is the primary", l->peer().address);
-          return;
-        }
-        if (auto accepted = sync_sequence.accept(e.sync_chunk()); !accepted) {
-          const std::string error = accepted.error().message;
-          last_error = "sync refused: " + error;
-          spdlog::error("{}", last_error);
-          lock.unlock();
-          peer.send_sync_result(l, false, 0, error);
-          l->close("sync refused");  // outside the lock: close() can run on_link_closed inline
-          return;
-        }
-        const auto now = Clock::now();
-        if (e.sync_chunk().sequence() == 0) sync_started = now;
-        sync.rounds = e.sync_chunk().round() + 1;
-        sync.bytes += e.sync_chunk().checkpoint().size();
-        const double seconds = std::chrono::duration<double>(now - sync_started).count();
-        sync.rate_mb_s = seconds > 0 ? sync.bytes / seconds / 1e6 : 0;
-        sync_chunks.push_back(std::move(*e.mutable_sync_chunk()));
-        cv.notify_all();
+      case wire::Envelope::kSyncChunk:
+        precopy_receiver.on_chunk(l, std::move(*e.mutable_sync_chunk()));
         return;
-      }
       case wire::Envelope::kSyncAck: {
         sync_acked = e.sync_ack().sequence() + 1;
         cv.notify_all();
@@ -876,25 +654,15 @@ struct Node::Impl final : PrimaryRun {
                  console->port());
   }
 
-  // The image the recorder header and the log name: the guest, or a firmware boot's kernel.
-  const std::string& header_image() const {
-    if (!cfg.guest.empty()) return cfg.guest;
-    return cfg.kernel.empty() ? cfg.bios : cfg.kernel;
-  }
-
   void boot_primary() {
     vmm::MachineConfig mc;
     mc.mem_bytes = cfg.mem_mib << 20;
     mc.disk_path = cfg.disk;
-    mc.bootargs = cfg.bootargs;
+    mc.bootargs = boot.append;
     open_console();
     machine.emplace(mc, world);
-    if (cfg.bios.empty()) {
-      machine->load(cfg.guest);
-    } else {
-      machine->boot(vmm::BootImages{cfg.bios, cfg.kernel, cfg.initrd});
-    }
-    spdlog::info("booted {} ({} MiB) as primary, epoch {}", header_image(), cfg.mem_mib, epoch_now());
+    boot.load_into(*machine);
+    spdlog::info("booted {} ({} MiB) as primary, epoch {}", boot.identity_image(), cfg.mem_mib, epoch_now());
   }
 
   void primary_loop() {
@@ -923,7 +691,7 @@ struct Node::Impl final : PrimaryRun {
         if (pending_link) {
           std::shared_ptr<Link> l = std::exchange(pending_link, nullptr);
           lock.unlock();
-          precopy(l);
+          precopy_sender.run(l);
           continue;
         }
         if (unprotect_requested) {
@@ -980,208 +748,6 @@ struct Node::Impl final : PrimaryRun {
     }
     make_transport();
     spdlog::warn("STANDBY: this node (epoch {}) waits to be re-synced by the live primary", epoch_now());
-  }
-
-  // Iterative pre-copy to a new secondary, then streaming. Each round goes out in parts
-  // of kSyncPartBytes, at most kSyncWindowParts ahead of the secondary's acknowledgements.
-  // The VM thread stays the machine's only owner and runs the guest throughout the copy
-  // rounds: between guest slices it copies the round's next pages into a batch
-  // (checkpoint::RoundCopier, ~1 MiB, a memcpy) and hands it to the PartPipeline's thread,
-  // which compresses, hashes and sends the parts and waits for the acknowledgements. What
-  // the guest writes after a page was copied lands in the next round's dirty pages (as in
-  // live migration). The last round and the closing message are taken with the machine
-  // paused: the last dirty pages, then the core state, icount, state hash and the header of
-  // the log the secondary will replay.
-  void precopy(const std::shared_ptr<Link>& l) {
-    acks.reset();  // a new link: nothing acknowledged on an earlier one counts
-    {
-      std::lock_guard lock(mutex);
-      pair.to(PairState::Syncing, "pre-copy to a new secondary");
-      sync = {};
-      link = l;
-      peer_address = l->peer().address;
-      sync_started = Clock::now();
-    }
-    sync_acked = 0;
-    const auto start = Clock::now();
-    const uint64_t icount_before = machine->icount();
-    // Written by whichever thread sends (the pipeline's during a round, this one for the
-    // closing message); the pipeline's hand-offs order the two.
-    uint64_t sequence = 0;
-    uint32_t round = 0, part = 0;
-    std::atomic<bool> abandoned{false};  // the VM thread gave up: a sender waiting for acks stops
-    auto send_part = [&](std::string&& stream, wire::SyncChunk chunk = {}) {
-      wait_for_sync_acks(l, sequence, kSyncWindowParts, /*guest_runs=*/false, &abandoned);
-      const uint64_t n = stream.size();
-      chunk.set_round(round);
-      chunk.set_part(part++);
-      chunk.set_sequence(sequence++);
-      chunk.set_checkpoint(std::move(stream));
-      wire::Envelope e;
-      *e.mutable_sync_chunk() = std::move(chunk);
-      peer.send(l, std::move(e));
-      std::lock_guard lock(mutex);
-      sync.rounds = round + 1;
-      sync.bytes += n;
-      const double s = std::chrono::duration<double>(Clock::now() - start).count();
-      sync.rate_mb_s = s > 0 ? sync.bytes / s / 1e6 : 0;
-    };
-    auto log_round = [&](const checkpoint::Stats& s, uint64_t sent_before) {
-      std::lock_guard lock(mutex);
-      spdlog::info("pre-copy round {}: {} parts, {} pages, {} bytes; {} bytes in {:.2f} s so far ({:.1f} MB/s)", round,
-                   part, s.pages, sync.bytes - sent_before, sync.bytes,
-                   std::chrono::duration<double>(Clock::now() - start).count(), sync.rate_mb_s);
-    };
-    PartPipeline pipeline(kSyncPartBytes, kSyncCopyBatches, kSyncCopyBatchBytes,
-                          [&](std::string&& stream) { send_part(std::move(stream)); });
-    // Declared after the pipeline, so it is set before the pipeline joins its thread.
-    struct Abandon {
-      std::atomic<bool>& flag;
-      ~Abandon() { flag = true; }
-    } abandon_on_exit{abandoned};
-    // One round through the pipeline. While no batch is free (or the round's last parts
-    // are on their way) the guest runs in slices, unless this is the stop-and-copy.
-    auto copy_round = [&](checkpoint::Kind kind, bool guest_runs) {
-      checkpoint::RoundCopier copier(*machine, kind);
-      auto meanwhile = [&] {
-        check_sync_link(l);
-        if (guest_runs) {
-          run_precopy_slice();
-        } else {
-          pipeline.wait(std::chrono::milliseconds(1));
-        }
-      };
-      checkpoint::Stats stats;
-      while (!copier.done()) {
-        (void)pipeline.round_done(stats);  // rethrows what the pipeline's thread ran into
-        if (checkpoint::RecordBatch* batch = pipeline.free_batch()) {
-          copier.copy_next(kSyncCopyBatchBytes, *batch);
-          pipeline.submit(batch);
-        } else {
-          meanwhile();
-        }
-      }
-      pipeline.end_round();
-      while (!pipeline.round_done(stats)) meanwhile();
-      return stats;
-    };
-    recorder->flush_output();  // output from before protection is not the secondary's
-    try {
-      uint64_t sent_before = 0;
-      checkpoint::Stats stats = copy_round(checkpoint::Kind::Full, true);
-      log_round(stats, sent_before);
-      for (round = 1; round < kMaxPrecopyRounds; ++round) {
-        part = 0;
-        sent_before = sync_bytes();
-        // The guest runs until the secondary has applied the last round; then copy what it dirtied.
-        wait_for_sync_acks(l, sequence, 1, true);
-        stats = copy_round(checkpoint::Kind::Incremental, true);
-        log_round(stats, sent_before);
-        if (stats.stream_bytes < kPrecopyDoneBytes) break;
-      }
-      // Stop-and-copy: the machine is paused here (this thread owns it). What the guest
-      // dirtied during the last round, then the core state in the closing message.
-      round = std::min(round, kMaxPrecopyRounds - 1);
-      recorder->flush_output();
-      part = 0;
-      ++round;
-      sent_before = sync_bytes();
-      stats = copy_round(checkpoint::Kind::Incremental, false);
-      wire::SyncChunk last;
-      last.set_last(true);
-      last.set_icount(machine->icount());
-      last.set_state_hash(machine->state_hash());
-      *last.mutable_log_header() = recorder->make_header(*machine, header_image());
-      send_part(checkpoint::write_incremental(*machine), std::move(last));  // nothing dirty: the core state
-      log_round(stats, sent_before);
-    } catch (const SyncAborted&) {
-      abandon_sync(l, "");
-      return;
-    } catch (const std::exception& e) {  // e.g. the disk image cannot be read
-      abandon_sync(l, e.what());
-      return;
-    }
-    gate->reset_counts();
-    gate->set_gated(true);
-    sink = std::make_unique<LinkBatchSink>(l, [this](uint64_t sequence) { acks.batch_sent(sequence); });
-    recorder->set_sink(*machine, sink.get());
-    recorder->restart_release_markers();
-    std::lock_guard lock(mutex);
-    sync.done = true;
-    spdlog::info("pre-copy sent: {} rounds, {} messages, {} bytes in {:.3f} s ({:.1f} MB/s); the guest ran {} "
-                 "instructions meanwhile; streaming the log",
-                 sync.rounds, sequence, sync.bytes, std::chrono::duration<double>(Clock::now() - start).count(),
-                 sync.rate_mb_s, machine->icount() - icount_before);
-  }
-
-  // A pre-copy that stopped part-way: the rounds it took are lost (the next incremental is
-  // complete), and the link is dropped when this node still holds it.
-  void abandon_sync(const std::shared_ptr<Link>& l, const std::string& error) {
-    checkpoint::mark_all_changed(*machine);
-    if (error.empty()) {
-      spdlog::warn("pre-copy stopped after {} bytes: the link to {} closed", sync_bytes(), l->peer().address);
-    } else {
-      spdlog::error("pre-copy failed after {} bytes: {}", sync_bytes(), error);
-      l->close("pre-copy failed");
-    }
-    std::lock_guard lock(mutex);
-    if (!error.empty()) last_error = "pre-copy failed: " + error;
-    if (link == l) {  // it closed before this pre-copy took it: on_link_closed did not see it
-      link.reset();
-      if (pair.state() == PairState::Syncing) pair.to(PairState::Standalone, "the pre-copy stopped");
-    }
-  }
-
-  // Throws SyncAborted when the node stops or the sync's link is gone.
-  void check_sync_link(const std::shared_ptr<Link>& l) {
-    std::lock_guard lock(mutex);
-    if (stopping || link != l || !l->is_open()) throw SyncAborted{};
-  }
-
-  // One slice of the guest during a pre-copy (unrecorded: the secondary gets what it writes
-  // in the next round). A guest that cannot run on waits a little instead of spinning.
-  void run_precopy_slice() {
-    wake = 1;  // an idle guest ends the slice at once: there is nothing to wait for
-    const vmm::RunResult r = machine->run_until(machine->icount() + kPrecopySlice);
-    icount = r.icount;
-    if (r.exit != vmm::Exit::Running) {
-      std::unique_lock lock(mutex);
-      cv.wait_for(lock, std::chrono::milliseconds(1));
-    }
-  }
-
-  uint64_t sync_bytes() const {
-    std::lock_guard lock(mutex);
-    return sync.bytes;
-  }
-
-  // Flow control of the pre-copy: returns when fewer than `window` of the messages sent
-  // before `sequence` await the secondary's SyncAck. Meanwhile the guest runs in short
-  // slices when `guest_runs` (only the VM thread may ask for that). Throws SyncAborted when
-  // the link closes, the secondary stops answering, or `abandoned` is set.
-  void wait_for_sync_acks(const std::shared_ptr<Link>& l, uint64_t sequence, uint64_t window, bool guest_runs,
-                          const std::atomic<bool>* abandoned = nullptr) {
-    const auto patience = std::chrono::seconds(30);
-    auto deadline = Clock::now() + patience;
-    uint64_t acked = sync_acked.load();
-    while (sequence >= acked + window) {
-      check_sync_link(l);
-      if (abandoned && *abandoned) throw SyncAborted{};
-      if (Clock::now() > deadline) {
-        l->close("the secondary acknowledged no sync message for 30 s");
-        throw SyncAborted{};
-      }
-      if (guest_runs) {
-        run_precopy_slice();
-      } else {
-        std::unique_lock lock(mutex);
-        cv.wait_for(lock, std::chrono::milliseconds(1));
-      }
-      if (const uint64_t now_acked = sync_acked.load(); now_acked != acked) {
-        acked = now_acked;
-        deadline = Clock::now() + patience;
-      }
-    }
   }
 
   // Called by PrimaryWorld::service on the VM thread.
@@ -1269,7 +835,7 @@ struct Node::Impl final : PrimaryRun {
         sync_chunks.pop_front();
         std::shared_ptr<Link> l = link;
         lock.unlock();
-        apply_sync_chunk(chunk, l);
+        precopy_receiver.apply(chunk, l);
         continue;
       }
       lock.unlock();
@@ -1277,93 +843,6 @@ struct Node::Impl final : PrimaryRun {
         go_live();
         return primary_loop();
       }
-    }
-  }
-
-  // Test hook (NodeTestHooks::sync_apply_delay): the last sync chunk is held back.
-  void delay_sync_apply_for_tests() const {
-    const auto delay = cfg.test.sync_apply_delay;
-    if (delay.count() > 0) std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10)));
-  }
-
-  // One pre-copy message, already in its place (SyncSequence, on the I/O thread): message
-  // 0 builds a fresh machine of the size its part names; every part is applied as it
-  // comes and acknowledged; the closing message carries the core state and must leave the
-  // machine at the primary's icount and state hash.
-  void apply_sync_chunk(const wire::SyncChunk& chunk, const std::shared_ptr<Link>& l) {
-    try {
-      const checkpoint::StreamInfo info = checkpoint::inspect(chunk.checkpoint());
-      if (info.kind != checkpoint::Kind::Incremental || info.has_core != chunk.last()) {
-        throw std::runtime_error(fmt::format("sync message {} holds a {} checkpoint {} core state; expected a part{}",
-                                             chunk.sequence(), checkpoint::to_string(info.kind),
-                                             info.has_core ? "with" : "without",
-                                             chunk.last() ? " with the core state" : " without core state"));
-      }
-      if (chunk.sequence() == 0) {
-        vmm::MachineConfig mc;
-        mc.mem_bytes = info.mem_bytes;
-        if (info.disk_bytes > 0) {
-          if (cfg.disk.empty()) throw std::runtime_error("the primary has a disk but [vm] disk is not set here");
-          std::filesystem::resize_file(cfg.disk, info.disk_bytes);  // must exist; contents come next
-        }
-        mc.disk_path = info.disk_bytes > 0 ? cfg.disk : "";
-        replayer.reset();
-        stream.reset();
-        tail.reset();
-        machine.reset();
-        world.current = nullptr;
-        machine.emplace(mc, world);
-      }
-      if (!machine) throw std::runtime_error("sync message " + std::to_string(chunk.sequence()) + " without a machine");
-      if (chunk.last()) delay_sync_apply_for_tests();
-      checkpoint::apply(*machine, chunk.checkpoint());
-      if (!chunk.last()) {
-        peer.send_sync_ack(l, chunk.sequence(), chunk.checkpoint().size());
-        return;
-      }
-      const uint64_t hash = machine->state_hash();
-      if (hash != chunk.state_hash() || machine->icount() != chunk.icount()) {
-        throw std::runtime_error(fmt::format("state hash after sync {:016x} differs from the primary's {:016x}",
-                                             hash, chunk.state_hash()));
-      }
-      auto s = std::make_shared<StreamBatchSource>();
-      tail = std::make_unique<OutputTail>();
-      replayer = std::make_unique<hooks::Replayer>(*s, *tail, true);
-      if (const std::string err = hooks::Replayer::check_header(chunk.log_header(), *machine); !err.empty()) {
-        throw std::runtime_error(err);
-      }
-      world.current = replayer.get();
-      icount = machine->icount();
-      bool had_early_batches;
-      {
-        std::lock_guard lock(mutex);
-        had_early_batches = !early_batches.empty();
-        for (log::LogBatch& batch : early_batches) s->push(std::move(batch));
-        early_batches.clear();
-        if (s->gap().empty()) {
-          stream = s;
-          pair.to(PairState::Protected, "synced");
-          sync.done = true;
-        }
-      }
-      if (const std::string gap = s->gap(); !gap.empty()) throw std::runtime_error(gap);
-      peer.send_sync_result(l, true, hash, "");
-      if (had_early_batches) {
-        // Batches that came early were not acknowledged on arrival: the primary's output
-        // waits for this (the replay may idle at the frontier before its next ack).
-        peer.send_ack(l, *s, machine->icount());
-      }
-      spdlog::info("synced at icount {} (state hash {:016x}): PROTECTED", machine->icount(), hash);
-    } catch (const std::exception& e) {
-      spdlog::error("sync failed: {}", e.what());
-      peer.send_sync_result(l, false, 0, e.what());
-      machine.reset();
-      std::lock_guard lock(mutex);
-      sync_chunks.clear();  // the rest of this sync has nothing to apply to
-      early_batches.clear();
-      last_error = std::string("sync failed: ") + e.what();
-      pair.to(PairState::Standby, "sync failed");
-      if (l) l->close("sync failed");
     }
   }
 
@@ -1537,29 +1016,6 @@ struct Node::Impl final : PrimaryRun {
   }
 };
 
-void PrimaryWorld::service(vmm::Machine& m) {
-  gate_.pump();  // output held while the lease was being renewed late
-  // The marker goes first: Recorder::service may flush with complete_to = this icount, and
-  // the replica serves an icount once when it gets there, so a record logged here after
-  // that flush would be skipped (a spurious "missed OUTPUT_RELEASED" divergence).
-  log_release_markers(m);
-  Recorder::service(m);
-  run_.at_service(m);
-}
-
-bool PrimaryWorld::idle(vmm::Machine& m, uint64_t deadline) {
-  log_release_markers(m);
-  run_.at_idle(m);
-  const bool woke = Recorder::idle(m, deadline);
-  if (!woke && recording()) {
-    // The node interrupted the wait to handle a command: the replayer must see this idle
-    // too (as a zero skip), since the guest carries on after its WFI.
-    log_record(m.icount(), log::IDLE_SKIP, 0);
-    flush();
-  }
-  return woke;
-}
-
 Node::Node(NodeConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
 Node::~Node() {
@@ -1574,7 +1030,7 @@ Node::~Node() {
 void Node::start() {
   Impl& n = *impl_;
   if (const auto e = n.epochs.load()) n.epoch = *e;
-  if (n.cfg.role == Role::Primary && n.cfg.guest.empty() && n.cfg.bios.empty())
+  if (n.cfg.role == Role::Primary && n.boot.empty())
     throw std::runtime_error("a primary needs [vm] guest or bios");
   try {
     n.lease = std::make_unique<fencing::LeaseKeeper>(n.cfg.fencing, n.cfg.node_name);
