@@ -5,9 +5,11 @@ guest (rdinit=/fptest), on QEMU (the reference) and on Tandem.
 Scenarios (--scenario, one CTest test each):
   diff    QEMU and `tandem run` boot the same kernel and initramfs with rdinit=/fptest; the
           program's output, from "fptest: start" to its verdict, must be identical line for
-          line (apart from HOST_SPECIFIC kernel lines; printf of doubles, strtod, libm, fenv rounding modes and flags, setjmp, four
-          threads computing with doubles across context switches), it must end with
-          "fptest: PASS" on both, and both machines must power off with status 0.
+          line (apart from HOST_SPECIFIC kernel lines; printf of doubles, strtod, libm, fenv
+          rounding modes and flags, setjmp, four threads computing with doubles across
+          context switches), it must end with
+          "fptest: PASS" on both, and both machines must power off with status 0. Tandem
+          runs it twice: the same console and the same final state hash and icount.
   record  `tandem record` of the same boot, `tandem replay` in another process: the console
           byte for byte and the final state hash (which covers the f registers and fcsr).
 
@@ -85,14 +87,25 @@ def scenario_diff(img):
     img.require(tandem=True, qemu=True)
     q = fptest_lines(run(qemu_cmd(img), "qemu", img.timeout)[0], "qemu")
     check_markers(q, "qemu")
-    t = fptest_lines(run([img.tandem, "run", *tandem_args(img)], "tandem", img.timeout)[0],
-                     "tandem")
+    runs = []
+    for i in (1, 2):
+        out, err = run([img.tandem, "run", "--state-hash", *tandem_args(img)], f"tandem run {i}",
+                       img.timeout)
+        m = STATE_HASH.search(err)
+        if not m:
+            raise Failure(f"tandem run {i}: no state-hash line\n{err[-2000:]}")
+        runs.append((m.groups(), out))
+    t = fptest_lines(runs[0][1], "tandem")
     if q != t:
         import difflib
         diff = "\n".join(difflib.unified_diff(q, t, "qemu", "tandem", lineterm=""))
         raise Failure("fptest's output differs between QEMU and Tandem:\n" + diff)
     check_markers(t, "tandem")
-    print(f"diff: fptest prints the same {len(t)} lines on QEMU and Tandem, ending in {PASS!r}")
+    if runs[0] != runs[1]:
+        raise Failure(f"two tandem runs of the fptest boot differ: {runs[0][0]} vs {runs[1][0]}, "
+                      f"console equal: {runs[0][1] == runs[1][1]}")
+    print(f"diff: fptest prints the same {len(t)} lines on QEMU and Tandem, ending in {PASS!r}; "
+          f"two Tandem runs end with the same state-hash {runs[0][0][0]} at icount {runs[0][0][1]}")
 
 
 def scenario_record(img, tmp):

@@ -9,7 +9,7 @@ bad_peers, big_memory_sync (chunked pre-copy of 72 MiB of incompressible memory)
 fence_partition_all, fence_stale_primary_rejoin, fence_planned_failover, fence_freeze_primary,
 fence_kill_secondary, fence_standalone_lease_lapse, fence_kill_primary, fence_freeze_secondary, fence_partition_secondary,
 and with the Linux guest (guest/linux):
-linux_failover (see each function). Exit status 0 = pass, 1 = a check failed, 77 = skipped
+linux_failover, linux_protected_from_boot, linux_fptest_protected (see each function). Exit status 0 = pass, 1 = a check failed, 77 = skipped
 (what the case needs is not built). Stdlib only.
 """
 import argparse
@@ -1140,8 +1140,56 @@ def case_linux_protected_from_boot(build, args):
             f"repeated {repeated}")
 
 
+def case_linux_fptest_protected(build, args):
+    """The pair protects an FP-heavy guest from its first instruction: the Linux guest with
+    /fptest (guest/linux/fptest: static glibc; printf/strtod of doubles, libm, fenv rounding
+    modes and flags, four threads computing with doubles across context switches) as init.
+    The primary's console shows fptest's output ending in 'fptest: PASS'; the secondary
+    replays the whole run from the log, its audits (every 10 M instructions: the full
+    machine state hash, f registers and fcsr included) all pass, and it reaches the icount at
+    which the guest powered off on the primary."""
+    linux = LinuxImages(build)
+    if linux.missing:
+        raise Skip(f"the Linux guest is not built or OpenSBI is not installed: missing {', '.join(linux.missing)}")
+    linux.append = LinuxImages.APPEND + " rdinit=/fptest"
+    with Cluster(build, keep=args.keep, linux=linux) as cluster:
+        a, b = cluster.pair()
+        cluster.wait_protected(a, b, timeout=60)
+        client = KvClient()
+        client.connect(a.console_address())
+        deadline = time.monotonic() + 120
+        output = []
+        while not (output and output[-1].startswith("fptest: ") and output[-1] != "fptest: start"):
+            remaining = deadline - time.monotonic()
+            check(remaining > 0, "no fptest verdict on the primary's console:\n" + "\n".join(output[-20:]))
+            output.append(client.read_line(remaining).rstrip("\r"))
+        check(output[-1] == "fptest: PASS", "fptest failed on the primary:\n" + "\n".join(output[-20:]))
+        check("threads: each got its own results" in output, "fptest's threads line is missing")
+
+        def ended():
+            s = a.status()
+            return s if s["last_error"].startswith("guest ended") else None
+        sa = wait_until(ended, 60, "the primary to see the guest power off")
+        final = sa["icount"]
+
+        def caught_up():
+            if "DIVERGENCE" in a.log_text() + b.log_text():
+                raise HarnessError("the replica diverged:\n" + "\n".join(
+                    l for n in (a, b) for l in n.log_text().splitlines() if "DIVERGENCE" in l))
+            s = b.status()
+            check(s["last_audit_ok"] is True, f"audit failed on the secondary: {s}")
+            return s if s["icount"] >= final else None
+        sb = wait_until(caught_up, 120, f"the secondary to replay up to icount {final}")
+        check(sb["icount"] == final, f"the secondary ran past the end: {sb['icount']} > {final}")
+        check(sb["last_audit_icount"] >= 10_000_000, f"no audit passed on the secondary: {sb}")
+        log(f"fptest protected: PASS on the primary, guest ended at icount {final}; the "
+            f"secondary replayed to it, last audit at {sb['last_audit_icount']} ok; "
+            f"log {sa['log_bytes']} B")
+
+
 CASES.update({
     "linux_failover": case_linux_failover,
+    "linux_fptest_protected": case_linux_fptest_protected,
     "linux_protected_from_boot": case_linux_protected_from_boot,
     "fence_kill_primary": case_fence_kill_primary,
     "fence_kill_secondary": case_fence_kill_secondary,
