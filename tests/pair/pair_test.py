@@ -1084,6 +1084,17 @@ def case_linux_failover(build, args):
             f"repeated {repeated}")
 
 
+def replica_status_checked(a, b):
+    """The secondary b's status, after checking that neither node logged a divergence and
+    that b's last audit passed."""
+    if "DIVERGENCE" in a.log_text() + b.log_text():
+        raise HarnessError("the replica diverged:\n" + "\n".join(
+            l for n in (a, b) for l in n.log_text().splitlines() if "DIVERGENCE" in l))
+    s = b.status()
+    check(s["last_audit_ok"] is True, f"audit failed on the secondary: {s}")
+    return s
+
+
 def case_linux_protected_from_boot(build, args):
     """The pair protects the Linux kv guest from its first instruction ([pair] peer set at
     start): the secondary replays the whole boot (OpenSBI, kernel, /init) from the log. The
@@ -1112,11 +1123,7 @@ def case_linux_protected_from_boot(build, args):
         target = a.status()["icount"]
 
         def caught_up():
-            if "DIVERGENCE" in a.log_text() + b.log_text():
-                raise HarnessError("the replica diverged:\n" + "\n".join(
-                    l for n in (a, b) for l in n.log_text().splitlines() if "DIVERGENCE" in l))
-            s = b.status()
-            check(s["last_audit_ok"] is True, f"audit failed on the secondary: {s}")
+            s = replica_status_checked(a, b)
             if synced_at < 20_000_000 and s["last_audit_icount"] < 20_000_000:
                 return None
             return s if s["icount"] >= target else None
@@ -1173,11 +1180,7 @@ def case_linux_fptest_protected(build, args):
         final = sa["icount"]
 
         def caught_up():
-            if "DIVERGENCE" in a.log_text() + b.log_text():
-                raise HarnessError("the replica diverged:\n" + "\n".join(
-                    l for n in (a, b) for l in n.log_text().splitlines() if "DIVERGENCE" in l))
-            s = b.status()
-            check(s["last_audit_ok"] is True, f"audit failed on the secondary: {s}")
+            s = replica_status_checked(a, b)
             return s if s["icount"] >= final else None
         sb = wait_until(caught_up, 120, f"the secondary to replay up to icount {final}")
         check(sb["icount"] == final, f"the secondary ran past the end: {sb['icount']} > {final}")

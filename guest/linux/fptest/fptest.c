@@ -1,8 +1,9 @@
 // fptest: a static glibc program (riscv64-linux-gnu-gcc -march=rv64gc -mabi=lp64d) for the
 // Linux guest, started as init (rdinit=/fptest). Exercises what stock RV64GC userland needs
 // from the F/D hardware and the kernel's FP context switching: printf of doubles, strtod,
-// libm, setjmp/longjmp, fenv rounding modes and flags, and threads computing with doubles
-// concurrently (each must get its own results across context switches). Its output must be
+// libm, setjmp/longjmp, fenv rounding modes and flags, and threads and two processes computing
+// with doubles concurrently (each must get its own results across context switches: the
+// kernel's lazy FP save/restore keyed on sstatus.FS). Its output must be
 // identical on QEMU and Tandem (tests/guests/linux_fp_test.py). Powers the machine off.
 #include <fenv.h>
 #include <math.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/reboot.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static jmp_buf jump;
@@ -107,6 +109,40 @@ int main(void) {
     printf("thread %d: %.17g\n", i, work[i].result);
   }
   printf("threads: %s\n", same ? "each got its own results" : "RESULTS DIFFER");
+
+  // Two processes (separate address spaces, so separate FP contexts the kernel switches
+  // between): the child computes with one seed while the parent computes with another; the
+  // child sends its result's bits through a pipe. Both must equal the same work done alone.
+  int fds[2];
+  int procs_same = 0;
+  if (pipe(fds) == 0) {
+    struct work mine = {0, 2.5, 0}, childs = {1, 3.75, 0};
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(fds[0]);
+      compute(&childs);
+      const ssize_t n = write(fds[1], &childs.result, 8);
+      _exit(n == 8 ? 0 : 1);
+    }
+    close(fds[1]);
+    if (pid > 0) {
+      compute(&mine);
+      double from_child = 0;
+      const ssize_t n = read(fds[0], &from_child, 8);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      struct work mine_alone = {0, 2.5, 0}, child_alone = {1, 3.75, 0};
+      compute(&mine_alone);
+      compute(&child_alone);
+      procs_same = n == 8 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                   memcmp(&mine.result, &mine_alone.result, 8) == 0 &&
+                   memcmp(&from_child, &child_alone.result, 8) == 0;
+      printf("process parent: %.17g child: %.17g\n", mine.result, from_child);
+    }
+    close(fds[0]);
+  }
+  printf("processes: %s\n", procs_same ? "each got its own results" : "RESULTS DIFFER");
+  same &= procs_same;
   printf("fptest: %s\n", same ? "PASS" : "FAIL");
   sync();
   reboot(RB_POWER_OFF);
