@@ -60,6 +60,17 @@ int main(int argc, char** argv) {
   app.add_option("--max-lease-ms", max_lease_ms, "Longest lease granted; longer requests are cut to it")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
+  tandem::net::AdmissionLimits admission{64, 8, {}};
+  app.add_option("--allow", admission.allow,
+                 "Serve only these client addresses (numeric, repeatable; default: any). Others are closed at once");
+  app.add_option("--max-connections", admission.max_pending, "Connections served at once, all clients")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{65536}));
+  app.add_option("--max-connections-per-address", admission.max_pending_per_address,
+                 "Connections served at once from one client address (a flood from one address cannot lock the "
+                 "others out)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{65536}));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -82,6 +93,7 @@ int main(int argc, char** argv) {
     std::cerr << "tandem-witness: " << e.what() << "\n";
     return 2;
   }
+  options.admission = admission;
   options.state_file = state_file;
   options.max_lease = std::chrono::milliseconds(max_lease_ms);
 

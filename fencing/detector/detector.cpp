@@ -93,8 +93,9 @@ struct FailureDetector::Impl {
   std::atomic<uint64_t> local_epoch{0};
   std::atomic<uint8_t> local_role{0};
   uint64_t next_connection_id = 0;  // I/O thread only
+  net::Admission admission;
 
-  explicit Impl(DetectorConfig c) : cfg(std::move(c)) {
+  explicit Impl(DetectorConfig c) : cfg(std::move(c)), admission(cfg.second.admission) {
     if (cfg.psk.size() < net::kMinPskBytes) throw std::invalid_argument("heartbeat path: the PSK is shorter than 16 bytes");
     if (cfg.second.enabled()) {
       if (cfg.second.listen.empty() || cfg.second.peer.empty())
@@ -124,18 +125,35 @@ struct FailureDetector::Impl {
 
   // ---- receiving: our listener ---------------------------------------------------------
   asio::awaitable<void> accept_loop() {
+    net::AcceptBackoff backoff;
+    asio::steady_timer pause(io);
     for (;;) {
       error_code ec;
       tcp::socket socket = co_await acceptor->async_accept(use_ec(ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-        continue;  // EMFILE and the like: keep serving
+        // EMFILE and the like: keep serving, after a growing pause (never a tight loop).
+        const auto wait = backoff.next();
+        spdlog::warn("heartbeat path: accept failed: {} (next try in {} ms)", ec.message(), wait.count());
+        pause.expires_after(wait);
+        co_await pause.async_wait(use_ec(ec));
+        if (ec || !acceptor->is_open()) co_return;
+        continue;
       }
-      asio::co_spawn(io, receive(std::make_shared<tcp::socket>(std::move(socket))), asio::detached);
+      backoff.reset();
+      const tcp::endpoint from = socket.remote_endpoint(ec);
+      std::string why;
+      auto slot = ec ? std::nullopt : admission.admit(from.address(), why);
+      if (!slot) {
+        if (!ec) reject(why, from);
+        socket.close(ec);
+        continue;
+      }
+      asio::co_spawn(io, receive(std::make_shared<tcp::socket>(std::move(socket)), std::move(*slot)), asio::detached);
     }
   }
 
-  asio::awaitable<void> receive(std::shared_ptr<tcp::socket> socket) {
+  asio::awaitable<void> receive(std::shared_ptr<tcp::socket> socket, net::Admission::Slot slot) {
     track(socket);
     const uint64_t id = ++next_connection_id;
     error_code ec;
@@ -186,6 +204,7 @@ struct FailureDetector::Impl {
       }
       ++expected;
       authenticated = true;
+      slot.release();  // a proven peer no longer counts against the unauthenticated caps
       std::lock_guard lock(mutex);
       path_last = Clock::now();
       current_connection = id;

@@ -23,6 +23,8 @@
 #include <memory>
 #include <string>
 
+#include "net/admission.h"
+
 namespace tandem::fencing {
 
 struct PathTiming {
@@ -36,6 +38,9 @@ struct SecondPathConfig {
   std::string listen;  // "HOST:PORT" (port 0 = any, see FailureDetector::bound_port)
   std::string peer;    // "HOST:PORT" of the peer's listener
   PathTiming timing;
+  // Connections not yet authenticated by a first good beat: per address and in all, and an
+  // optional allow-list of peer addresses (net/admission.h). Extra ones are closed at once.
+  net::AdmissionLimits admission{16, 4, {}};
   bool enabled() const { return !listen.empty() || !peer.empty(); }
 };
 

@@ -103,12 +103,16 @@ struct WitnessServer::Impl {
   std::mutex mutex;  // leases_ and nonces_ (the io thread is the only writer, tests may read)
   LeaseMap leases;
   NonceCache nonces;
+  net::Admission admission;
+  net::AcceptBackoff backoff;
+  asio::steady_timer accept_pause{io};
 
-  explicit Impl(WitnessOptions o) : options(std::move(o)), nonces(options.nonce_capacity) {}
+  explicit Impl(WitnessOptions o)
+      : options(std::move(o)), nonces(options.nonce_capacity), admission(options.admission) {}
 
   wire::WitnessReply handle(const wire::WitnessRequest& request, Clock::time_point received);
   void accept();
-  void serve(std::shared_ptr<tcp::socket> socket);
+  void serve(std::shared_ptr<tcp::socket> socket, net::Admission::Slot slot);
 };
 
 namespace {
@@ -280,14 +284,35 @@ wire::WitnessReply WitnessServer::Impl::handle(const wire::WitnessRequest& reque
 void WitnessServer::Impl::accept() {
   acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) serve(std::make_shared<tcp::socket>(std::move(socket)));
-    else spdlog::warn("accept: {}", ec.message());
+    if (ec) {
+      // Out of descriptors and the like: pause (growing) instead of spinning on accept.
+      const auto pause = backoff.next();
+      spdlog::warn("accept: {} (next try in {} ms)", ec.message(), pause.count());
+      accept_pause.expires_after(pause);
+      accept_pause.async_wait([this](boost::system::error_code wait_ec) {
+        if (!wait_ec) accept();
+      });
+      return;
+    }
+    backoff.reset();
+    boost::system::error_code peer_ec;
+    const auto remote = socket.remote_endpoint(peer_ec);
+    std::string why;
+    auto slot = peer_ec ? std::nullopt : admission.admit(remote.address(), why);
+    if (slot) {
+      serve(std::make_shared<tcp::socket>(std::move(socket)), std::move(*slot));
+    } else {
+      spdlog::warn("refusing the connection from {}: {}", peer_ec ? "?" : remote.address().to_string(),
+                   peer_ec ? peer_ec.message() : why);
+      socket.close(peer_ec);
+    }
     accept();
   });
 }
 
-void WitnessServer::Impl::serve(std::shared_ptr<tcp::socket> socket) {
+void WitnessServer::Impl::serve(std::shared_ptr<tcp::socket> socket, net::Admission::Slot slot) {
   struct Exchange {
+    net::Admission::Slot slot;  // freed with the exchange
     std::shared_ptr<tcp::socket> socket;
     asio::steady_timer deadline;
     std::array<uint8_t, witness::kHeaderBytes> header{};
@@ -296,12 +321,13 @@ void WitnessServer::Impl::serve(std::shared_ptr<tcp::socket> socket) {
     std::string peer;
     void close() {
       boost::system::error_code ignored;
+      slot.release();
       deadline.cancel();
       socket->shutdown(tcp::socket::shutdown_both, ignored);
       socket->close(ignored);
     }
   };
-  auto x = std::make_shared<Exchange>(Exchange{socket, asio::steady_timer(io), {}, {}, {}, {}});
+  auto x = std::make_shared<Exchange>(Exchange{std::move(slot), socket, asio::steady_timer(io), {}, {}, {}, {}});
   boost::system::error_code peer_ec;
   const auto remote = socket->remote_endpoint(peer_ec);
   x->peer = peer_ec ? "?" : fmt::format("{}:{}", remote.address().to_string(), remote.port());

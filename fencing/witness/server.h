@@ -26,6 +26,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "net/admission.h"
+
 #include "fencing/witness/state.h"  // StateFileError
 
 namespace tandem::fencing {
@@ -38,6 +40,9 @@ struct WitnessOptions {
   std::chrono::milliseconds max_lease{30000};    // longer ttl requests are cut to this
   std::chrono::milliseconds io_timeout{5000};    // bound on one connection's life
   size_t nonce_capacity = 65536;                 // nonces remembered for replay refusal
+  // Connections at once (a connection is unauthenticated for all of its short life): per
+  // address and in all, and an optional allow-list of client addresses (net/admission.h).
+  net::AdmissionLimits admission{64, 8, {}};
 };
 
 class WitnessServer {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proto/replication.pb.h"
 
@@ -91,8 +92,12 @@ struct TransportOptions {
   // The whole handshake (including the TCP connect on the connecting side) must finish within
   // this, or the socket is closed: a peer that connects and says nothing cannot hold a slot.
   std::chrono::milliseconds handshake_timeout{5000};
-  // Connections accepted but not yet authenticated; more are closed at once (and logged).
+  // Connections accepted but not yet authenticated, in all and from one address; more are
+  // closed at once (and logged), so a flood from one address cannot lock the real peer out.
   size_t max_pending_handshakes = 16;
+  size_t max_pending_handshakes_per_address = 4;
+  // Peer addresses allowed to connect (numeric; empty = any): others are closed at accept.
+  std::vector<std::string> allow;
   // A send backlog past this closes the link (the pair logic throttles long before that).
   uint64_t max_queued_bytes = 1ull << 30;
   // How long close() keeps flushing queued messages before it drops them.

@@ -83,11 +83,10 @@ void TcpLink::run_on_io(Fn fn) {
 
 // ---- I/O thread: beginning and ending -----------------------------------------------------
 
-void TcpLink::begin_accepted() {
+void TcpLink::begin_accepted(net::Admission::Slot slot) {
   peer_.address = remote_text();
   phase_ = Phase::kHandshaking;
-  counted_pending_ = true;
-  ++core_->pending_handshakes;
+  pending_slot_ = std::move(slot);
   arm_handshake_timer();
   set_no_delay();
   apply(handshake_.start());
@@ -177,10 +176,7 @@ void TcpLink::send_handshake(const wire::Envelope& envelope) {
 }
 
 void TcpLink::leave_handshake() {
-  if (counted_pending_) {
-    counted_pending_ = false;
-    --core_->pending_handshakes;
-  }
+  pending_slot_.release();
   handshake_.finish();
 }
 

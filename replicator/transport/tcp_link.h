@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "net/admission.h"
 #include "replicator/transport/epoch_filter.h"
 #include "replicator/transport/frame.h"
 #include "replicator/transport/handshake.h"
@@ -37,14 +38,18 @@ class TcpLink;
 
 // State shared by a transport and its links; outlives both as long as either needs it.
 struct TcpCore {
-  TcpCore(LinkIdentity identity, TransportOptions opts) : me(std::move(identity)), options(opts) {}
+  TcpCore(LinkIdentity identity, TransportOptions opts)
+      : me(std::move(identity)),
+        options(opts),
+        admission({opts.max_pending_handshakes, opts.max_pending_handshakes_per_address, opts.allow}) {}
 
   boost::asio::io_context io;
   const LinkIdentity me;
   const TransportOptions options;
 
+  // Accepted connections not yet authenticated: per address and in all, and the allow-list.
+  net::Admission admission;
   // I/O thread only.
-  size_t pending_handshakes = 0;
   IssuedChallenges issued_challenges;  // acceptor challenges still awaiting a proof
   std::vector<std::weak_ptr<TcpLink>> links;
   bool stopped = false;
@@ -81,7 +86,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
 
   // ---- I/O thread (the acceptor and the connector) ----
   // An accepted socket: the acceptor side of the handshake begins.
-  void begin_accepted();
+  void begin_accepted(net::Admission::Slot slot);
   // A socket the connector is about to connect to `address` ("host:port"); the handshake
   // timeout covers the connection too.
   void begin_connecting(const std::string& address);
@@ -136,7 +141,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
 
   // I/O thread only.
   Phase phase_ = Phase::kConnecting;
-  bool counted_pending_ = false;
+  net::Admission::Slot pending_slot_;  // an accepted link's admission, until it authenticates
   bool reading_ = false;
   bool writing_ = false;
   bool closed_notified_ = false;

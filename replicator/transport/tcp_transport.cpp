@@ -153,20 +153,23 @@ class TcpTransport final : public Transport {
       if (ec == asio::error::operation_aborted || core_->stopped) return;
       if (ec) {
         // E.g. out of file descriptors: keep the listener alive and try again shortly.
-        spdlog::warn("link: accept failed: {}", ec.message());
-        retry_timer_.expires_after(std::chrono::milliseconds(100));
+        const auto pause = retry_backoff_.next();
+        spdlog::warn("link: accept failed: {} (next try in {} ms)", ec.message(), pause.count());
+        retry_timer_.expires_after(pause);
         retry_timer_.async_wait([this](const boost::system::error_code& wait_ec) {
           if (!wait_ec) accept_next();
         });
         return;
       }
-      if (core_->pending_handshakes >= core_->options.max_pending_handshakes) {
-        boost::system::error_code ignored;
-        auto remote = socket.remote_endpoint(ignored);
-        std::string reason = "too many pending handshakes (" + std::to_string(core_->pending_handshakes) + ")";
+      retry_backoff_.reset();
+      boost::system::error_code remote_ec;
+      const auto remote = socket.remote_endpoint(remote_ec);
+      std::string reason = remote_ec ? remote_ec.message() : "";
+      auto slot = remote_ec ? std::nullopt : core_->admission.admit(remote.address(), reason);
+      if (!slot) {
         core_->count_refusal(reason);
         spdlog::warn("link: refusing {}: {}", endpoint_text(remote), reason);
-        socket.close(ignored);
+        socket.close(remote_ec);
       } else {
         auto on_link = on_link_;
         auto link = std::make_shared<TcpLink>(core_, std::move(socket), Handshake::Side::kAcceptor,
@@ -174,7 +177,7 @@ class TcpTransport final : public Transport {
                                                 if (link && error.empty() && on_link) on_link(std::move(link));
                                               });
         track(link);
-        link->begin_accepted();
+        link->begin_accepted(std::move(*slot));
       }
       accept_next();
     });
@@ -183,6 +186,7 @@ class TcpTransport final : public Transport {
   std::shared_ptr<TcpCore> core_;  // first: outlives the acceptor and timer
   tcp::acceptor acceptor_;
   asio::steady_timer retry_timer_;
+  net::AcceptBackoff retry_backoff_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread thread_;
   std::function<void(std::shared_ptr<Link>)> on_link_;

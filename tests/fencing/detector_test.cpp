@@ -62,8 +62,18 @@ bool eventually(const std::function<bool()>& f, std::chrono::milliseconds timeou
   return f();
 }
 
-int connect_to(uint16_t port) {
+// `source`: another loopback address (127.0.0.2) playing a second host.
+int connect_to(uint16_t port, const char* source = nullptr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (source != nullptr) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &from.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   timeval tv{2, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_in a{};
@@ -279,6 +289,33 @@ TEST(FailureDetector, GarbageForgedAndReplayedHeartbeatsCloseTheConnection) {
   EXPECT_NE(a.stats().last_rejection.find("bad HMAC"), std::string::npos);
   EXPECT_EQ(a.stats().beats_received, good_before + 2);
   for (int f : {to_a, fresh, from_b, tap}) ::close(f);
+}
+
+// Issue 20, finding 4: the heartbeat listener had no cap at all. A flood of idle connections from
+// one address gets its per-address share (each sent a challenge); the rest are closed before any
+// byte, and the real peer (another address) is heard meanwhile.
+TEST(FailureDetector, AFloodFromOneAddressIsCappedAndThePeerIsStillHeard) {
+  const uint16_t pa = free_port(), pb = free_port();
+  DetectorConfig ca = config(pa, pb);
+  ca.second.admission = {8, 3, {}};
+  FailureDetector a(ca), b(config(pb, pa));
+  a.start();
+  std::vector<int> flood;
+  for (int i = 0; i < 30; ++i) {
+    flood.push_back(connect_to(pa, "127.0.0.2"));
+    ASSERT_GE(flood.back(), 0);
+  }
+  size_t closed = 0;
+  for (int fd : flood) closed += closed_by_peer(fd) ? 1 : 0;  // an admitted one gets its challenge
+  EXPECT_EQ(closed, flood.size() - 3);
+  EXPECT_NE(a.stats().last_rejection.find("too many unauthenticated connections from 127.0.0.2"), std::string::npos)
+      << a.stats().last_rejection;
+  b.start();  // from 127.0.0.1
+  EXPECT_TRUE(eventually([&] { return a.second_path_alive(); }));
+  for (int fd : flood) ::close(fd);
+  DetectorConfig bad = ca;
+  bad.second.admission.allow = {"not-an-address"};
+  EXPECT_THROW(FailureDetector{bad}, std::invalid_argument);
 }
 
 TEST(FailureDetector, WithoutASecondPathTheLinkAloneDecides) {

@@ -33,8 +33,19 @@ inline int listen_local(uint16_t* port, int backlog = 4) {
   return fd;
 }
 
-inline int connect_local(uint16_t port, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+// `source` (another loopback address such as "127.0.0.2") plays a second client host.
+inline int connect_local(uint16_t port, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
+                         const char* source = nullptr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (source != nullptr) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &from.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

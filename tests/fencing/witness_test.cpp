@@ -59,8 +59,9 @@ class Witness : public ::testing::Test {
   }
 
   void start(std::chrono::milliseconds max_lease = 30s, size_t nonce_capacity = 65536,
-             std::chrono::milliseconds io_timeout = 5s) {
+             std::chrono::milliseconds io_timeout = 5s, net::AdmissionLimits admission = {64, 8, {}}) {
     WitnessOptions o;
+    o.admission = admission;
     o.state_file = state_file;
     o.psk = kPsk;
     o.max_lease = max_lease;
@@ -392,6 +393,37 @@ TEST_F(Witness, SilentOrHalfFrameClientIsCutOff) {
   ::close(fd);
   EXPECT_FALSE(r.timed_out);  // the witness closed it, well before our 5 s
   EXPECT_LT(std::chrono::steady_clock::now() - before, 4s);
+  EXPECT_TRUE(client()->acquire("a", 0).granted());
+}
+
+// Issue 20, finding 4: a flood of idle connections from one address gets its per-address share
+// of connections; the rest are closed at once (the old witness kept every one for io_timeout),
+// and a client from another address is served meanwhile.
+TEST_F(Witness, AFloodFromOneAddressIsCappedAndOthersAreServed) {
+  start(30s, 65536, 60s, {16, 3, {}});
+  std::vector<int> flood;
+  for (int i = 0; i < 30; ++i) {
+    flood.push_back(connect_local(server->port(), 10s, "127.0.0.2"));
+    ASSERT_GE(flood.back(), 0);
+  }
+  for (size_t i = 3; i < flood.size(); ++i) {
+    const Received r = read_until_close(flood[i]);
+    EXPECT_FALSE(r.timed_out) << "flood connection " << i << " was kept open";
+  }
+  const Grant g = client()->acquire("a", 0);  // from 127.0.0.1, while three flood connections wait
+  EXPECT_TRUE(g.granted()) << g.why;
+  for (int fd : flood) ::close(fd);
+}
+
+TEST_F(Witness, AClientOutsideTheAllowListIsClosedAtOnce) {
+  start(30s, 65536, 60s, {16, 3, {"127.0.0.1"}});
+  const int fd = connect_local(server->port(), 10s, "127.0.0.2");
+  ASSERT_GE(fd, 0);
+  send_all(fd, request_frame(wire::ACQUIRE, "b", 0, 1));
+  const Received r = read_until_close(fd);
+  ::close(fd);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_TRUE(r.bytes.empty()) << "a stranger got a reply";
   EXPECT_TRUE(client()->acquire("a", 0).granted());
 }
 

@@ -228,6 +228,14 @@ class RawPeer {
     socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
     return !ec;
   }
+  // From another loopback address (127.0.0.2 ...): a second "host" for per-address limits.
+  bool connect_from(const std::string& source, uint16_t port) {
+    boost::system::error_code ec;
+    socket_.open(boost::asio::ip::tcp::v4(), ec);
+    if (!ec) socket_.bind({boost::asio::ip::make_address(source), 0}, ec);
+    if (!ec) socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+    return !ec;
+  }
 
   bool write(const std::string& bytes) {
     boost::system::error_code ec;

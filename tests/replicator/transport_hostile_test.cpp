@@ -292,9 +292,46 @@ TEST(HostilePeer, SilentPeersCannotTakeEverySlotForever) {
     silent.push_back(std::make_unique<RawPeer>());
     ASSERT_TRUE(silent.back()->connect(server.port()));
   }
-  EXPECT_TRUE(log.eventually_contains("too many pending handshakes"));
+  EXPECT_TRUE(log.eventually_contains("too many unauthenticated connections (2)"));
   for (auto& peer : silent) EXPECT_TRUE(peer->wait_closed());  // the extra ones at once, the rest on timeout
   expect_listener_serves_good_peer(server);
+}
+
+// Issue 20, finding 4: a flood of idle connections from one address takes at most its
+// per-address share of the unauthenticated slots; the rest are closed at once, and the real
+// peer (another address) still gets in while the flood's admitted connections wait. On the old
+// code (a global cap only) the flood held every slot until the handshake timeout.
+TEST(HostilePeer, AFloodFromOneAddressLeavesRoomForTheRealPeer) {
+  LogCapture log;
+  TransportOptions options;
+  options.handshake_timeout = 120s;  // the flood's admitted connections outlive the test
+  options.max_pending_handshakes = 8;
+  options.max_pending_handshakes_per_address = 2;
+  Server server(identity(wire::SECONDARY), options);
+  std::vector<std::unique_ptr<RawPeer>> flood;
+  for (int i = 0; i < 40; ++i) {
+    flood.push_back(std::make_unique<RawPeer>());
+    ASSERT_TRUE(flood.back()->connect_from("127.0.0.2", server.port()));
+  }
+  for (size_t i = 2; i < flood.size(); ++i) EXPECT_TRUE(flood[i]->wait_closed()) << "flood connection " << i;
+  EXPECT_TRUE(log.eventually_contains("too many unauthenticated connections from 127.0.0.2 (2)"));
+  expect_listener_serves_good_peer(server);  // from 127.0.0.1
+  expect_listener_serves_good_peer(server);
+}
+
+TEST(HostilePeer, AnAddressOutsideTheAllowListIsClosedAtAccept) {
+  LogCapture log;
+  TransportOptions options;
+  options.allow = {"127.0.0.1"};
+  Server server(identity(wire::SECONDARY), options);
+  RawPeer stranger;
+  ASSERT_TRUE(stranger.connect_from("127.0.0.2", server.port()));
+  EXPECT_TRUE(stranger.wait_closed());
+  EXPECT_TRUE(log.eventually_contains("127.0.0.2 is not in the allow-list"));
+  expect_listener_serves_good_peer(server);
+  TransportOptions bad;
+  bad.allow = {"peer.example"};
+  EXPECT_THROW(make_tcp_transport(identity(wire::SECONDARY), bad), std::invalid_argument);
 }
 
 // --- after authentication ------------------------------------------------------------------
