@@ -28,12 +28,12 @@ Scenarios (--scenario, one CTest test each):
                  two `tandem run` boots reach the same state hash at the same icount, past
                  the shell prompt; a snapshot saved mid-boot and restored in another process
                  ends with the same hash.
+  tandem-replay  an interactive session (boot with Redis, redis-cli ping/set/incr typed at
+                 the prompt, poweroff) under `tandem record` replays bit for bit: console,
+                 state hash at the same icount, disk.
 
 Exits 77 (CTest SKIP_RETURN_CODE) with a SKIP line when the images are not built, QEMU or
-OpenSBI is missing, or (tandem-*) tandem is missing; the scenarios that run Debian's
-userspace on Tandem also skip while Tandem's hart lacks F and D (the kernel's "riscv: ELF
-capabilities" line shows the hart's letters): Debian's riscv64 binaries are built for
-rv64gc (lp64d) and die on the first floating-point instruction without them. Stdlib only.
+OpenSBI is missing, or (tandem-*) tandem is missing. Stdlib only.
 """
 import argparse
 import os
@@ -41,12 +41,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-from linux_boot_test import Console, Failure, Skip, STATE_HASH  # same directory
-
-SKIP = 77
+import guest_scenario  # same directory
+from guest_scenario import Failure, Skip
+from linux_boot_test import Console, STATE_HASH
 MEM_MIB = 256
 OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 APPEND = "root=/dev/vda rw console=ttyS0 printk.time=0"
@@ -58,7 +57,7 @@ PROMPT = re.compile(r"root@tandem:[^\n]*# (\x1b\[6n)?$")
 # The end-of-command marker: the shell expands it, the echoed command line does not match.
 MARK_CMD = 'echo "@@$?@@$((6*7))"'
 MARK = re.compile(r"@@(\d+)@@42\n")
-PIPE_KEYS = 3000
+PIPE_KEYS = 3000  # --pipe-keys
 KERNEL_RELEASE = r"6\.1\.\S+"  # uname -r; --kernel-release changes it
 
 
@@ -230,7 +229,8 @@ def redis_first_boot(console):
     if f"errors: 0, replies: {PIPE_KEYS}" not in out:
         raise Failure(f"{label}: redis-cli --pipe: {out!r}")
     expect(label, "DBSIZE", sh(console, f"{cli} dbsize"), f"{PIPE_KEYS + 2}\n")
-    expect(label, "GET piped", sh(console, f"{cli} get key:1234"), "value-1234\n")
+    middle = PIPE_KEYS // 2 + 1
+    expect(label, "GET piped", sh(console, f"{cli} get key:{middle}"), f"value-{middle}\n")
     # SHUTDOWN: the server exits; its AOF is on the root disk.
     sh(console, f"{cli} shutdown; while [ -e /run/redis/redis-server.pid ] && "
                 f"kill -0 $(cat /run/redis/redis-server.pid) 2>/dev/null; do sleep 0.1; done")
@@ -386,27 +386,6 @@ def scenario_recipe(img, tmp, build_sh, apt_cache):
           TANDEM_DEBIAN_LOCK=os.path.join(tmp, "nonexistent.lock"))
 
 
-ELF_CAPS = re.compile(r"riscv: ELF capabilities (\w+)\n")
-
-
-def tandem_has_fd(img, tmp):
-    """Boots Tandem to the kernel's ELF capabilities line: whether its hart has F and D."""
-    console = Console(img.tandem_cmd(img.copy(tmp, "probe.img")), "tandem probe")
-    try:
-        caps = wait_for(console, ELF_CAPS, img.timeout, "'riscv: ELF capabilities' line").group(1)
-    finally:
-        console.kill()
-    return "f" in caps and "d" in caps, caps
-
-
-def require_fd(img, tmp):
-    img.require(tandem=True)
-    ok, caps = tandem_has_fd(img, tmp)
-    if not ok:
-        raise Skip(f"Tandem's hart offers '{caps}', no F/D yet (the RV64GC issue): Debian's "
-                   f"riscv64 binaries are lp64d and need them")
-
-
 def scenario_tandem_root(img, tmp):
     img.require(tandem=True)
     missing = os.path.join(tmp, "missing.img")
@@ -429,13 +408,11 @@ def scenario_tandem_root(img, tmp):
                  "init start")
     finally:
         console.kill()
-    ok, caps = tandem_has_fd(img, tmp)
-    print(f"tandem-root: the kernel mounts the ext4 root from virtio-blk and starts /sbin/init "
-          f"(hart capabilities '{caps}'{'' if ok else ': no F/D, so init cannot run yet'})")
+    print("tandem-root: the kernel mounts the ext4 root from virtio-blk and starts /sbin/init")
 
 
 def scenario_tandem_shell(img, tmp):
-    require_fd(img, tmp)
+    img.require(tandem=True)
     mem, _ = session(img.tandem_cmd(img.copy(tmp, "shell.img")), "tandem", img.timeout,
                      shell_checks)
     print(f"tandem-shell: prompt, uname, isa, busybox applets, poweroff OK; memory "
@@ -443,7 +420,7 @@ def scenario_tandem_shell(img, tmp):
 
 
 def scenario_tandem_redis(img, tmp):
-    require_fd(img, tmp)
+    img.require(tandem=True)
     redis_on(img, tmp, "tandem", img.tandem_cmd)
 
 
@@ -458,7 +435,7 @@ def run_to(img, extra, label):
 
 
 def scenario_tandem_determinism(img, tmp, limit, save_at):
-    require_fd(img, tmp)
+    img.require(tandem=True)
     results = []
     for i in (1, 2):
         status, digest, icount, out = run_to(
@@ -484,17 +461,72 @@ def scenario_tandem_determinism(img, tmp, limit, save_at):
         "restored run")
     if digest_b != digest_a or icount != limit or not out_a.endswith(out_b):
         raise Failure(f"restored run: {digest_b} at {icount}, want {digest_a} at {limit}")
+    if b"Linux version" not in out_b or READY.encode() not in out_b:
+        raise Failure(f"the snapshot at icount {save_at} was not mid-boot: the restored run "
+                      f"did not print the kernel log and init's ready line (adjust --det-save-at)")
     print(f"tandem-determinism: state-hash {digest_a} at icount {limit} in every run "
           f"(snapshot at {save_at} restored in another process)")
 
 
+def same_file(a, b):
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 20), fb.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def scenario_tandem_replay(img, tmp):
+    """An interactive session recorded with `tandem record` (boot with Redis, commands typed
+    at the prompt one at a time as the shell answers, poweroff) replays bit for bit: same
+    console bytes, same state hash at the same icount, same disk."""
+    img.require(tandem=True)
+    disk, copy = img.copy(tmp, "rec.img"), img.copy(tmp, "rec-copy.img")
+    log = os.path.join(tmp, "session.log")
+    cmd = [img.tandem, "record", "--log", log, "--time", "virtual", "--state-hash",
+           *img.tandem_boot_args(disk, "redis")]
+    console = Console(cmd, "tandem record")
+    cli = "redis-cli --raw"
+    try:
+        boot_to_shell(console, img.timeout)
+        expect(console.label, "PING", sh(console, f"{cli} ping"), "PONG\n")
+        expect(console.label, "SET", sh(console, f"{cli} set recorded yes"), "OK\n")
+        expect(console.label, "INCR", sh(console, f"{cli} incr n; {cli} incr n"), "1\n2\n")
+        expect(console.label, "uptime", sh(console, "cut -d' ' -f1 /proc/uptime | grep -c ."), "1\n")
+        power_off(console, img.timeout)
+    finally:
+        console.kill()
+    rec = STATE_HASH.search(console.stderr.decode(errors="replace"))
+    if not rec:
+        raise Failure(f"record: no state-hash\n{console.dump()}")
+    replay = subprocess.run([img.tandem, "replay", "--log", log, "--state-hash",
+                             *img.tandem_boot_args(copy, "redis")],
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=img.timeout)
+    err = replay.stderr.decode(errors="replace")
+    rep = STATE_HASH.search(err)
+    replayed = replay.stdout.decode("latin-1").replace("\r", "")
+    if replay.returncode != 0 or not rep or rep.groups() != rec.groups():
+        raise Failure(f"replay: exit {replay.returncode}, {rep and rep.groups()} vs recorded "
+                      f"{rec.groups()}\n{err[-2000:]}")
+    if replayed != console.text:
+        raise Failure(f"the replayed console differs from the recorded one:\n{replayed[-2000:]}")
+    if not same_file(disk, copy):
+        raise Failure("the replayed disk differs from the recorded one")
+    print(f"tandem-replay: a recorded session (boot, redis-cli ping/set/incr, poweroff) replays "
+          f"bit for bit: state-hash {rec.group(1)} at icount {rec.group(2)}, console "
+          f"({len(replayed)} chars) and disk identical")
+
+
 def main():
+    global KERNEL_RELEASE, PIPE_KEYS
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", required=True,
                     choices=["qemu-shell", "qemu-redis", "qemu-sqlite", "qemu-bad-image",
                              "recipe", "tandem-root", "tandem-shell", "tandem-redis",
-                             "tandem-determinism"])
+                             "tandem-determinism", "tandem-replay"])
     ap.add_argument("--images", required=True,
                     help="the build's guest/debian directory (debian.img, kernel/Image)")
     ap.add_argument("--bios", default=OPENSBI)
@@ -509,11 +541,16 @@ def main():
     ap.add_argument("--build-sh", help="recipe: guest/debian/build.sh")
     ap.add_argument("--apt-cache", default=os.environ.get("TANDEM_DEBIAN_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tandem", "debian-apt"))
-    ap.add_argument("--det-instructions", type=int, default=2_000_000_000)
-    ap.add_argument("--det-save-at", type=int, default=200_000_000)
+    ap.add_argument("--pipe-keys", type=int, default=PIPE_KEYS,
+                    help="redis: keys sent through redis-cli --pipe")
+    ap.add_argument("--det-instructions", type=int, default=300_000_000,
+                    help="determinism: icount to stop at (past the shell prompt, ~150M with "
+                         "the debian.config kernel and tandem.services=redis)")
+    ap.add_argument("--det-save-at", type=int, default=20_000_000,
+                    help="determinism: snapshot icount, inside the kernel's boot (before its "
+                         "console is up)")
     args = ap.parse_args()
-    global KERNEL_RELEASE
-    KERNEL_RELEASE = args.kernel_release
+    KERNEL_RELEASE, PIPE_KEYS = args.kernel_release, args.pipe_keys
     img = Images(args)
     scenarios = {
         "qemu-shell": lambda tmp: scenario_qemu_shell(img, tmp),
@@ -524,20 +561,11 @@ def main():
         "tandem-root": lambda tmp: scenario_tandem_root(img, tmp),
         "tandem-shell": lambda tmp: scenario_tandem_shell(img, tmp),
         "tandem-redis": lambda tmp: scenario_tandem_redis(img, tmp),
+        "tandem-replay": lambda tmp: scenario_tandem_replay(img, tmp),
         "tandem-determinism": lambda tmp: scenario_tandem_determinism(
             img, tmp, args.det_instructions, args.det_save_at),
     }
-    try:
-        with tempfile.TemporaryDirectory(prefix="tandem-debian-") as tmp:
-            scenarios[args.scenario](tmp)
-    except Skip as e:
-        print(f"SKIP: {e}")
-        return SKIP
-    except Failure as e:
-        print(f"FAIL: {e}")
-        return 1
-    return 0
-
+    return guest_scenario.run("tandem-debian-", scenarios[args.scenario])
 
 if __name__ == "__main__":
     sys.exit(main())
