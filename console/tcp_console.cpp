@@ -10,8 +10,8 @@ namespace tandem::console {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-TcpConsole::TcpConsole(const std::string& host, uint16_t port, size_t max_pending_output)
-    : acceptor_(io_), max_pending_output_(max_pending_output) {
+TcpConsole::TcpConsole(const std::string& host, uint16_t port, size_t max_pending_output, size_t max_pending_input)
+    : acceptor_(io_), max_pending_output_(max_pending_output), max_pending_input_(std::max<size_t>(max_pending_input, 1)) {
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
   if (ec) throw std::invalid_argument("console: '" + host + "' is not a numeric IP address");
@@ -59,10 +59,25 @@ uint64_t TcpConsole::clients_accepted() const {
   return clients_accepted_;
 }
 
+size_t TcpConsole::pending_input() const {
+  std::lock_guard lock(mutex_);
+  return input_.size();
+}
+
 void TcpConsole::accept_next() {
   auto socket = std::make_shared<tcp::socket>(io_);
   acceptor_.async_accept(*socket, [this, socket](const boost::system::error_code& ec) {
-    if (ec) return;  // acceptor closed
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;  // closed
+    if (ec) {
+      const auto pause = accept_backoff_.next();
+      spdlog::warn("console: accept failed: {} (next try in {} ms)", ec.message(), pause.count());
+      accept_pause_.expires_after(pause);
+      accept_pause_.async_wait([this](const boost::system::error_code& wait_ec) {
+        if (!wait_ec) accept_next();
+      });
+      return;
+    }
+    accept_backoff_.reset();
     boost::system::error_code ignored;
     socket->set_option(tcp::no_delay(true), ignored);
     if (client_) client_->close(ignored);  // a new client replaces the old one
@@ -93,13 +108,16 @@ void TcpConsole::read_more(std::shared_ptr<tcp::socket> socket) {
                               }
                               return;
                             }
+                            bool full = false;
                             {
                               std::lock_guard lock(mutex_);
                               input_.insert(input_.end(), read_buffer_.begin(),
                                             read_buffer_.begin() + n);
+                              full = input_full_ = input_.size() >= max_pending_input_;
                             }
                             input_ready_.notify_all();
-                            read_more(socket);
+                            if (full) paused_ = socket;  // resumed by read_input
+                            else read_more(socket);
                           });
 }
 
@@ -139,6 +157,14 @@ size_t TcpConsole::read_input(std::vector<uint8_t>& out, size_t max) {
   const size_t n = std::min(max, input_.size());
   out.insert(out.end(), input_.begin(), input_.begin() + n);
   input_.erase(input_.begin(), input_.begin() + n);
+  if (input_full_ && input_.size() <= max_pending_input_ / 2) {
+    input_full_ = false;
+    asio::post(io_, [this] {
+      auto socket = paused_.lock();
+      paused_.reset();
+      if (socket && socket == client_) read_more(socket);  // a replaced client stays closed
+    });
+  }
   return n;
 }
 

@@ -71,12 +71,20 @@ std::optional<std::string> Handshake::check_announcement(uint32_t version, const
   return std::nullopt;
 }
 
+namespace {
+// What a Refused tells a peer that has proved nothing yet: never this side's vm id (a scanner
+// would learn which VM listens here); the log keeps the whole reason.
+std::string told_to_peer(const std::string& reason) {
+  return reason.rfind("vm_id mismatch", 0) == 0 ? std::string("vm_id mismatch") : reason;
+}
+}  // namespace
+
 Handshake::Step Handshake::on_hello(const wire::Envelope& envelope) {
   if (!envelope.has_hello()) return unexpected(envelope, "Hello");
   const auto& hello = envelope.hello();
   if (auto reason = check_announcement(hello.protocol_version(), hello.vm_id(), hello.role(), hello.challenge(),
                                        hello.node_name())) {
-    return refuse(*reason);
+    return refuse(told_to_peer(*reason), *reason);
   }
   // A challenge this transport issued, sent back to it. The proofs bind the direction, so this
   // would not yield a useful proof any more; it is refused all the same.
@@ -120,7 +128,7 @@ Handshake::Step Handshake::on_hello_reply(const wire::Envelope& envelope) {
   const auto& reply = envelope.hello_reply();
   if (auto reason = check_announcement(reply.protocol_version(), reply.vm_id(), reply.role(), reply.challenge(),
                                        reply.node_name())) {
-    return refuse(*reason);
+    return refuse(told_to_peer(*reason), *reason);
   }
   if (reply.challenge() == my_challenge_) return refuse("reflected challenge");
   if (!role_pair_allowed(me_.role, reply.role())) return refuse(role_pair_refusal(me_.role, reply.role()));

@@ -6,6 +6,9 @@
 #include <utility>
 #include <boost/asio.hpp>
 
+#include <algorithm>
+#include <thread>
+
 #include "console/stdio_console.h"
 #include "console/tcp_console.h"
 
@@ -61,6 +64,35 @@ TEST(TcpConsole, NewClientReplacesTheOldOne) {
   char c;
   first.read_some(asio::buffer(&c, 1), ec);
   EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+}
+
+// Issue 20: input is bounded. A client sending far more than the guest reads does not grow the
+// console's buffer past its bound (the old console buffered all of it); reading stops, TCP
+// pushes back, and once the guest reads, every byte arrives, in order, nothing dropped.
+TEST(TcpConsole, InputIsBoundedByBackPressureAndNothingIsLost) {
+  constexpr size_t kBound = 16 << 10;
+  TcpConsole console("127.0.0.1", 0, 1 << 20, kBound);
+  asio::io_context io;
+  tcp::socket client(io);
+  client.connect({asio::ip::make_address("127.0.0.1"), console.port()});
+  std::string sent(4 << 20, '\0');
+  for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  std::thread writer([&] {
+    boost::system::error_code ec;
+    asio::write(client, asio::buffer(sent), ec);
+  });
+  // Wait until the console has stopped reading (its buffer reached the bound).
+  for (int i = 0; i < 1000 && console.pending_input() < kBound; ++i) console.wait_input(std::chrono::milliseconds(10));
+  ASSERT_GE(console.pending_input(), kBound);
+  std::vector<uint8_t> got;
+  while (got.size() < sent.size()) {
+    EXPECT_LE(console.pending_input(), kBound + 4096) << "the input buffer grew past its bound";
+    if (console.read_input(got, 1024) == 0) {
+      ASSERT_TRUE(console.wait_input(std::chrono::seconds(10)));
+    }
+  }
+  writer.join();
+  EXPECT_TRUE(std::equal(sent.begin(), sent.end(), got.begin())) << "input lost or reordered";
 }
 
 // Output is written from the producing thread while nothing waits, and queued for the I/O

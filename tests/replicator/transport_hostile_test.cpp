@@ -154,6 +154,9 @@ TEST(HostilePeer, WrongVmIdIsRefused) {
   auto answer = peer.hello(identity(wire::PRIMARY, 1, kPsk, "someone-else"), make_challenge());
   ASSERT_TRUE(answer && answer->has_refused());
   EXPECT_EQ(answer->refused().reason().rfind("vm_id mismatch", 0), 0u) << answer->refused().reason();
+  // Issue 20: the refusal does not tell an unauthenticated peer which VM listens here.
+  EXPECT_EQ(answer->refused().reason().find(identity(wire::SECONDARY).vm_id), std::string::npos)
+      << answer->refused().reason();
   EXPECT_TRUE(peer.wait_closed());
 }
 
