@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
@@ -20,6 +22,7 @@
 #include "vmm-hooks/recorder.h"
 #include "vmm-hooks/replayer.h"
 #include "vmm/cpu/hart.h"
+#include "vmm/cross_check.h"
 #include "vmm/devices/disk_image.h"
 #include "vmm/loader.h"
 
@@ -64,6 +67,11 @@ bool is_set(const volatile std::sig_atomic_t* flag) { return flag && *flag; }
 void check_machine_options(const MachineOptions& opt) {
   if (const auto broken = opt.boot.check()) throw BadInput(vmm::BootSpec::describe_for_cli(*broken));
   if (opt.mem_mib == 0 || opt.mem_mib > 65536) throw BadInput("--mem must be 1..65536 MiB");
+  vmm::CpuEngine engine{};
+  if (opt.cpu != "check" && !vmm::parse_cpu_engine(opt.cpu, engine)) {
+    throw BadInput("--cpu must be interp, jit or check (tandem run), not '" + opt.cpu + "'");
+  }
+  if (opt.cpu != "check") vmm::set_default_cpu_engine(engine);
 }
 
 vmm::MachineConfig machine_config(const MachineOptions& opt) {
@@ -190,8 +198,66 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
+namespace {
+
+// The World of `--cpu check`: no input at all (so both machines see the same, none),
+// service points on a fixed grid, entropy from the icount, output to stdout from the
+// reference machine only.
+class CheckWorld final : public vmm::World {
+ public:
+  explicit CheckWorld(bool prints) : prints_(prints) {}
+  uint64_t next_service_icount(uint64_t now) override { return (now / kEvery + 1) * kEvery; }
+  void service(vmm::Machine&) override {}
+  bool idle(vmm::Machine&, uint64_t) override { return false; }
+  void output(vmm::OutputChannel channel, uint64_t, std::span<const uint8_t> bytes) override {
+    if (prints_ && channel == vmm::OutputChannel::Console) {
+      std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+      std::fflush(stdout);
+    }
+  }
+  void entropy(uint64_t icount, std::span<uint8_t> out) override {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<uint8_t>((icount + i) * 0x9d);
+  }
+
+ private:
+  static constexpr uint64_t kEvery = 1u << 20;
+  bool prints_;
+};
+
+// `tandem run --cpu check`: the guest on the interpreter and on the translator side by side.
+int check_session(const RunOptions& opt) {
+  const MachineOptions& mo = opt.machine;
+  if (mo.boot.empty()) throw BadInput("--cpu check needs GUEST or --bios");
+  if (!opt.restore_path.empty() || opt.save_at || !opt.net.empty() || !opt.dump_dtb.empty() ||
+      !mo.disk.empty()) {
+    throw BadInput("--cpu check takes no --restore, --save, --net, --disk or --dump-dtb");
+  }
+  if (mo.check_every == 0) throw BadInput("--check-every must be > 0");
+  const vmm::MachineConfig config = machine_config(mo);
+  CheckWorld world_a(true), world_b(false);
+  std::optional<vmm::Machine> a, b;
+  boot(a, config, world_a, mo.boot);
+  boot(b, config, world_b, mo.boot);
+  a->hart().set_engine(vmm::CpuEngine::Interpreter);
+  b->hart().set_engine(vmm::CpuEngine::Translator);
+  const auto start = std::chrono::steady_clock::now();
+  const vmm::CrossCheckResult r =
+      vmm::cross_check(*a, *b, mo.check_every, mo.max_instructions.value_or(UINT64_MAX));
+  const double wall_s = seconds_since(start);
+  std::fprintf(stderr, "tandem: %s\n", r.describe().c_str());
+  if (!r.same) return kStatusCpuMismatch;
+  report_end(r.exit);
+  if (mo.state_hash) print_state_hash(*a);
+  if (mo.stats) print_stats(r.icount, wall_s);
+  return guest_status(r.exit);
+}
+
+}  // namespace
+
 int run_session(const RunOptions& opt, const volatile std::sig_atomic_t* interrupted) {
   const MachineOptions& mo = opt.machine;
+  check_machine_options(mo);
+  if (mo.cpu == "check") return check_session(opt);
   if (const auto broken = mo.boot.check()) throw BadInput(vmm::BootSpec::describe_for_cli(*broken));
   if (mo.boot.empty() && opt.restore_path.empty()) throw BadInput("GUEST or --bios is required (or --restore FILE)");
   if (opt.save_path.empty() != !opt.save_at.has_value()) throw BadInput("--save and --save-at go together");
@@ -272,6 +338,7 @@ int run_session(const RunOptions& opt, const volatile std::sig_atomic_t* interru
 
 int record_session(const RecordOptions& opt, const volatile std::sig_atomic_t* interrupted) {
   const MachineOptions& mo = opt.machine;
+  if (mo.cpu == "check") throw BadInput("--cpu check is for tandem run only");
   if (const auto broken = mo.boot.check()) throw BadInput(vmm::BootSpec::describe_for_cli(*broken));
   if (mo.boot.empty()) throw BadInput("GUEST or --bios is required");
   if (opt.log_path.empty()) throw BadInput("--log FILE is required");
@@ -324,6 +391,7 @@ int record_session(const RecordOptions& opt, const volatile std::sig_atomic_t* i
 
 int replay_session(const ReplayOptions& opt, const volatile std::sig_atomic_t* interrupted) {
   const MachineOptions& mo = opt.machine;
+  if (mo.cpu == "check") throw BadInput("--cpu check is for tandem run only");
   if (const auto broken = mo.boot.check()) throw BadInput(vmm::BootSpec::describe_for_cli(*broken));
   if (mo.boot.empty()) throw BadInput("GUEST or --bios is required");
   if (opt.log_path.empty()) throw BadInput("--log FILE is required");

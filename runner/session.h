@@ -21,6 +21,7 @@ inline constexpr int kStatusLimit = 3;        // --max-instructions reached
 inline constexpr int kStatusIdle = 4;         // the guest waits for input that can never come
 inline constexpr int kStatusDivergence = 4;   // replay: the machine left the recorded path
 inline constexpr int kStatusInterrupted = 130;
+inline constexpr int kStatusCpuMismatch = 5;  // --cpu check: the engines disagree
 
 // Bad input: one line on stderr, status kStatusBadInput.
 class BadInput : public std::runtime_error {
@@ -36,6 +37,10 @@ struct MachineOptions {
   std::optional<uint64_t> max_instructions;
   bool stats = false;
   bool state_hash = false;
+  // --cpu: "interp" or "jit" (docs/translator.md); `tandem run` also takes "check": the
+  // guest on both engines side by side, state hashes compared every check_every instructions.
+  std::string cpu = "interp";
+  uint64_t check_every = 1'000'000;
 };
 
 struct RunOptions {

@@ -43,6 +43,12 @@ void add_machine_options(CLI::App* cmd, MachineOptions& m, const char* disk_help
   cmd->add_option("--max-instructions", m.max_instructions,
                   "Stop when the icount reaches N (absolute, also after --restore); exit status 3");
   cmd->add_flag("--state-hash", m.state_hash, "Print the final machine state hash (XXH3-64) on stderr");
+  cmd->add_option("--cpu", m.cpu,
+                  "CPU engine: interp (the interpreter) or jit (the x86-64 translator, docs/translator.md); "
+                  "run also takes check: both side by side, state hashes compared (no console input)")
+      ->capture_default_str();
+  cmd->add_option("--check-every", m.check_every, "With --cpu check: instructions between state hash comparisons")
+      ->capture_default_str();
 }
 
 constexpr const char* kDiskHelp = "Attach FILE as a virtio-blk disk (writes go to the file)";

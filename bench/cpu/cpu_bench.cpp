@@ -2,7 +2,7 @@
 // console sink; no timers, no World) and prints the retired instructions per second.
 // Usage: tandem_cpu_bench GUEST.elf [--repeat N]
 // TANDEM_FPU_ENGINE=software runs every F/D operation on the software path (to measure what
-// the host SSE/FMA3 path buys).
+// the host SSE/FMA3 path buys). TANDEM_CPU_ENGINE=jit runs the translator (docs/translator.md).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -74,6 +74,14 @@ int main(int argc, char** argv) {
   }
   if (const char* e = std::getenv("TANDEM_FPU_ENGINE"); e && std::string(e) == "software") {
     fpu::set_engine(fpu::Engine::Software);
+  }
+  if (const char* e = std::getenv("TANDEM_CPU_ENGINE")) {
+    CpuEngine engine{};
+    if (!parse_cpu_engine(e, engine)) {
+      std::fprintf(stderr, "TANDEM_CPU_ENGINE: expected interp or jit, got '%s'\n", e);
+      return 2;
+    }
+    set_default_cpu_engine(engine);
   }
   int repeat = 1;
   if (argc >= 4 && std::strcmp(argv[2], "--repeat") == 0) repeat = std::max(1, std::atoi(argv[3]));

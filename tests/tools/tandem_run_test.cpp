@@ -143,6 +143,24 @@ TEST_F(TandemRun, SameGuestTwiceGivesSameHash) {
   EXPECT_NE(hash_of(a), "<none>");
 }
 
+// The translator (--cpu jit) reaches the interpreter's state hash at the same icount, and
+// --cpu check runs both side by side; a bad engine name is bad input.
+TEST_F(TandemRun, CpuEnginesGiveTheSameHashAndCheckModeAgrees) {
+  const auto img = counter_image();
+  const Outcome interp = run({"run", "--max-instructions", "300001", "--state-hash", img, "--cpu", "interp"});
+  const Outcome jit = run({"run", "--max-instructions", "300001", "--state-hash", img, "--cpu", "jit"});
+  EXPECT_EQ(interp.status, 3) << interp.err;
+  EXPECT_EQ(jit.status, 3) << jit.err;
+  EXPECT_EQ(hash_of(interp), hash_of(jit));
+  EXPECT_NE(hash_of(jit), "<none>");
+  const Outcome check = run({"run", "--max-instructions", "300001", "--cpu", "check", "--check-every", "9999", img});
+  EXPECT_EQ(check.status, 3) << check.err;
+  EXPECT_NE(check.err.find("state hashes equal up to icount 300001"), std::string::npos) << check.err;
+  const Outcome bad = run({"run", "--cpu", "turbo", img});
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--cpu must be"), std::string::npos) << bad.err;
+}
+
 TEST_F(TandemRun, SaveInOneProcessRestoreInAnotherMatchesUninterruptedRun) {
   const auto img = counter_image();
   const auto snap = path("snap.bin");

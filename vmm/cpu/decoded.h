@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <vector>
 
+namespace tandem::vmm {
+struct TlbEntry;
+}
+
 namespace tandem::vmm::cpu {
 
 // Register index that absorbs writes to x0 for instructions that must still execute
@@ -116,6 +120,39 @@ inline bool is_block_terminator(Op op) {
 // Never fails: unknown encodings decode to Op::Illegal with raw set.
 DecodedInsn decode(uint32_t bits);
 
+// ---- The translator's view of decoded code (vmm/cpu/jit.h, docs/translator.md) ----
+// What translated code returns (in rax:rdx under the System V ABI).
+struct JitResult {
+  // kJumped: the block ended with a branch or jump and `pc` is its target. Otherwise the
+  // distance (in entries, from the block's first entry) of the entry to resume at on the
+  // interpreter; `pc` is that instruction's address. Everything before it retired.
+  int64_t resume;
+  uint64_t pc;
+};
+inline constexpr int64_t kJumped = INT64_MIN;
+
+// The budget a translated block may use beyond its own first run: a block whose branch
+// goes back to its own start runs again while `left` (instructions the run loop's budget
+// has after this block) still holds the whole block, exactly as the run loop would enter it
+// again; each extra run moves its length from `left` to `extra`, which the run loop adds to
+// icount.
+struct JitBudget {
+  uint64_t left;
+  uint64_t extra;
+};
+
+// x: the 33 register slots; load_tlb/store_tlb: the current data privilege's TLB sets;
+// pc: the virtual address of the block's first instruction.
+using JitCode = JitResult (*)(uint64_t* x, const TlbEntry* load_tlb, const TlbEntry* store_tlb,
+                              uint64_t pc, JitBudget* budget);
+
+// Per decoded entry: its translation, or how often it was entered untranslated.
+struct JitSlot {
+  static constexpr uint16_t kNever = 0xffff;  // the first instruction is not translatable
+  JitCode code = nullptr;
+  uint16_t heat = 0;
+};
+
 // The decoded instructions of one 4 KiB physical page. Blocks are stored densely, one
 // entry per instruction in program order, so straight-line execution steps to `entry + 1`
 // (no dependence on the instruction length). Each block ends with a terminator
@@ -133,12 +170,15 @@ struct DecodedPage {
   // Grows only in decode_block(), which the run loop calls only when no entry pointer is
   // live (pointers are taken after it returns), so reallocation is safe.
   std::vector<DecodedInsn> entries;
+  // Translations by entry index (grown on demand, at most entries.size(); dropped with them).
+  std::vector<JitSlot> jit;
 
   DecodedPage() { index.fill(kNone); }
   // Called only between blocks (never while an entry of this page is executing).
   void invalidate() {
     index.fill(kNone);
     entries.clear();
+    jit.clear();
   }
 };
 

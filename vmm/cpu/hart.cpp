@@ -1,9 +1,28 @@
 // Public face of the hart: construction, accessors and snapshots.
 #include "vmm/cpu/hart.h"
 
+#include <algorithm>
+
 #include "vmm/cpu/hart_impl.h"
 
 namespace tandem::vmm {
+
+namespace {
+CpuEngine g_default_engine = CpuEngine::Interpreter;
+}  // namespace
+
+void set_default_cpu_engine(CpuEngine engine) { g_default_engine = engine; }
+CpuEngine default_cpu_engine() { return g_default_engine; }
+bool parse_cpu_engine(const std::string& name, CpuEngine& engine) {
+  if (name == "interp") {
+    engine = CpuEngine::Interpreter;
+  } else if (name == "jit") {
+    engine = CpuEngine::Translator;
+  } else {
+    return false;
+  }
+  return true;
+}
 
 namespace {
 // 2: no PMP registers, menvcfg/senvcfg added; 3: F and D (f registers, fcsr, mstatus.FS)
@@ -19,7 +38,9 @@ Hart::Impl::Impl(Bus& bus_in, const VirtualClock& clock_in)
 
 Hart::Impl::~Impl() { ram.set_code_write_listener({}); }
 
-Hart::Hart(Bus& bus, const VirtualClock& clock) : impl_(std::make_unique<Impl>(bus, clock)) {}
+Hart::Hart(Bus& bus, const VirtualClock& clock) : impl_(std::make_unique<Impl>(bus, clock)) {
+  set_engine(g_default_engine);
+}
 Hart::~Hart() = default;
 
 void Hart::reset(uint64_t pc) { impl_->reset(pc); }
@@ -30,6 +51,18 @@ HartStop Hart::run(uint64_t stop_icount) {
     ~FpLeave() { impl.fp_leave(); }
   } leave{*impl_};
   return impl_->run(stop_icount);
+}
+void Hart::set_engine(CpuEngine engine, unsigned translate_after) {
+  impl_->jit_heat = static_cast<uint16_t>(std::clamp(translate_after, 1u, 1000u));
+  if (engine == CpuEngine::Translator && cpu::jit_supported()) {
+    if (!impl_->jit) impl_->jit = std::make_unique<cpu::Jit>();
+  } else if (impl_->jit) {
+    impl_->drop_decoded_code();  // drops every translation with the decoded pages
+    impl_->jit.reset();
+  }
+}
+CpuEngine Hart::engine() const {
+  return impl_->jit ? CpuEngine::Translator : CpuEngine::Interpreter;
 }
 uint64_t Hart::icount() const { return impl_->s.icount; }
 void Hart::set_icount(uint64_t icount) { impl_->s.icount = icount; }

@@ -7,6 +7,7 @@
 // set_interrupt_pending(); the hart samples mip & mie at instruction boundaries.
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "vmm/bus.h"
 #include "vmm/clock.h"
@@ -23,6 +24,16 @@ inline constexpr uint64_t kMipSEIP = 1u << 9;
 inline constexpr uint64_t kMipMEIP = 1u << 11;
 
 enum class Privilege : uint8_t { User = 0, Supervisor = 1, Machine = 3 };
+
+// How the hart executes guest code. Both engines give the same state at every icount
+// (docs/translator.md); the translator runs only on x86-64 hosts (elsewhere it is the
+// interpreter).
+enum class CpuEngine : uint8_t { Interpreter, Translator };
+// The engine new harts start with (process-wide; `tandem --cpu` sets it).
+void set_default_cpu_engine(CpuEngine engine);
+CpuEngine default_cpu_engine();
+// "interp" / "jit"; false for anything else.
+bool parse_cpu_engine(const std::string& name, CpuEngine& engine);
 
 enum class HartStop {
   Budget,  // icount reached the requested stop icount exactly
@@ -55,6 +66,12 @@ class Hart {
   // Executes until icount() == stop_icount (exactly), or an earlier stop (see HartStop).
   // Interrupts that are pending and enabled are taken before the next instruction.
   HartStop run(uint64_t stop_icount);
+
+  // Selects the execution engine (takes effect at the next run()). Not state: snapshots and
+  // state hashes are the same on both. The translator translates a block once it has been
+  // entered `translate_after` times (tests use 1).
+  void set_engine(CpuEngine engine, unsigned translate_after = 8);
+  CpuEngine engine() const;
 
   uint64_t icount() const;
   void set_icount(uint64_t icount);

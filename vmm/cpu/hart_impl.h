@@ -12,6 +12,7 @@
 #include "vmm/clock.h"
 #include "vmm/cpu/decoded.h"
 #include "vmm/cpu/hart.h"
+#include "vmm/cpu/jit.h"
 
 namespace tandem::vmm {
 
@@ -116,6 +117,10 @@ struct Hart::Impl {
   std::vector<std::unique_ptr<cpu::DecodedPage>> decoded_pages;  // by RAM page index
   bool code_written = false;      // a store hit a decoded page: leave the block
   std::vector<uint64_t> pending_invalidations;  // decoded pages to drop at the next fetch
+  // The translator (docs/translator.md): on when jit is set; entries are translated once
+  // they have been entered jit_heat times.
+  uint16_t jit_heat = 8;
+  std::unique_ptr<cpu::Jit> jit;
   bool irq_check_needed = true;   // interrupt-relevant state changed since the last check
   bool mmio_accessed = false;     // the last slow access went to a device
 
@@ -174,6 +179,9 @@ struct Hart::Impl {
   void on_code_write(uint64_t page_index);
   void apply_code_invalidations();
   void drop_decoded_code();
+  // The translation of the block starting at `e` (an entry of `page`), translating it once
+  // it is hot; nullptr: run it on the interpreter.
+  cpu::JitCode jit_code(cpu::DecodedPage& page, const cpu::DecodedInsn* e);
 
   // ---- rv64fd.cpp ----
   // Executes an Op::FpOp. False = illegal instruction (FS off, or a reserved rounding mode).

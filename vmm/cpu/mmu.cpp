@@ -347,6 +347,27 @@ void Hart::Impl::drop_decoded_code() {
   pending_invalidations.clear();
   code_written = false;
   for (auto& set : fetch_tlb) set.fill(FetchTlbEntry{});
+  if (jit) jit->reset();  // no page refers to a translation any more
+}
+
+cpu::JitCode Hart::Impl::jit_code(cpu::DecodedPage& page, const cpu::DecodedInsn* e) {
+  const size_t index = static_cast<size_t>(e - page.entries.data());
+  if (page.jit.size() <= index) page.jit.resize(page.entries.size());
+  cpu::JitSlot* slot = &page.jit[index];
+  if (slot->code) return slot->code;
+  if (slot->heat == cpu::JitSlot::kNever || ++slot->heat < jit_heat) return nullptr;
+  if (!jit->has_room()) {
+    // The arena is full: drop every translation (none is running: we are between blocks).
+    for (auto& p : decoded_pages) {
+      if (p) p->jit.clear();
+    }
+    jit->reset();
+    page.jit.resize(page.entries.size());
+    slot = &page.jit[index];
+  }
+  slot->code = jit->translate(e);
+  if (!slot->code) slot->heat = cpu::JitSlot::kNever;
+  return slot->code;
 }
 
 }  // namespace tandem::vmm
