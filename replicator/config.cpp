@@ -90,6 +90,7 @@ struct RawConfig {
     Origin origin;
   };
   std::vector<NetOption> net_options;
+  std::vector<std::string> allow;  // [pair] allow
   Origin net_section;
   bool net_set = false;
   std::optional<hostnet::NetSpec> net_flag;  // --net SPEC, already parsed
@@ -186,7 +187,23 @@ class FileReader {
       if (key == "heartbeat_ms") return positive(raw.heartbeat_ms, kMaxIntervalMs);
       if (key == "heartbeat_misses") return positive(raw.heartbeat_misses, kMaxHeartbeatMisses);
       if (key == "max_lag_ms") return positive(raw.max_lag_ms, kMaxIntervalMs);
-      fail(origin, "unknown key (known: role, listen, peer, psk_file, heartbeat_ms, heartbeat_misses, max_lag_ms)");
+      if (key == "allow") {  // numeric peer addresses the replication link and heartbeat listeners admit
+        const auto* addresses = node.as_array();
+        if (!addresses) fail(origin, fmt::format("expected an array of numeric IP addresses, got {}", describe(node)));
+        for (const toml::node& a : *addresses) {
+          const auto* text = a.as_string();
+          boost::system::error_code ec;
+          if (text) (void)boost::asio::ip::make_address(text->get(), ec);
+          if (!text || ec) {
+            fail(origin, fmt::format("expected an array of numeric IP addresses, found {}",
+                                     text ? quote(text->get()) : describe(a)));
+          }
+          raw.allow.push_back(text->get());
+        }
+        return;
+      }
+      fail(origin, "unknown key (known: role, listen, peer, psk_file, heartbeat_ms, heartbeat_misses, max_lag_ms, "
+                   "allow)");
     }
     if (section == "console") {
       if (key == "listen") return text(raw.console_listen);
@@ -474,6 +491,8 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
   if (c.role == Role::Secondary) required(raw.listen, "pair", "listen", "--listen", "on a secondary");
   if (raw.listen.set) c.listen = checked_endpoint(raw.listen, /*allow_any_port=*/true);
   if (raw.peer.set) c.peer = checked_endpoint(raw.peer, /*allow_any_port=*/false);
+  c.allow = raw.allow;
+  c.second_path.admission.allow = raw.allow;
   if (raw.heartbeat_ms.set) c.heartbeat_ms = static_cast<uint32_t>(raw.heartbeat_ms.value);
   if (raw.heartbeat_misses.set) c.heartbeat_misses = static_cast<uint32_t>(raw.heartbeat_misses.value);
   if (raw.max_lag_ms.set) c.max_lag_ms = static_cast<uint32_t>(raw.max_lag_ms.value);

@@ -48,6 +48,7 @@ struct NodeConfig {                // filled from TOML + flags by config.cpp
   std::string peer;                // [pair] peer = "127.0.0.1:7200" (primary: protect this at start; optional)
   std::string psk_file;            // [pair] psk_file (required)
   std::string psk;                 // loaded contents
+  std::vector<std::string> allow;  // [pair] allow: peer addresses the link and heartbeat listeners admit (empty = any)
   uint32_t heartbeat_ms = 100;     // [pair] heartbeat_ms
   uint32_t heartbeat_misses = 5;   // [pair] heartbeat_misses
   uint32_t max_lag_ms = 100;       // [pair] max_lag_ms (flow control, guest time)

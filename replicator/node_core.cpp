@@ -40,7 +40,9 @@ void NodeCore::make_transport() {
     me.epoch = epoch;
     me.role = pair.role() == Role::Primary ? wire::PRIMARY : wire::SECONDARY;
   }
-  std::shared_ptr<Transport> fresh = make_tcp_transport(me);
+  TransportOptions options;
+  options.allow = cfg.allow;  // [pair] allow (issue 20)
+  std::shared_ptr<Transport> fresh = make_tcp_transport(me, options);
   std::shared_ptr<Transport> old;
   {
     std::lock_guard lock(mutex);

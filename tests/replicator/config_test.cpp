@@ -229,6 +229,16 @@ TEST_F(ConfigTest, NegativeZeroAndHugeNumbersAreRefused) {
   expect_error("[vm]\nmem_mib = 100000\n", {"host.toml:2:", "[vm] mem_mib", "100000"});
 }
 
+// [pair] allow: the peer addresses the replication link and the second heartbeat path admit.
+TEST_F(ConfigTest, PairAllowListsNumericPeerAddresses) {
+  const NodeConfig c = load(primary() + "allow = [\"10.0.0.2\", \"fd00::2\"]\n");
+  EXPECT_EQ(c.allow, (std::vector<std::string>{"10.0.0.2", "fd00::2"}));
+  EXPECT_EQ(c.second_path.admission.allow, c.allow);
+  EXPECT_TRUE(load(primary()).allow.empty());
+  expect_error(primary() + "allow = [\"peer.example\"]\n", {"host.toml:9:", "[pair] allow", "\"peer.example\""});
+  expect_error(primary() + "allow = \"10.0.0.2\"\n", {"host.toml:9:", "[pair] allow", "array"});
+}
+
 TEST_F(ConfigTest, UnknownKeysAndSectionsAreErrorsNotIgnored) {
   expect_error(primary() + "hearbeat_ms = 100\n", {"host.toml:9:", "[pair] hearbeat_ms", "unknown key"});
   expect_error(primary() + "[consle]\nlisten = \"127.0.0.1:1\"\n", {"host.toml:9:", "[consle]", "unknown section"});
