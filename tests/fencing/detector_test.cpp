@@ -19,6 +19,7 @@
 
 #include "net/frame.h"
 #include "proto/fencing.pb.h"
+#include "tests/fencing/witness_helpers.h"
 
 namespace {
 
@@ -62,29 +63,10 @@ bool eventually(const std::function<bool()>& f, std::chrono::milliseconds timeou
   return f();
 }
 
-// `source`: another loopback address (127.0.0.2) playing a second host.
+// A raw client (2 s receive timeout); `source`: another loopback address (127.0.0.2) playing a
+// second host.
 int connect_to(uint16_t port, const char* source = nullptr) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (source != nullptr) {
-    sockaddr_in from{};
-    from.sin_family = AF_INET;
-    ::inet_pton(AF_INET, source, &from.sin_addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
-      ::close(fd);
-      return -1;
-    }
-  }
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  return tandem::fencing::testing::connect_local(port, 2s, source);
 }
 
 std::string read_exact(int fd, size_t n) {
