@@ -8,23 +8,28 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz/fuzz_support.h"
 #include "replicator/config.h"
 
 namespace {
 
-std::string scratch_dir() {
-  char dir[] = "/tmp/tandem-fuzz-config-XXXXXX";
-  if (!mkdtemp(dir)) std::abort();
-  const std::string psk = std::string(dir) + "/pair.psk";
-  std::ofstream(psk) << "0123456789abcdef0123456789abcdef\n";
-  ::chmod(psk.c_str(), 0600);
-  return dir;
+// Removed at exit (fuzz_support.h).
+const std::string& scratch_dir() {
+  static const tandem::fuzz::ScratchDir dir("tandem-fuzz-config");
+  static const bool psk_written = [] {
+    const std::string psk = dir.path() + "/pair.psk";
+    std::ofstream(psk) << "0123456789abcdef0123456789abcdef\n";
+    ::chmod(psk.c_str(), 0600);
+    return true;
+  }();
+  (void)psk_written;
+  return dir.path();
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string dir = scratch_dir();
+  const std::string& dir = scratch_dir();
   std::vector<std::string> warnings;
   try {
     (void)tandem::replicator::parse_config(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.toml",

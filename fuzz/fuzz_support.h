@@ -6,11 +6,35 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace tandem::fuzz {
+
+// A private scratch directory (/tmp/PREFIX-XXXXXX), removed with everything in it when the
+// object is destroyed: a function-local static one goes at exit, which is how libFuzzer ends a
+// -runs or -max_total_time run (`make fuzz-regress` no longer leaves directories behind).
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& prefix) {
+    std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 // An in-memory file (memfd) for APIs that take a path: the fuzz input is written to it and
 // path() names it (/proc/self/fd/N). No disk traffic, nothing left behind.

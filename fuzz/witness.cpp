@@ -27,11 +27,6 @@ namespace {
 namespace witness = tandem::fencing::witness;
 constexpr std::string_view kPsk = "fuzz-witness-psk-0123456789abcdef";
 
-std::string scratch_dir() {
-  char dir[] = "/tmp/tandem-fuzz-witness-XXXXXX";
-  if (!mkdtemp(dir)) std::abort();
-  return dir;
-}
 
 struct Server {
   tandem::fencing::WitnessServer server;
@@ -70,8 +65,8 @@ void check_reply(const std::string& frame) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const bool quiet = (spdlog::set_level(spdlog::level::off), true);  // a refusal per input
   (void)quiet;
-  static const std::string dir = scratch_dir();
-  static Server server(dir);
+  static const tandem::fuzz::ScratchDir dir("tandem-fuzz-witness");  // removed at exit, after the server
+  static Server server(dir.path());
   static tandem::fuzz::MemFile state_file("fuzz-witness-state");
   tandem::fuzz::Cursor in(data, size);
   const uint8_t mode = in.take<uint8_t>() % 3;
