@@ -15,6 +15,7 @@
 #include <fstream>
 
 #include "checkpoint/checkpoint.h"
+#include "tests/support/linux_images.h"
 #include "tests/vmm-hooks/scripted_console.h"
 #include "vmm-hooks/recorder.h"
 #include "vmm-hooks/replayer.h"
@@ -207,20 +208,10 @@ TEST_F(ProtectReplayTest, KvGuestWithADiskProtectedAnywhere) {
 // guest/linux (built by `make test`), or TANDEM_LINUX_IMAGES=another-build/guest/linux.
 // The boot, and the idle after the banner.
 TEST_F(ProtectReplayTest, LinuxGuestWhenItsImagesAreThere) {
-  std::string images;
-#ifdef TANDEM_LINUX_GUEST_DIR
-  images = TANDEM_LINUX_GUEST_DIR;
-#endif
-  if (const char* env = std::getenv("TANDEM_LINUX_IMAGES")) images = env;
-  if (images.empty()) GTEST_SKIP() << "no Linux guest in this build and TANDEM_LINUX_IMAGES is not set";
+  const tandem::test::LinuxImages images = tandem::test::linux_guest_images();
+  if (!images.missing.empty()) GTEST_SKIP() << images.missing;
   Guest g;
-  g.boot.bios = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
-  if (const char* sbi = std::getenv("TANDEM_OPENSBI")) g.boot.bios = sbi;
-  g.boot.kernel = images + "/Image";
-  g.boot.initrd = images + "/initramfs.cpio";
-  for (const auto& p : {g.boot.bios, g.boot.kernel, g.boot.initrd}) {
-    if (!std::filesystem::exists(p)) GTEST_SKIP() << p << " is missing";
-  }
+  g.boot = images.boot;
   g.config.mem_bytes = 128ull << 20;
   g.config.bootargs = "console=ttyS0 printk.time=0";
   check_sync_points(g, {1'000'000, 15'000'003, 26'900'000}, 32'000'000);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "tests/checkpoint/test_guests.h"
+#include "tests/support/linux_images.h"
 #include "tests/vmm/cpu_test_support.h"
 #include "vmm/cross_check.h"
 
@@ -309,20 +310,9 @@ TEST_F(CpuJitTest, HotLoopMatchesAndStopsAtTheExactIcount) {
 // Two whole machines, interpreter and translator, booting Linux with state hashes compared
 // every 250k instructions (the lockstep cross-check mode of `tandem run --cpu check`).
 TEST(CpuJitCrossCheck, LinuxBootPrefixHasTheSameStateHashOnBothEngines) {
-  std::string images;
-#ifdef TANDEM_LINUX_GUEST_DIR
-  images = TANDEM_LINUX_GUEST_DIR;
-#endif
-  if (const char* env = std::getenv("TANDEM_LINUX_IMAGES")) images = env;
-  if (images.empty()) GTEST_SKIP() << "no Linux guest in this build and TANDEM_LINUX_IMAGES is not set";
-  BootImages boot;
-  boot.bios = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
-  if (const char* sbi = std::getenv("TANDEM_OPENSBI")) boot.bios = sbi;
-  boot.kernel = images + "/Image";
-  boot.initrd = images + "/initramfs.cpio";
-  for (const auto& p : {boot.bios, boot.kernel, boot.initrd}) {
-    if (!std::filesystem::exists(p)) GTEST_SKIP() << p << " is missing";
-  }
+  const tandem::test::LinuxImages images = tandem::test::linux_guest_images();
+  if (!images.missing.empty()) GTEST_SKIP() << images.missing;
+  const BootImages& boot = images.boot;
   MachineConfig config;
   config.mem_bytes = 128ull << 20;
   config.bootargs = "console=ttyS0 printk.time=0";
