@@ -63,6 +63,9 @@ class SwitchWorld final : public vmm::World {
   void entropy(uint64_t icount, std::span<uint8_t> out) override { current->entropy(icount, out); }
 };
 
+// What the VM thread runs next when a role's run() returns.
+enum class NextRole { Primary, Secondary, Stop };
+
 struct NodeCore {
   explicit NodeCore(NodeConfig c);
   ~NodeCore();
