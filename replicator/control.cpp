@@ -18,9 +18,9 @@ std::string string_field(const json& request, const char* key) {
   return it->get<std::string>();
 }
 
-json result(const std::string& refusal) {
-  if (refusal.empty()) return {{"ok", true}};
-  return net::error_reply(refusal);
+json result(const Result<void>& r) {
+  if (r) return {{"ok", true}};
+  return net::error_reply(r.error().message);
 }
 
 }  // namespace

@@ -28,22 +28,21 @@ class ControlHandler {
  public:
   virtual ~ControlHandler() = default;
   virtual NodeStatus status() = 0;
-  // Each returns "" when the operation was accepted (started), else the reason it was refused.
-  virtual std::string protect(const std::string& peer) = 0;
-  virtual std::string unprotect() = 0;
-  virtual std::string failover() = 0;
+  // Each succeeds when the operation was accepted (started); else why it was refused.
+  virtual Result<void> protect(const std::string& peer) = 0;
+  virtual Result<void> unprotect() = 0;
+  virtual Result<void> failover() = 0;
 };
 
 class NodeControl final : public ControlHandler {
  public:
   explicit NodeControl(Node& node) : node_(node) {}
   NodeStatus status() override { return node_.status(); }
-  std::string protect(const std::string& peer) override { return message(node_.protect(peer)); }
-  std::string unprotect() override { return message(node_.unprotect()); }
-  std::string failover() override { return message(node_.failover()); }
+  Result<void> protect(const std::string& peer) override { return node_.protect(peer); }
+  Result<void> unprotect() override { return node_.unprotect(); }
+  Result<void> failover() override { return node_.failover(); }
 
  private:
-  static std::string message(const Result<void>& r) { return r ? std::string() : r.error().message; }
   Node& node_;
 };
 

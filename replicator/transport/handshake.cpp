@@ -52,23 +52,23 @@ void Handshake::finish() {
   registered_ = false;
 }
 
-std::optional<std::string> Handshake::check_announcement(uint32_t version, const std::string& vm_id, int role,
-                                                         const std::string& challenge,
-                                                         const std::string& node_name) const {
+Result<void> Handshake::check_announcement(uint32_t version, const std::string& vm_id, int role,
+                                           const std::string& challenge, const std::string& node_name) const {
+  const auto invalid = [](std::string why) { return Error{ErrorKind::Invalid, std::move(why)}; };
   if (version != kProtocolVersion) {
-    return "protocol version " + std::to_string(version) + " not supported (this side speaks " +
-           std::to_string(kProtocolVersion) + ")";
+    return invalid("protocol version " + std::to_string(version) + " not supported (this side speaks " +
+           std::to_string(kProtocolVersion) + ")");
   }
   if (vm_id != me_.vm_id) {
-    return "vm_id mismatch (peer '" + printable(vm_id) + "', this side '" + printable(me_.vm_id) + "')";
+    return invalid("vm_id mismatch (peer '" + printable(vm_id) + "', this side '" + printable(me_.vm_id) + "')");
   }
-  if (!wire::Role_IsValid(role)) return "unknown role " + std::to_string(role);
+  if (!wire::Role_IsValid(role)) return invalid("unknown role " + std::to_string(role));
   if (challenge.size() != kChallengeBytes) {
-    return "challenge of " + std::to_string(challenge.size()) + " bytes (expected " + std::to_string(kChallengeBytes) +
-           ")";
+    return invalid("challenge of " + std::to_string(challenge.size()) + " bytes (expected " +
+                   std::to_string(kChallengeBytes) + ")");
   }
-  if (node_name.size() > kMaxNameBytes) return "node name longer than " + std::to_string(kMaxNameBytes) + " bytes";
-  return std::nullopt;
+  if (node_name.size() > kMaxNameBytes) return invalid("node name longer than " + std::to_string(kMaxNameBytes) + " bytes");
+  return {};
 }
 
 namespace {
@@ -82,9 +82,10 @@ std::string told_to_peer(const std::string& reason) {
 Handshake::Step Handshake::on_hello(const wire::Envelope& envelope) {
   if (!envelope.has_hello()) return unexpected(envelope, "Hello");
   const auto& hello = envelope.hello();
-  if (auto reason = check_announcement(hello.protocol_version(), hello.vm_id(), hello.role(), hello.challenge(),
-                                       hello.node_name())) {
-    return refuse(told_to_peer(*reason), *reason);
+  if (auto announced = check_announcement(hello.protocol_version(), hello.vm_id(), hello.role(), hello.challenge(),
+                                          hello.node_name());
+      !announced) {
+    return refuse(told_to_peer(announced.error().message), announced.error().message);
   }
   // A challenge this transport issued, sent back to it. The proofs bind the direction, so this
   // would not yield a useful proof any more; it is refused all the same.
@@ -126,9 +127,10 @@ Handshake::Step Handshake::on_auth_proof(const wire::Envelope& envelope) {
 Handshake::Step Handshake::on_hello_reply(const wire::Envelope& envelope) {
   if (!envelope.has_hello_reply()) return unexpected(envelope, "HelloReply");
   const auto& reply = envelope.hello_reply();
-  if (auto reason = check_announcement(reply.protocol_version(), reply.vm_id(), reply.role(), reply.challenge(),
-                                       reply.node_name())) {
-    return refuse(told_to_peer(*reason), *reason);
+  if (auto announced = check_announcement(reply.protocol_version(), reply.vm_id(), reply.role(), reply.challenge(),
+                                          reply.node_name());
+      !announced) {
+    return refuse(told_to_peer(announced.error().message), announced.error().message);
   }
   if (reply.challenge() == my_challenge_) return refuse("reflected challenge");
   if (!role_pair_allowed(me_.role, reply.role())) return refuse(role_pair_refusal(me_.role, reply.role()));

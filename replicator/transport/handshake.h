@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 
+#include "common/result.h"
 #include "replicator/transport/auth.h"
 #include "replicator/transport/link.h"
 
@@ -75,9 +76,9 @@ class Handshake {
   Step on_hello(const wire::Envelope& envelope);
   Step on_hello_reply(const wire::Envelope& envelope);
   Step on_auth_proof(const wire::Envelope& envelope);
-  // Checks what both Hello and HelloReply carry; the refusal reason, or nullopt.
-  std::optional<std::string> check_announcement(uint32_t version, const std::string& vm_id, int role,
-                                                const std::string& challenge, const std::string& node_name) const;
+  // Checks what both Hello and HelloReply carry; an Invalid error says why it is refused.
+  Result<void> check_announcement(uint32_t version, const std::string& vm_id, int role, const std::string& challenge,
+                                  const std::string& node_name) const;
   // A refusal that is not an answer to the expected message: the peer's own Refused ends
   // the handshake (kFailed), anything else is refused.
   Step unexpected(const wire::Envelope& envelope, const char* expected);

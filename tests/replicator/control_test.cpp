@@ -38,20 +38,25 @@ class FakeNode : public ControlHandler {
     if (throw_on_status) throw std::runtime_error("boom");
     return current;
   }
-  std::string protect(const std::string& peer) override {
+  tandem::Result<void> protect(const std::string& peer) override {
     std::lock_guard lock(mutex);
     calls.push_back("protect " + peer);
-    return refusal;
+    return answer();
   }
-  std::string unprotect() override {
+  tandem::Result<void> unprotect() override {
     std::lock_guard lock(mutex);
     calls.push_back("unprotect");
-    return refusal;
+    return answer();
   }
-  std::string failover() override {
+  tandem::Result<void> failover() override {
     std::lock_guard lock(mutex);
     calls.push_back("failover");
-    return refusal;
+    return answer();
+  }
+
+  tandem::Result<void> answer() const {
+    if (refusal.empty()) return {};
+    return tandem::Error{tandem::ErrorKind::WrongState, refusal};
   }
 
   std::mutex mutex;
