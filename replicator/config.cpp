@@ -1,3 +1,5 @@
+// A little over 600 lines: one reader per TOML table ([node], [vm], [pair], [console],
+// [control], [fencing], [net]), each short, with the checks that name the file, line and key.
 #include "replicator/config.h"
 
 #include "vmm/boot_spec.h"
