@@ -14,7 +14,7 @@ mode=$1 fuzz_build=$2 build=$3
 shift 3
 seconds=60
 if [ "$mode" = fuzz ]; then seconds=$1; shift; fi
-all_targets=(event_log checkpoint precopy config loader virtio witness heartbeat link_frame)
+all_targets=(event_log checkpoint precopy config loader virtio witness heartbeat link_frame netsim_files)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
@@ -34,6 +34,7 @@ fi
 extra_dirs() {
   case $1 in
     config) echo deploy/examples ;;
+    netsim_files) echo netsim/examples ;;
   esac
 }
 
