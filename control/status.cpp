@@ -55,6 +55,21 @@ void take(const json& object, const char* key, T& out) {
   }
 }
 
+void output_from_json(const json& j, OutputStatus& o) {
+  take(j, "held_bytes", o.held_bytes);
+  take(j, "held_items", o.held_items);
+  take(j, "released_bytes", o.released_bytes);
+  take(j, "released_items", o.released_items);
+  take(j, "latency_p50_us", o.latency_p50_us);
+  take(j, "latency_max_us", o.latency_max_us);
+}
+
+json output_to_json(const OutputStatus& o) {
+  return {{"held_bytes", o.held_bytes},         {"held_items", o.held_items},
+          {"released_bytes", o.released_bytes}, {"released_items", o.released_items},
+          {"latency_p50_us", o.latency_p50_us}, {"latency_max_us", o.latency_max_us}};
+}
+
 }  // namespace
 
 json status_to_json(const NodeStatus& s) {
@@ -78,6 +93,7 @@ json status_to_json(const NodeStatus& s) {
       {"console", s.console},
       {"last_error", s.last_error},
       {"pid", s.pid},
+      {"output", {{"console", output_to_json(s.console_output)}, {"net", output_to_json(s.net_output)}}},
       {"fencing",
        {{"arbiter", s.fencing.arbiter},
         {"lease_ms_left", s.fencing.lease_ms_left},
@@ -122,6 +138,10 @@ NodeStatus status_from_json(const json& j) {
   take(j, "console", s.console);
   take(j, "last_error", s.last_error);
   take(j, "pid", s.pid);
+  if (auto it = j.find("output"); it != j.end() && it->is_object()) {
+    if (auto c = it->find("console"); c != it->end() && c->is_object()) output_from_json(*c, s.console_output);
+    if (auto n = it->find("net"); n != it->end() && n->is_object()) output_from_json(*n, s.net_output);
+  }
   if (auto it = j.find("fencing"); it != j.end() && it->is_object()) {
     take(*it, "arbiter", s.fencing.arbiter);
     take(*it, "lease_ms_left", s.fencing.lease_ms_left);

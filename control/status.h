@@ -43,6 +43,14 @@ struct FencingStatus {
   int64_t ack_ms_left = -1;     // primary: acknowledged output may leave this long without the lease (-1: no)
 };
 
+// One output channel's gate (primary): what waits for the secondary's acknowledgement, what
+// left, and the output-commit latency of the recent releases (µs from production to release).
+struct OutputStatus {
+  uint64_t held_bytes = 0, held_items = 0;          // items: console writes / network frames
+  uint64_t released_bytes = 0, released_items = 0;  // since protection (re)started
+  double latency_p50_us = -1, latency_max_us = -1;  // the last 1000 releases (-1: none yet)
+};
+
 struct NodeStatus {
   std::string node_name, vm_id;
   Role role = Role::Primary;
@@ -62,6 +70,7 @@ struct NodeStatus {
   std::string last_error;
   int64_t pid = 0;  // tandemd's process id
   FencingStatus fencing;
+  OutputStatus console_output, net_output;  // the output gate, per channel
 };
 
 // The status object of a "status" reply, and back (tolerant of missing fields, throws

@@ -85,6 +85,10 @@ std::array<uint8_t, 6> mac(std::string_view text) {
 
 }  // namespace
 
+std::string mac_text(const std::array<uint8_t, 6>& m) {
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
 void set_net_option(NetSpec& out, std::string_view key, std::string_view value) {
   const char* backend = out.kind == NetSpec::Kind::User ? "user" : "tap";
   if (key == "hostfwd" && out.kind == NetSpec::Kind::User) {

@@ -32,6 +32,9 @@ struct NetSpec {
 // Throws std::invalid_argument with a one-line reason for a malformed specification.
 NetSpec parse_net_spec(const std::string& spec);
 
+// "52:54:00:12:34:56".
+std::string mac_text(const std::array<uint8_t, 6>& mac);
+
 // The pieces, for front ends that read them separately (tandemd's [net] section). Each
 // throws std::invalid_argument with the bare reason (no "--net" prefix).
 // "user" | "tap".

@@ -395,6 +395,14 @@ NodeStatus Node::status() const {
   s.console = n.console ? fmt::format("{}:{}", console_host, n.console->port()) : n.cfg.console_listen;
   s.last_error = n.last_error;
   s.pid = ::getpid();
+  if (n.gate && n.pair.role() == Role::Primary) {
+    const auto fill = [&](vmm::OutputChannel c, control::OutputStatus& o) {
+      const OutputGate::ChannelState g = n.gate->state(c);
+      o = {g.held_bytes, g.held_items, g.released_bytes, g.released_items, g.latency_p50_us, g.latency_max_us};
+    };
+    fill(vmm::OutputChannel::Console, s.console_output);
+    fill(vmm::OutputChannel::Net, s.net_output);
+  }
   if (n.lease && n.detector) {
     const auto now = Clock::now();
     FencingStatus& f = s.fencing;

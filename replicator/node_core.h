@@ -23,6 +23,8 @@
 #include <utility>
 
 #include "console/tcp_console.h"
+#include "hostnet/backend.h"
+#include "vmm-hooks/net_port.h"
 #include "fencing/ack_freshness.h"
 #include "fencing/decider.h"
 #include "fencing/detector/detector.h"
@@ -144,6 +146,7 @@ struct NodeCore {
   SwitchWorld world;
   std::optional<vmm::Machine> machine;
   std::unique_ptr<console::TcpConsole> console;
+  std::unique_ptr<hooks::NetPort> net_port;  // [net]: the NIC's backend, open only while live
   std::unique_ptr<fencing::LeaseReleasePolicy> release_policy;  // arbitrated: the gate asks it
   std::unique_ptr<OutputGate> gate;
   std::unique_ptr<PrimaryWorld> recorder;
@@ -151,6 +154,18 @@ struct NodeCore {
   std::shared_ptr<StreamBatchSource> stream;
   std::unique_ptr<OutputTail> tail;
   std::unique_ptr<hooks::Replayer> replayer;
+
+  // [net]: the host side of the guest's NIC, opened only on a live primary (a secondary's
+  // frames come from the log; it sends nothing). Transmitted frames leave through the gate.
+  void open_net() {
+    if (cfg.net && !net_port) net_port = hostnet::open_backend(*cfg.net);
+  }
+
+  // [net]: the NIC both sides build (the same MAC and MTU, or the snapshot refuses to restore).
+  std::optional<vmm::NicConfig> nic_config() const {
+    if (!cfg.net) return std::nullopt;
+    return vmm::NicConfig{cfg.net->mac, cfg.net->mtu, cfg.net->link_up};
+  }
 
   uint64_t max_lag_instructions() const { return uint64_t{cfg.max_lag_ms} * 1'000'000; }
 

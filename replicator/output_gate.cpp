@@ -57,7 +57,7 @@ void OutputGate::drain_locked() {
       for (size_t k = i; k < j; ++k) release_buffer_ += held_[k].bytes;
       release_locked(first.channel,
                      {reinterpret_cast<const uint8_t*>(release_buffer_.data()), release_buffer_.size()},
-                     first.produced);
+                     first.produced, j - i);
       // Each line's own latency: from its production to this release.
       for (size_t k = i + 1; k < j; ++k) note_latency_locked(first.channel, held_[k].produced, now);
     }
@@ -68,16 +68,21 @@ void OutputGate::drain_locked() {
 }
 
 void OutputGate::release_locked(vmm::OutputChannel channel, std::span<const uint8_t> bytes,
-                                Clock::time_point produced) {
+                                Clock::time_point produced, uint64_t items) {
   if (hooks::OutputPort* port = ports_[index(channel)]) port->write_output(bytes);
   released_[index(channel)] += bytes.size();
+  released_items_[index(channel)] += items;
   note_latency_locked(channel, produced, Clock::now());
 }
 
 void OutputGate::note_latency_locked(vmm::OutputChannel channel, Clock::time_point produced,
                                      Clock::time_point released) {
   std::vector<double>& samples = latencies_us_[index(channel)];
-  samples.push_back(std::chrono::duration<double, std::micro>(released - produced).count());
+  const double us = std::chrono::duration<double, std::micro>(released - produced).count();
+  samples.push_back(us);
+  std::deque<double>& recent = recent_us_[index(channel)];
+  recent.push_back(us);
+  if (recent.size() > kLatencyWindow) recent.pop_front();
   if (samples.size() > 100000) samples.erase(samples.begin(), samples.begin() + 50000);
 }
 
@@ -96,6 +101,30 @@ uint64_t OutputGate::held_bytes() const {
 
 void OutputGate::reset_counts() {
   for (auto& r : released_) r = 0;
+  for (auto& r : released_items_) r = 0;
+}
+
+OutputGate::ChannelState OutputGate::state(vmm::OutputChannel channel) const {
+  ChannelState s;
+  std::vector<double> recent;
+  {
+    std::lock_guard lock(mutex_);
+    for (const Held& h : held_) {
+      if (h.channel != channel) continue;
+      s.held_bytes += h.bytes.size();
+      ++s.held_items;
+    }
+    recent.assign(recent_us_[index(channel)].begin(), recent_us_[index(channel)].end());
+  }
+  s.released_bytes = released_[index(channel)].load();
+  s.released_items = released_items_[index(channel)].load();
+  if (!recent.empty()) {
+    auto mid = recent.begin() + static_cast<std::ptrdiff_t>(recent.size() / 2);
+    std::nth_element(recent.begin(), mid, recent.end());
+    s.latency_p50_us = *mid;
+    s.latency_max_us = *std::max_element(recent.begin(), recent.end());
+  }
+  return s;
 }
 
 std::vector<double> OutputGate::take_latencies(vmm::OutputChannel channel) {

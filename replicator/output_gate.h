@@ -39,6 +39,14 @@ class OutputGate final : public hooks::OutputSink {
     return released_[index(channel)].load();
   }
   uint64_t held_bytes() const;
+  // One channel's state for tandemctl status: held and released bytes and items (an item is
+  // one output() call: a console write, a network frame), and the latency of recent releases.
+  struct ChannelState {
+    uint64_t held_bytes = 0, held_items = 0, released_bytes = 0, released_items = 0;
+    double latency_p50_us = -1, latency_max_us = -1;  // the last kLatencyWindow releases; -1: none
+  };
+  static constexpr size_t kLatencyWindow = 1000;
+  ChannelState state(vmm::OutputChannel channel) const;
   // Protection restarts counting where the secondary starts.
   void reset_counts();
   // Output-commit latency samples of `channel` (µs from production to release), drained.
@@ -58,13 +66,16 @@ class OutputGate final : public hooks::OutputSink {
     Clock::time_point produced;
   };
   static size_t index(vmm::OutputChannel c) { return static_cast<size_t>(c); }
-  void release_locked(vmm::OutputChannel channel, std::span<const uint8_t> bytes, Clock::time_point produced);
+  void release_locked(vmm::OutputChannel channel, std::span<const uint8_t> bytes, Clock::time_point produced,
+                      uint64_t items = 1);
   void note_latency_locked(vmm::OutputChannel channel, Clock::time_point produced, Clock::time_point released);
   bool releasable_locked(uint64_t icount) const;
   void drain_locked();
 
   std::array<hooks::OutputPort*, vmm::kOutputChannels> ports_;
   std::array<std::atomic<uint64_t>, vmm::kOutputChannels> released_{};
+  std::array<std::atomic<uint64_t>, vmm::kOutputChannels> released_items_{};
+  std::array<std::deque<double>, vmm::kOutputChannels> recent_us_;  // the last kLatencyWindow samples
   mutable std::mutex mutex_;
   fencing::ReleasePolicy* policy_ = nullptr;
   bool gated_ = false;

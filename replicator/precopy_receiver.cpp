@@ -65,6 +65,7 @@ void PrecopyReceiver::apply(const wire::SyncChunk& chunk, const std::shared_ptr<
         std::filesystem::resize_file(n_.cfg.disk, info.disk_bytes);  // must exist; contents come next
       }
       mc.disk_path = info.disk_bytes > 0 ? n_.cfg.disk : "";
+      mc.nic = n_.nic_config();  // [net] mac/mtu must be the primary's: the snapshot refuses others
       n_.replayer.reset();
       n_.stream.reset();
       n_.tail.reset();

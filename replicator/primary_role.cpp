@@ -74,7 +74,7 @@ void PrimaryRole::open_console() {
     const auto [host, port] = split_address(n_.cfg.console_listen);
     n_.console = std::make_unique<console::TcpConsole>(host, port);
   }
-  n_.gate = std::make_unique<OutputGate>(n_.console.get());
+  n_.gate = std::make_unique<OutputGate>(n_.console.get(), n_.net_port.get());  // open_net() first
   if (n_.arbitrated) {
     if (!n_.release_policy) n_.release_policy = std::make_unique<fencing::LeaseReleasePolicy>(*n_.lease, n_.acks);
     n_.gate->set_release_policy(n_.release_policy.get());
@@ -84,6 +84,7 @@ void PrimaryRole::open_console() {
   options.time = hooks::GuestTime::Wall;
   options.poll_interval = 1 << 18;
   options.interrupt_flag = &n_.wake;
+  options.net = n_.net_port.get();  // received frames are logged (NET_RX) and shipped
   n_.recorder = std::make_unique<PrimaryWorld>(*this, *n_.console, *n_.gate, options);
   n_.world.current = n_.recorder.get();
   spdlog::info("console listening on {}:{}", n_.cfg.console_listen.empty() ? "127.0.0.1" : split_address(n_.cfg.console_listen).first,
@@ -95,6 +96,8 @@ void PrimaryRole::boot() {
   mc.mem_bytes = n_.cfg.mem_mib << 20;
   mc.disk_path = n_.cfg.disk;
   mc.bootargs = n_.boot.append;
+  mc.nic = n_.nic_config();
+  n_.open_net();  // a primary that cannot open its [net] backend does not boot (FAILED, with the reason)
   open_console();
   n_.machine.emplace(mc, n_.world);
   n_.boot.load_into(*n_.machine);
@@ -173,6 +176,7 @@ void PrimaryRole::demote_to_standby() {
   n_.recorder.reset();
   n_.sink.reset();
   n_.gate.reset();
+  n_.net_port.reset();
   n_.console.reset();
   n_.lease->cancel();
   {
@@ -249,6 +253,7 @@ bool PrimaryRole::do_handover() {
   n_.recorder.reset();
   n_.sink.reset();
   n_.gate.reset();
+  n_.net_port.reset();
   n_.console.reset();
   {
     std::lock_guard lock(n_.mutex);

@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "hostnet/announce.h"
 #include "replicator/fencing_coordinator.h"
 #include "replicator/precopy_receiver.h"
 #include "replicator/primary_role.h"
@@ -209,14 +210,27 @@ void SecondaryRole::go_live() {
   if (n_.arbitrated && !planned) wait_out_holdoff();
   n_.replayer->flush_output();
   const std::string unconfirmed = n_.tail->unconfirmed(std::max(n_.replayer->released_output(), released_before));
-  // Network frames after the last release marker: no NIC backend on this node yet.
-  const size_t unconfirmed_frames =
-      n_.tail->unconfirmed(vmm::OutputChannel::Net, n_.replayer->released_output(vmm::OutputChannel::Net)).size();
+  // Network frames after the last release marker: sent again (TCP drops duplicates).
+  const std::vector<std::string> unconfirmed_frames =
+      n_.tail->unconfirmed(vmm::OutputChannel::Net, n_.replayer->released_output(vmm::OutputChannel::Net));
+  try {
+    n_.open_net();
+  } catch (const std::exception& e) {
+    spdlog::error("[net] backend: {}; the guest runs with its NIC unplugged from this host", e.what());
+  }
   primary_.open_console();
   if (!unconfirmed.empty()) {
     n_.console->write_output({reinterpret_cast<const uint8_t*>(unconfirmed.data()), unconfirmed.size()});
   }
-  if (unconfirmed_frames > 0) spdlog::warn("{} unconfirmed network frames not re-sent: no NIC backend", unconfirmed_frames);
+  if (n_.net_port) {
+    // The LAN learns the guest's MAC at this host's port first, then gets what it may not have seen.
+    const std::vector<uint8_t> announcement = hostnet::rarp_announcement(n_.cfg.net->mac);
+    for (int i = 0; i < hostnet::kAnnouncements; ++i) n_.net_port->send(announcement);
+    for (const std::string& f : unconfirmed_frames)
+      n_.net_port->send({reinterpret_cast<const uint8_t*>(f.data()), f.size()});
+    spdlog::info("[net] announced {} on the LAN; re-sent {} unconfirmed frames", hostnet::mac_text(n_.cfg.net->mac),
+                 unconfirmed_frames.size());
+  }
   {
     std::lock_guard lock(n_.mutex);
     n_.pair.to(Role::Primary, PairState::Standalone, "going live: " + v.why);

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <string_view>
+#include <utility>
+
 namespace tandem::tools {
 
 using control::NodeStatus;
@@ -39,6 +42,17 @@ std::string format_status(const NodeStatus& s) {
     out += "sync: none\n";
   }
   out += fmt::format("console {}  peer {}\n", or_dash(s.console), or_dash(s.peer));
+  // The output gate per channel (a primary's; a secondary releases nothing).
+  if (s.role == control::Role::Primary) {
+    for (const auto& [name, o] : {std::pair{"console", &s.console_output}, std::pair{"net", &s.net_output}}) {
+      const char* unit = std::string_view(name) == "net" ? "frames" : "writes";
+      const std::string latency = o->latency_p50_us < 0 ? "-"
+                                  : fmt::format("p50 {:.0f} µs max {:.0f} µs", o->latency_p50_us, o->latency_max_us);
+      out += fmt::format("output {:<7}  held {} ({} {})  released {} ({} {})  commit latency {}\n", name,
+                         human_bytes(o->held_bytes), o->held_items, unit, human_bytes(o->released_bytes),
+                         o->released_items, unit, latency);
+    }
+  }
   if (!s.fencing.arbiter.empty()) {
     std::string lease = s.fencing.lease_ms_left < 0 ? "no lease" : fmt::format("lease {} ms left", s.fencing.lease_ms_left);
     if (s.fencing.ack_ms_left >= 0) lease += fmt::format(", acks {} ms", s.fencing.ack_ms_left);

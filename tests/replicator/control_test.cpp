@@ -85,6 +85,8 @@ NodeStatus example_status() {
   s.sync = {3, 4'100'000, 210.3, true};
   s.peer = "127.0.0.1:7200";
   s.console = "127.0.0.1:7300";
+  s.console_output = {0, 0, 4200, 120, 85.0, 410.0};
+  s.net_output = {1514, 1, 2'000'000, 1500, 120.0, 900.0};
   return s;
 }
 
@@ -158,6 +160,14 @@ TEST_F(ControlTest, StatusRoundTripCarriesEveryField) {
   EXPECT_EQ(s.sync.done, e.sync.done);
   EXPECT_EQ(s.peer, e.peer);
   EXPECT_EQ(s.console, e.console);
+  for (const auto& [got, want] : {std::pair{&s.console_output, &e.console_output}, std::pair{&s.net_output, &e.net_output}}) {
+    EXPECT_EQ(got->held_bytes, want->held_bytes);
+    EXPECT_EQ(got->held_items, want->held_items);
+    EXPECT_EQ(got->released_bytes, want->released_bytes);
+    EXPECT_EQ(got->released_items, want->released_items);
+    EXPECT_DOUBLE_EQ(got->latency_p50_us, want->latency_p50_us);
+    EXPECT_DOUBLE_EQ(got->latency_max_us, want->latency_max_us);
+  }
   EXPECT_EQ(reply["status"]["state"], "PROTECTED");
   EXPECT_EQ(reply["status"]["role"], "primary");
 }
@@ -364,7 +374,9 @@ TEST(StatusFormat, TextMatchesTheDocumentedLayout) {
             "icount 123456789  peer icount 123450000  lag 6789 instr (0.007 ms)\n"
             "log 12.3 KB/s (total 1.2 MB)  last audit @120000000 ok\n"
             "sync: done, 3 rounds, 4.1 MB at 210.3 MB/s\n"
-            "console 127.0.0.1:7300  peer 127.0.0.1:7200\n");
+            "console 127.0.0.1:7300  peer 127.0.0.1:7200\n"
+            "output console  held 0 B (0 writes)  released 4.2 KB (120 writes)  commit latency p50 85 µs max 410 µs\n"
+            "output net      held 1.5 KB (1 frames)  released 2.0 MB (1500 frames)  commit latency p50 120 µs max 900 µs\n");
 }
 
 TEST(StatusFormat, FreshNodeAuditMismatchAndErrorsShow) {

@@ -264,6 +264,47 @@ TEST(OutputGate, NetworkFramesFollowTheSameRuleOneFrameAtATime) {
   EXPECT_EQ(gate.released_bytes(vmm::OutputChannel::Net), 0u);
 }
 
+// What tandemctl status shows per channel: held and released bytes and items, and the
+// latency of the releases (none before the first).
+TEST(OutputGate, ChannelStateCountsHeldAndReleasedPerChannel) {
+  ReceivedConsole client;
+  ReceivedFrames nic;
+  OutputGate gate(&client, &nic);
+  gate.set_gated(true);
+  const std::string f1(60, 'a'), f2(100, 'b');
+  print(gate, 10, "one\n");
+  print(gate, 11, "two\n");
+  send_frame(gate, 12, f1);
+  send_frame(gate, 13, f2);
+  OutputGate::ChannelState net = gate.state(vmm::OutputChannel::Net);
+  EXPECT_EQ(net.held_items, 2u);
+  EXPECT_EQ(net.held_bytes, f1.size() + f2.size());
+  EXPECT_EQ(net.released_items, 0u);
+  EXPECT_EQ(net.latency_p50_us, -1);
+  OutputGate::ChannelState console = gate.state(vmm::OutputChannel::Console);
+  EXPECT_EQ(console.held_items, 2u);
+  EXPECT_EQ(console.held_bytes, 8u);
+  gate.acknowledge(13);  // both lines (one write) and the first frame
+  console = gate.state(vmm::OutputChannel::Console);
+  EXPECT_EQ(console.held_items, 0u);
+  EXPECT_EQ(console.released_items, 2u) << "two writes, released together";
+  EXPECT_EQ(console.released_bytes, 8u);
+  EXPECT_GE(console.latency_p50_us, 0);
+  EXPECT_GE(console.latency_max_us, console.latency_p50_us);
+  net = gate.state(vmm::OutputChannel::Net);
+  EXPECT_EQ(net.held_items, 1u);
+  EXPECT_EQ(net.held_bytes, f2.size());
+  EXPECT_EQ(net.released_items, 1u);
+  EXPECT_EQ(net.released_bytes, f1.size());
+  gate.acknowledge(14);
+  net = gate.state(vmm::OutputChannel::Net);
+  EXPECT_EQ(net.held_items, 0u);
+  EXPECT_EQ(net.released_items, 2u);
+  EXPECT_EQ(nic.frames.size(), 2u);
+  gate.reset_counts();
+  EXPECT_EQ(gate.state(vmm::OutputChannel::Net).released_items, 0u);
+}
+
 // A frame produced later than held console output does not overtake it, even once the
 // console is covered first: one queue, released in order.
 TEST(OutputGate, AHeldFrameKeepsItsPlaceBehindTheLease) {
