@@ -188,7 +188,108 @@ def case_tx_held_until_ack(build):
             sniff_b.close()
 
 
-CASES = {"tx_held_until_ack": case_tx_held_until_ack}
+GUEST_IP = "10.77.3.10"
+CLIENT_IP = "10.77.3.1"
+KV_PORT = 5555
+
+
+def kernel_has_networking(linux):
+    config = os.path.join(os.path.dirname(linux.kernel), "kernel.config")
+    if not os.path.exists(config):
+        return True  # not known: let the connection tell
+    with open(config) as f:
+        text = f.read()
+    return "CONFIG_VIRTIO_NET=y" in text and "CONFIG_IP_PNP=y" in text
+
+
+class TcpKv:
+    """ONE TCP connection to the guest's kv service, line by line; never reconnects."""
+
+    def __init__(self, timeout):
+        def attempt():
+            return socket.create_connection((GUEST_IP, KV_PORT), timeout=2)
+        self.sock = h.wait_until(attempt, timeout, f"the guest's kv service on {GUEST_IP}:{KV_PORT}", interval=0.5)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def send(self, line):
+        self.sock.sendall(line.encode() + b"\n")
+
+    def reply(self, timeout):
+        self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            data = self.sock.recv(4096)  # ConnectionResetError / EOF: the connection did not survive
+            if not data:
+                raise h.HarnessError("the guest closed the connection")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace").rstrip("\r")
+
+    def ask(self, line, timeout=60):
+        self.send(line)
+        return self.reply(timeout)
+
+
+def case_tcp_failover(build):
+    linux = h.LinuxImages(build)
+    if linux.missing:
+        print(f"SKIP: the Linux guest images are missing: {', '.join(linux.missing)} (TANDEM_LINUX_IMAGES=DIR)")
+        sys.exit(SKIP)
+    if not kernel_has_networking(linux):
+        print("SKIP: the Linux guest kernel has no networking (CONFIG_VIRTIO_NET, CONFIG_IP_PNP)")
+        sys.exit(SKIP)
+    linux.append = f"{linux.APPEND} ip={GUEST_IP}::{CLIENT_IP}:255.255.255.0::eth0:off"
+    base_network()
+    # Two hypervisor hosts on one switch: both nodes' TAPs on one bridge, the client (this
+    # namespace) on the bridge's own address.
+    sh("ip", "link", "add", "br0", "type", "bridge")
+    sh("ip", "addr", "add", f"{CLIENT_IP}/24", "dev", "br0")
+    sh("ip", "link", "set", "br0", "up")
+    for tap in ("tapa", "tapb"):
+        add_tap(tap)
+        sh("ip", "link", "set", tap, "master", "br0")
+    with h.Cluster(build, linux=linux) as cluster:
+        b = cluster.node("b", "secondary", extra_lines=net_lines("tapb"))
+        a = cluster.node("a", "primary", peer_port=b.listen_port, extra_lines=net_lines("tapa"))
+        b.start()
+        h.wait_until(lambda: os.path.exists(b.socket), 20, "the secondary's control socket")
+        a.start()
+        cluster.wait_protected(a, b, timeout=120)
+        kv = TcpKv(timeout=180)  # the guest boots under protection first
+        acked = {}
+        try:
+            for i in range(20):
+                key, value = f"k{i}", f"v{i}-{os.urandom(4).hex()}"
+                check(kv.ask(f"SET {key} {value}") == "OK", f"SET {key} before the failover")
+                acked[key] = value
+            check(a.status()["state"] == "PROTECTED", "the pair should still be PROTECTED")
+            # kill -9 with a write in flight: its reply may come from either node, or the
+            # request is retransmitted by TCP to the promoted one; either way it is answered.
+            key, value = "k-inflight", "v-inflight"
+            kv.send(f"SET {key} {value}")
+            killed = time.monotonic()
+            a.kill9()
+            reply = kv.reply(timeout=120)
+            gap = time.monotonic() - killed
+            check(reply == "OK", f"the in-flight SET answered {reply!r}")
+            acked[key] = value
+            b.wait_state("primary", "STANDALONE", timeout=60)
+            for i in range(20, 30):
+                key, value = f"k{i}", f"v{i}"
+                check(kv.ask(f"SET {key} {value}") == "OK", f"SET {key} after the failover")
+                acked[key] = value
+            for key, value in acked.items():
+                got = kv.ask(f"GET {key}")
+                check(got == value, f"GET {key} after the failover: {got!r}, acknowledged {value!r}")
+            h.log(f"PASS tcp_failover: one TCP connection, {len(acked)} acknowledged keys all present after "
+                  f"kill -9 of the primary; the in-flight write answered {gap * 1000:.0f} ms after the kill")
+        except (OSError, socket.timeout) as e:
+            raise h.HarnessError(f"the TCP connection did not carry on: {e!r}") from None
+        finally:
+            kv.sock.close()
+
+
+CASES = {"tx_held_until_ack": case_tx_held_until_ack, "tcp_failover": case_tcp_failover}
 
 
 def main():
