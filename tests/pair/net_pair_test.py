@@ -12,7 +12,7 @@ Case tx_held_until_ack (the bare-metal net_echo guest, one TAP per node):
     (RARP from the guest's MAC), and answers a frame sent to it.
 
 Case tcp_failover (the Linux kv guest with networking; skipped when its kernel has none):
-  - a bridge with both nodes' TAPs and a client veth; the client holds ONE TCP connection to
+  - a bridge with both nodes' TAPs, the client on the bridge's address; it holds ONE TCP connection to
     the guest's kv service (port 5555, ip= on the kernel command line), writes unique keys,
     the primary is killed -9 mid-stream, the same connection carries on against the promoted
     secondary and every acknowledged key reads back.
