@@ -78,6 +78,7 @@ struct RawConfig {
   Setting<Role> role;
   Setting<std::string> listen, peer, psk_file;
   Setting<uint64_t> heartbeat_ms, heartbeat_misses, max_lag_ms;
+  Setting<bool> encryption;
   Setting<std::string> console_listen, control_socket;
   // [fencing]
   Setting<std::string> arbiter, witness, disk_path, fence_command, etcd;
@@ -149,6 +150,11 @@ class FileReader {
       if (out.value.empty()) fail(origin, "expected a path, got an empty string");
       out.value = anchor(out.value);
     };
+    auto boolean = [&](Setting<bool>& out) {
+      const auto* b = node.as_boolean();
+      if (!b) fail(origin, fmt::format("expected true or false, got {}", describe(node)));
+      out = {b->get(), origin, true};
+    };
     auto positive = [&](Setting<uint64_t>& out, uint64_t max) {
       const auto* i = node.as_integer();
       if (!i || i->get() <= 0) fail(origin, fmt::format("expected a positive integer, got {}", describe(node)));
@@ -204,8 +210,9 @@ class FileReader {
         }
         return;
       }
+      if (key == "encryption") return boolean(raw.encryption);
       fail(origin, "unknown key (known: role, listen, peer, psk_file, heartbeat_ms, heartbeat_misses, max_lag_ms, "
-                   "allow)");
+                   "allow, encryption)");
     }
     if (section == "console") {
       if (key == "listen") return text(raw.console_listen);
@@ -498,6 +505,7 @@ NodeConfig finish(RawConfig& raw, const FileReader& file, std::vector<std::strin
   if (raw.heartbeat_ms.set) c.heartbeat_ms = static_cast<uint32_t>(raw.heartbeat_ms.value);
   if (raw.heartbeat_misses.set) c.heartbeat_misses = static_cast<uint32_t>(raw.heartbeat_misses.value);
   if (raw.max_lag_ms.set) c.max_lag_ms = static_cast<uint32_t>(raw.max_lag_ms.value);
+  if (raw.encryption.set) c.link_encryption = raw.encryption.value;
 
   // [console], [control]
   if (raw.console_listen.set) {

@@ -52,6 +52,7 @@ struct NodeConfig {                // filled from TOML + flags by config.cpp
   uint32_t heartbeat_ms = 100;     // [pair] heartbeat_ms
   uint32_t heartbeat_misses = 5;   // [pair] heartbeat_misses
   uint32_t max_lag_ms = 100;       // [pair] max_lag_ms (flow control, guest time)
+  bool link_encryption = true;     // [pair] encryption (off only to measure its cost; both sides alike)
   std::string console_listen;      // [console] listen = "127.0.0.1:7300"
   std::string control_socket;      // [control] socket = "/run/tandem/NAME.sock"
   std::string state_dir;           // [node] state_dir (epoch file etc.), default /var/lib/tandem/NAME

@@ -34,6 +34,7 @@ void NodeCore::make_transport() {
   me.vm_id = cfg.vm_id;
   me.node_name = cfg.node_name;
   me.psk = cfg.psk;
+  me.encryption = cfg.link_encryption;
   me.current_epoch = [this] { return epoch_now(); };  // the link drops what is older (stale)
   {
     std::lock_guard lock(mutex);

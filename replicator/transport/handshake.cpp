@@ -14,7 +14,7 @@ std::string role_pair_refusal(wire::Role initiator, wire::Role acceptor) {
 }  // namespace
 
 Handshake::Handshake(const LinkIdentity& me, Side side, IssuedChallenges& issued)
-    : me_(me), side_(side), issued_(issued) {}
+    : me_(me), key_(link_key(me.psk, me.vm_id)), side_(side), issued_(issued) {}
 
 Handshake::Step Handshake::start() {
   if (side_ == Side::kAcceptor) {
@@ -30,6 +30,7 @@ Handshake::Step Handshake::start() {
   hello->set_role(me_.role);
   hello->set_challenge(my_challenge_);
   hello->set_node_name(me_.node_name);
+  hello->set_cleartext(!me_.encryption);
   state_ = State::kAwaitHelloReply;
   return send(std::move(envelope));
 }
@@ -53,7 +54,7 @@ void Handshake::finish() {
 }
 
 Result<void> Handshake::check_announcement(uint32_t version, const std::string& vm_id, int role,
-                                           const std::string& challenge, const std::string& node_name) const {
+                                           const std::string& challenge, const std::string& node_name, bool cleartext) const {
   const auto invalid = [](std::string why) { return Error{ErrorKind::Invalid, std::move(why)}; };
   if (version != kProtocolVersion) {
     return invalid("protocol version " + std::to_string(version) + " not supported (this side speaks " +
@@ -68,6 +69,11 @@ Result<void> Handshake::check_announcement(uint32_t version, const std::string& 
                    std::to_string(kChallengeBytes) + ")");
   }
   if (node_name.size() > kMaxNameBytes) return invalid("node name longer than " + std::to_string(kMaxNameBytes) + " bytes");
+  if (cleartext == me_.encryption) {
+    return invalid(std::string("link encryption is ") +
+                   (me_.encryption ? "off on the peer and on here" : "on on the peer and off here") +
+                   ": both sides must set the same [pair] encryption");
+  }
   return {};
 }
 
@@ -83,7 +89,7 @@ Handshake::Step Handshake::on_hello(const wire::Envelope& envelope) {
   if (!envelope.has_hello()) return unexpected(envelope, "Hello");
   const auto& hello = envelope.hello();
   if (auto announced = check_announcement(hello.protocol_version(), hello.vm_id(), hello.role(), hello.challenge(),
-                                          hello.node_name());
+                                          hello.node_name(), hello.cleartext());
       !announced) {
     return refuse(told_to_peer(announced.error().message), announced.error().message);
   }
@@ -107,15 +113,16 @@ Handshake::Step Handshake::on_hello(const wire::Envelope& envelope) {
   reply->set_epoch(me_.epoch);
   reply->set_role(me_.role);
   reply->set_challenge(my_challenge_);
-  reply->set_proof(compute_proof(me_.psk, ProofDirection::kFromAcceptor, transcript()));
+  reply->set_proof(compute_proof(key_, ProofDirection::kFromAcceptor, transcript()));
   reply->set_node_name(me_.node_name);
+  reply->set_cleartext(!me_.encryption);
   state_ = State::kAwaitAuthProof;
   return send(std::move(reply_envelope));
 }
 
 Handshake::Step Handshake::on_auth_proof(const wire::Envelope& envelope) {
   if (!envelope.has_auth_proof()) return unexpected(envelope, "AuthProof");
-  const auto expected = compute_proof(me_.psk, ProofDirection::kFromInitiator, transcript());
+  const auto expected = compute_proof(key_, ProofDirection::kFromInitiator, transcript());
   if (!proofs_equal(expected, envelope.auth_proof().proof())) {
     // The peer's proof covers our fresh challenge: a wrong key, a replayed or a forged proof.
     return refuse("authentication failed", "wrong PSK (or a replayed/forged proof)");
@@ -128,7 +135,7 @@ Handshake::Step Handshake::on_hello_reply(const wire::Envelope& envelope) {
   if (!envelope.has_hello_reply()) return unexpected(envelope, "HelloReply");
   const auto& reply = envelope.hello_reply();
   if (auto announced = check_announcement(reply.protocol_version(), reply.vm_id(), reply.role(), reply.challenge(),
-                                          reply.node_name());
+                                          reply.node_name(), reply.cleartext());
       !announced) {
     return refuse(told_to_peer(announced.error().message), announced.error().message);
   }
@@ -138,12 +145,12 @@ Handshake::Step Handshake::on_hello_reply(const wire::Envelope& envelope) {
   peer_.epoch = reply.epoch();
   peer_.role = reply.role();
   peer_challenge_ = reply.challenge();
-  const auto expected = compute_proof(me_.psk, ProofDirection::kFromAcceptor, transcript());
+  const auto expected = compute_proof(key_, ProofDirection::kFromAcceptor, transcript());
   if (!proofs_equal(expected, reply.proof())) {
     return refuse("authentication failed", "wrong PSK: the peer's proof does not verify");
   }
   wire::Envelope proof_envelope;
-  proof_envelope.mutable_auth_proof()->set_proof(compute_proof(me_.psk, ProofDirection::kFromInitiator, transcript()));
+  proof_envelope.mutable_auth_proof()->set_proof(compute_proof(key_, ProofDirection::kFromInitiator, transcript()));
   state_ = State::kAuthenticated;
   return send(std::move(proof_envelope), Outcome::kAuthenticated);
 }
@@ -170,9 +177,17 @@ Handshake::Step Handshake::send(wire::Envelope envelope, Outcome outcome) const 
   return {outcome, std::move(envelope), ""};
 }
 
+std::optional<Handshake::FrameKeyPair> Handshake::frame_keys() const {
+  if (!authenticated() || !me_.encryption) return std::nullopt;
+  FrameKeys keys = derive_frame_keys(key_, transcript());
+  if (side_ == Side::kInitiator) return FrameKeyPair{keys.initiator_to_acceptor, keys.acceptor_to_initiator};
+  return FrameKeyPair{keys.acceptor_to_initiator, keys.initiator_to_acceptor};
+}
+
 HandshakeTranscript Handshake::transcript() const {
-  const Announcement mine{me_.role, me_.epoch, my_challenge_, me_.node_name};
-  const Announcement theirs{peer_.role, peer_.epoch, peer_challenge_, peer_.node_name};
+  // Both sides' cleartext flags are equal once check_announcement passed.
+  const Announcement mine{me_.role, me_.epoch, my_challenge_, me_.node_name, !me_.encryption};
+  const Announcement theirs{peer_.role, peer_.epoch, peer_challenge_, peer_.node_name, !me_.encryption};
   const bool acceptor = side_ == Side::kAcceptor;
   return {kProtocolVersion, me_.vm_id, acceptor ? theirs : mine, acceptor ? mine : theirs};
 }

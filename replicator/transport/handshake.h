@@ -69,6 +69,12 @@ class Handshake {
   Side side() const { return side_; }
   // What the peer announced (name, epoch, role; no address): final once authenticated().
   const PeerInfo& peer() const { return peer_; }
+  // This side's frame keys once authenticated(): sealing what it sends, opening what it
+  // receives (auth.h). nullopt when both sides agreed to run in cleartext.
+  struct FrameKeyPair {
+    std::string send, receive;
+  };
+  std::optional<FrameKeyPair> frame_keys() const;
 
  private:
   enum class State { kIdle, kAwaitHello, kAwaitHelloReply, kAwaitAuthProof, kAuthenticated, kOver };
@@ -78,7 +84,7 @@ class Handshake {
   Step on_auth_proof(const wire::Envelope& envelope);
   // Checks what both Hello and HelloReply carry; an Invalid error says why it is refused.
   Result<void> check_announcement(uint32_t version, const std::string& vm_id, int role, const std::string& challenge,
-                                  const std::string& node_name) const;
+                                  const std::string& node_name, bool cleartext) const;
   // A refusal that is not an answer to the expected message: the peer's own Refused ends
   // the handshake (kFailed), anything else is refused.
   Step unexpected(const wire::Envelope& envelope, const char* expected);
@@ -88,6 +94,7 @@ class Handshake {
   HandshakeTranscript transcript() const;
 
   const LinkIdentity me_;  // a copy: the handshake may outlive the caller's identity
+  const std::string key_;  // the link key (auth.h link_key), never the PSK itself
   const Side side_;
   IssuedChallenges& issued_;
   State state_ = State::kIdle;

@@ -8,7 +8,8 @@
 // A frame with a bad checksum or an absurd length closes the link with a logged reason; it is
 // never parsed. The handshake (proto/replication.proto, docs/replication-link.md) checks the
 // protocol version and the vm_id and authenticates both sides with HMAC-SHA256 over fresh
-// challenges under the pair's pre-shared key.
+// challenges under the link's key (derived from the pair's pre-shared key); after it, every
+// payload is AES-256-GCM sealed (auth.h) and one that does not open closes the link.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -26,7 +27,12 @@ namespace tandem::replicator {
 // (auth.h), which closes the cross-node proof relay; the role pair is checked. A version-2
 // peer computes the old proofs, so it is refused at once with "protocol version 2 not
 // supported (this side speaks 3)", and refuses a version-3 Hello the same way.
-inline constexpr uint32_t kProtocolVersion = 3;
+// 4: proofs and frame keys under the link's purpose key (not the PSK); every frame after the
+// handshake is sealed with AES-256-GCM under per-connection, per-direction keys, its sequence
+// number as the nonce (auth.h, docs/security.md): a forged, altered, replayed, reordered or
+// injected frame closes the link. Hello/HelloReply say whether encryption is off
+// (`cleartext`, benchmarks only); both sides must agree.
+inline constexpr uint32_t kProtocolVersion = 4;
 // A PSK shorter than this is refused by make_tcp_transport(): the handshake hands an
 // unauthenticated peer an HMAC it could brute-force offline if the key were guessable.
 inline constexpr size_t kMinPskBytes = 16;
@@ -37,6 +43,9 @@ struct LinkIdentity {  // what this side presents and expects
   std::string psk;     // pre-shared key bytes (from psk_file), at least kMinPskBytes
   uint64_t epoch = 0;
   wire::Role role = wire::ROLE_UNSPECIFIED;
+  // Seal every frame after the handshake ([pair] encryption, default on). Off only to measure
+  // what encryption costs: both sides must agree or the handshake is refused.
+  bool encryption = true;
   // Optional: the owner's current epoch, when it can move past `epoch` while the transport
   // runs. Called on the I/O thread for each envelope received; one below it is stale too.
   std::function<uint64_t()> current_epoch;

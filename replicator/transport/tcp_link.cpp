@@ -36,13 +36,18 @@ void TcpLink::send(wire::Envelope message) {
   if (!open_.load()) return;
   if (message.epoch() == 0) message.set_epoch(core_->me.epoch);
   OutgoingFrame frame;
+  SendQueue::Pushed result;
   try {
-    frame = encode_link_frame(message);
+    frame.payload = net::serialize_payload(message, "link", kMaxFramePayload - net::kAeadTagBytes);
+    std::lock_guard lock(seal_mutex_);
+    if (sealer_) sealer_->seal(frame.payload);
+    frame.header = net::frame_header(frame.payload);
+    result = queue_.push(std::move(frame), /*check_backlog=*/true);
   } catch (const std::exception& e) {
     close(std::string("cannot send ") + body_name(message) + ": " + e.what());
     return;
   }
-  enqueue(std::move(frame), /*check_backlog=*/true);
+  pushed(result, /*check_backlog=*/true);
 }
 
 void TcpLink::close(const std::string& reason) {
@@ -185,6 +190,15 @@ void TcpLink::authenticated() {
   ++timer_generation_;
   timer_.cancel();
   reader_.set_max_payload(kMaxFramePayload);
+  try {
+    if (auto keys = handshake_.frame_keys()) {
+      std::lock_guard lock(seal_mutex_);
+      sealer_ = std::make_unique<net::AeadSealer>(kLinkCipher, keys->send);
+      opener_ = std::make_unique<net::AeadOpener>(kLinkCipher, keys->receive);
+    }
+  } catch (const std::exception& e) {
+    return terminate(std::string("cannot set up the frame keys: ") + e.what());
+  }
   const std::string address = peer_.address;
   peer_ = handshake_.peer();
   peer_.address = address;
@@ -256,6 +270,15 @@ void TcpLink::process_frames() {
       case FrameReader::Status::kFrame:
         break;
     }
+    if (phase_ == Phase::kRunning && opener_) {
+      const uint64_t sequence = opener_->next_sequence();
+      if (!opener_->open(payload, opened_)) {
+        // Not sealed by the peer as its next frame: the stream is not the peer's any more.
+        return terminate("frame " + std::to_string(sequence) + " from " + peer_.address +
+                         " failed authentication (forged, altered, replayed, reordered or injected)");
+      }
+      payload = opened_;
+    }
     wire::Envelope envelope;
     if (!envelope.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
       return terminate("bad frame from " + peer_.address + ": invalid protobuf (" + std::to_string(payload.size()) +
@@ -294,7 +317,11 @@ void TcpLink::deliver(wire::Envelope&& envelope) {
 // ---- writing --------------------------------------------------------------------------------
 
 void TcpLink::enqueue(OutgoingFrame frame, bool check_backlog) {
-  switch (queue_.push(std::move(frame), check_backlog)) {
+  pushed(queue_.push(std::move(frame), check_backlog), check_backlog);
+}
+
+void TcpLink::pushed(SendQueue::Pushed result, bool check_backlog) {
+  switch (result) {
     case SendQueue::Pushed::kOverBacklog:
       close("send backlog over " + std::to_string(queue_.max_queued_bytes()) + " bytes");
       return;

@@ -1,8 +1,9 @@
 #pragma once
 // The TCP link: one authenticated connection of the TCP transport (tcp_transport.cpp makes
 // them: the acceptor and the connector). It runs the Handshake over the socket, then reads
-// frames and delivers envelopes through the EpochFilter, writes through the SendQueue, and
-// closes gracefully.
+// frames, opens them (AEAD, auth.h) and delivers envelopes through the EpochFilter, seals and
+// writes through the SendQueue, and closes gracefully. A frame that does not open (forged,
+// altered, replayed, reordered, injected) closes the link at once with that reason.
 //
 // Threading: every socket operation, timer and callback runs on the transport's single I/O
 // thread, which serialises them (no strand needed). Only send(), close(), start() and the
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "net/admission.h"
+#include "net/aead.h"
 #include "replicator/transport/epoch_filter.h"
 #include "replicator/transport/frame.h"
 #include "replicator/transport/handshake.h"
@@ -122,6 +124,8 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
 
   // writing
   void enqueue(OutgoingFrame frame, bool check_backlog);
+  // What enqueue does once the queue answered.
+  void pushed(SendQueue::Pushed result, bool check_backlog);
   void write_queued();
 
   // closing
@@ -151,6 +155,14 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
   uint64_t in_flight_bytes_ = 0;
 
   PeerInfo peer_;  // written during the handshake, read-only once the Link is handed out
+
+  // Sealing: set once authenticated (before open_), then used under seal_mutex_, which also
+  // keeps the frames' sequence numbers in the order they enter the queue.
+  std::mutex seal_mutex_;
+  std::unique_ptr<net::AeadSealer> sealer_;
+  // Opening: I/O thread only. `opened_` holds the last opened payload.
+  std::unique_ptr<net::AeadOpener> opener_;
+  std::string opened_;
 
   std::atomic<bool> open_{false};
   std::atomic<bool> close_requested_{false};

@@ -156,12 +156,14 @@ TEST(Handshake, AnnouncementsAreChecked) {
     return step.reason;
   };
   EXPECT_EQ(refusal_of([](wire::Hello& h) { h.set_protocol_version(2); }),
-            "protocol version 2 not supported (this side speaks 3)");
+            "protocol version 2 not supported (this side speaks 4)");
   EXPECT_EQ(refusal_of([](wire::Hello& h) { h.set_vm_id("other"); }),
             "vm_id mismatch (peer 'other', this side 'vm-test')");
   EXPECT_EQ(refusal_of([](wire::Hello& h) { h.set_challenge("tiny"); }), "challenge of 4 bytes (expected 32)");
   EXPECT_EQ(refusal_of([](wire::Hello& h) { h.set_node_name(std::string(300, 'n')); }),
             "node name longer than 256 bytes");
+  EXPECT_EQ(refusal_of([](wire::Hello& h) { h.set_cleartext(true); }),
+            "link encryption is off on the peer and on here: both sides must set the same [pair] encryption");
   Handshake acceptor(me, Side::kAcceptor, issued);
   acceptor.start();
   auto step = acceptor.on_message(heartbeat(1));

@@ -242,7 +242,23 @@ class RawPeer {
     boost::asio::write(socket_, boost::asio::buffer(bytes), ec);
     return !ec;
   }
-  bool send(const wire::Envelope& envelope) { return write(frame_bytes(envelope)); }
+  // After handshake(), frames are sealed and opened with the link's frame keys, as the real
+  // transport does; write() stays raw (for forged bytes).
+  bool send(const wire::Envelope& envelope) {
+    if (!sealer_) return write(frame_bytes(envelope));
+    return send_payload(envelope.SerializeAsString());
+  }
+  // `payload` sealed as the next frame (any bytes: e.g. a sealed invalid protobuf).
+  bool send_payload(std::string payload) {
+    if (sealer_) sealer_->seal(payload);
+    return write(raw_frame(payload));
+  }
+  // The next frame sealed, as raw bytes, without sending it (to replay or reorder it).
+  std::string seal_frame(const wire::Envelope& envelope) {
+    std::string payload = envelope.SerializeAsString();
+    if (sealer_) sealer_->seal(payload);
+    return raw_frame(payload);
+  }
 
   // The next whole frame parsed as an Envelope, or nullopt on timeout, close or a bad frame.
   std::optional<wire::Envelope> receive(std::chrono::milliseconds timeout = kWait) {
@@ -253,6 +269,17 @@ class RawPeer {
       auto status = reader_.next(payload, error);
       if (status == FrameReader::Status::kError) return std::nullopt;
       if (status == FrameReader::Status::kFrame) {
+        if (opener_ && !opener_->open(payload, opened_)) {
+          // The peer's first frame did not open: a side that refused our proof never had
+          // the keys and answers with a cleartext Refused.
+          wire::Envelope refused;
+          if (opener_->next_sequence() == 0 && refused.ParseFromArray(payload.data(), static_cast<int>(payload.size())) &&
+              refused.has_refused()) {
+            return refused;
+          }
+          return std::nullopt;
+        }
+        if (opener_) payload = opened_;
         wire::Envelope envelope;
         if (!envelope.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return std::nullopt;
         return envelope;
@@ -284,6 +311,7 @@ class RawPeer {
     hello->set_role(me.role);
     hello->set_challenge(challenge);
     hello->set_node_name(me.node_name);
+    hello->set_cleartext(!me.encryption);
     if (!send(envelope)) return std::nullopt;
     return receive();
   }
@@ -297,14 +325,20 @@ class RawPeer {
     const auto& r = reply->hello_reply();
     last_peer_challenge_ = r.challenge();
     const HandshakeTranscript transcript{kProtocolVersion, me.vm_id,
-                                         {me.role, me.epoch, challenge, me.node_name},
-                                         {r.role(), r.epoch(), r.challenge(), r.node_name()}};
-    last_proof_ = proof_override ? *proof_override
-                                 : compute_proof(me.psk, ProofDirection::kFromInitiator, transcript);
+                                         {me.role, me.epoch, challenge, me.node_name, !me.encryption},
+                                         {r.role(), r.epoch(), r.challenge(), r.node_name(), r.cleartext()}};
+    const std::string key = link_key(me.psk, me.vm_id);
+    last_proof_ = proof_override ? *proof_override : compute_proof(key, ProofDirection::kFromInitiator, transcript);
     wire::Envelope proof;
     proof.set_epoch(me.epoch);
     proof.mutable_auth_proof()->set_proof(last_proof_);
-    return send(proof);
+    if (!send(proof)) return false;
+    if (me.encryption && !r.cleartext()) {
+      const FrameKeys keys = derive_frame_keys(key, transcript);
+      sealer_.emplace(kLinkCipher, keys.initiator_to_acceptor);
+      opener_.emplace(kLinkCipher, keys.acceptor_to_initiator);
+    }
+    return true;
   }
   const std::string& last_proof() const { return last_proof_; }
 
@@ -334,6 +368,9 @@ class RawPeer {
   FrameReader reader_{kMaxFramePayload};
   std::string last_peer_challenge_;
   std::string last_proof_;
+  std::optional<net::AeadSealer> sealer_;
+  std::optional<net::AeadOpener> opener_;
+  std::string opened_;
 };
 
 // A raw acceptor for testing the connecting side against a hostile listener.

@@ -253,14 +253,14 @@ TEST(HostilePeer, SecondaryOpeningALinkIsRefusedBeforeAnyProof) {
   expect_listener_serves_good_peer(server);
 }
 
-TEST(HostilePeer, VersionTwoPeerGetsAClearRefusal) {
-  // A node of the previous release (protocol 2, the proofs without direction) is told why.
+TEST(HostilePeer, VersionThreePeerGetsAClearRefusal) {
+  // A node of the previous release (protocol 3, frames in cleartext) is told why.
   Server server;
   RawPeer peer;
   ASSERT_TRUE(peer.connect(server.port()));
   wire::Envelope envelope;
   auto* hello = envelope.mutable_hello();
-  hello->set_protocol_version(2);
+  hello->set_protocol_version(3);
   hello->set_vm_id(kVmId);
   hello->set_role(wire::PRIMARY);
   hello->set_epoch(1);
@@ -268,7 +268,7 @@ TEST(HostilePeer, VersionTwoPeerGetsAClearRefusal) {
   peer.send(envelope);
   auto answer = peer.receive();
   ASSERT_TRUE(answer && answer->has_refused());
-  EXPECT_EQ(answer->refused().reason(), "protocol version 2 not supported (this side speaks 3)");
+  EXPECT_EQ(answer->refused().reason(), "protocol version 3 not supported (this side speaks 4)");
   EXPECT_EQ(server.accepted(), 0u);
 }
 
@@ -387,7 +387,7 @@ TEST(HostileAuthenticatedPeer, InvalidProtobufClosesTheLink) {
   Server server;
   auto raw = authenticated_raw_peer(server);
   ASSERT_TRUE(raw);
-  raw->peer.write(raw_frame(std::string(64, '\xff')));
+  raw->peer.send_payload(std::string(64, '\xff'));  // sealed right: the protobuf is what is wrong
   EXPECT_NE(close_reason(*raw->inbox).find("invalid protobuf"), std::string::npos);
 }
 
@@ -457,7 +457,8 @@ TEST(HostileListener, ProofUnderAWrongKeyFailsTheConnect) {
   const HandshakeTranscript transcript{kProtocolVersion, kVmId,
                                        {h.role(), h.epoch(), h.challenge(), h.node_name()},
                                        {wire::SECONDARY, 0, r->challenge(), ""}};
-  r->set_proof(compute_proof("guessed-key-guessed-key-guessed", ProofDirection::kFromAcceptor, transcript));
+  r->set_proof(compute_proof(link_key("guessed-key-guessed-key-guessed", kVmId), ProofDirection::kFromAcceptor,
+                             transcript));
   server.send(reply);
   auto result = connecting.wait();
   EXPECT_EQ(result.link, nullptr);
