@@ -16,6 +16,7 @@
 #include "fencing/detector/detector.h"
 #include "fuzz/fuzz_support.h"
 #include "fuzz/loopback.h"
+#include "net/hkdf.h"
 
 namespace {
 
@@ -27,9 +28,11 @@ std::string frame(const std::string& challenge, std::string_view body) {
   input += challenge;
   input += kVm;
   input += body;
+  // The detector's key: the PSK's heartbeat purpose key for this vm (net/hkdf.h).
+  static const std::string key = tandem::net::derive_purpose_key(kPsk, tandem::net::KeyPurpose::kHeartbeat, kVm);
   unsigned char mac[32];
   unsigned int n = 0;
-  if (!HMAC(EVP_sha256(), kPsk.data(), static_cast<int>(kPsk.size()), reinterpret_cast<const uint8_t*>(input.data()),
+  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const uint8_t*>(input.data()),
             input.size(), mac, &n)) {
     std::abort();
   }

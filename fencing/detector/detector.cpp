@@ -18,6 +18,7 @@
 #include "net/endpoint.h"
 #include "net/frame.h"
 #include "net/hmac.h"
+#include "net/hkdf.h"
 #include "net/psk.h"
 #include "proto/fencing.pb.h"
 
@@ -73,6 +74,7 @@ const char* to_string(PeerVerdict verdict) {
 // shared_from_this() in them would be a cycle through the io_context, never freed).
 struct FailureDetector::Impl {
   DetectorConfig cfg;
+  std::string key;  // the heartbeat purpose key for cfg.vm_id (net/hkdf.h), never the PSK itself
   tcp::endpoint listen_at, peer_at;
   asio::io_context io;
   std::optional<tcp::acceptor> acceptor;
@@ -97,6 +99,7 @@ struct FailureDetector::Impl {
 
   explicit Impl(DetectorConfig c) : cfg(std::move(c)), admission(cfg.second.admission) {
     if (cfg.psk.size() < net::kMinPskBytes) throw std::invalid_argument("heartbeat path: the PSK is shorter than 16 bytes");
+    key = net::derive_purpose_key(cfg.psk, net::KeyPurpose::kHeartbeat, cfg.vm_id);
     if (cfg.second.enabled()) {
       if (cfg.second.listen.empty() || cfg.second.peer.empty())
         throw std::invalid_argument("heartbeat path: needs both a listen and a peer address");
@@ -194,7 +197,7 @@ struct FailureDetector::Impl {
       }
       const uint64_t counter = beat_in.counter();
       const auto role = static_cast<uint8_t>(beat_in.role());
-      if (!net::macs_equal(beat_mac(cfg.psk, challenge, cfg.vm_id, counter, beat_in.epoch(), role), beat_in.mac())) {
+      if (!net::macs_equal(beat_mac(key, challenge, cfg.vm_id, counter, beat_in.epoch(), role), beat_in.mac())) {
         reject("bad HMAC (wrong key or VM id, or altered)", from);
         break;
       }
@@ -254,7 +257,7 @@ struct FailureDetector::Impl {
         beat_out.set_counter(++counter);
         beat_out.set_epoch(local_epoch.load());
         beat_out.set_role(local_role.load());
-        beat_out.set_mac(beat_mac(cfg.psk, challenge, cfg.vm_id, beat_out.counter(), beat_out.epoch(),
+        beat_out.set_mac(beat_mac(key, challenge, cfg.vm_id, beat_out.counter(), beat_out.epoch(),
                                   static_cast<uint8_t>(beat_out.role())));
         const std::string frame = net::encode_frame(beat_out, "heartbeat", kMaxBeatPayload);
         arm(timer, socket, op_bound);

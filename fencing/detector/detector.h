@@ -14,8 +14,9 @@
 // detection"): the listener sends a 32-byte random challenge; the connector then sends
 // heartbeats, each a wire::Heartbeat (proto/fencing.proto) in a net frame (net/frame.h:
 // u32 LE length | u64 LE XXH3-64 | payload, at most 128 payload bytes) carrying
-// counter, epoch, role and mac = HMAC-SHA256(psk, "tandem-hb-v1" | challenge | vm_id |
-// counter u64 LE | epoch u64 LE | role u8).
+// counter, epoch, role and mac = HMAC-SHA256(heartbeat key, "tandem-hb-v1" | challenge | vm_id |
+// counter u64 LE | epoch u64 LE | role u8), where the heartbeat key is the PSK's purpose key
+// for the heartbeat path and this vm (net/hkdf.h): the link's key cannot forge a beat.
 // The counter starts at 1 and must grow by exactly 1, so a heartbeat cannot be replayed on
 // this connection (the challenge) nor on another one. A bad heartbeat closes the connection.
 #include <chrono>

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "net/frame.h"
+#include "net/hkdf.h"
+#include "net/hmac.h"
 #include "proto/fencing.pb.h"
 #include "tests/fencing/witness_helpers.h"
 
@@ -298,6 +300,42 @@ TEST(FailureDetector, AFloodFromOneAddressIsCappedAndThePeerIsStillHeard) {
   DetectorConfig bad = ca;
   bad.second.admission.allow = {"not-an-address"};
   EXPECT_THROW(FailureDetector{bad}, std::invalid_argument);
+}
+
+// Finding 5: a beat is MACed under the heartbeat purpose key of this vm. One MACed under the
+// PSK itself, the link's key or another vm's heartbeat key is refused; the same beat under the
+// right key is taken (so the refusals are about the key, nothing else).
+TEST(FailureDetector, BeatsUnderAnotherPurposesKeyAreRefused) {
+  const uint16_t pa = free_port(), pb = free_port();
+  FailureDetector a(config(pa, pb));
+  a.start();
+  using tandem::net::KeyPurpose;
+  auto beat_under = [&](const std::string& key) {
+    const int fd = connect_to(pa);
+    const std::string challenge = read_exact(fd, 32);
+    tandem::fencing::wire::Heartbeat beat;
+    beat.set_counter(1);
+    beat.set_epoch(7);
+    beat.set_role(1);
+    beat.set_mac(tandem::net::labelled_mac(key, "tandem-hb-v1",
+                                           {challenge, "kv", tandem::net::le_bytes(1, 8), tandem::net::le_bytes(7, 8),
+                                            tandem::net::le_bytes(1, 1)}));
+    const std::string frame = tandem::net::encode_frame(beat, "test");
+    ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+    return fd;
+  };
+  for (const std::string& wrong : {std::string(kPsk), tandem::net::derive_purpose_key(kPsk, KeyPurpose::kLink, "kv"),
+                                   tandem::net::derive_purpose_key(kPsk, KeyPurpose::kWitness, "kv"),
+                                   tandem::net::derive_purpose_key(kPsk, KeyPurpose::kHeartbeat, "other-vm")}) {
+    const int fd = beat_under(wrong);
+    EXPECT_TRUE(closed_by_peer(fd));
+    ::close(fd);
+    EXPECT_NE(a.stats().last_rejection.find("bad HMAC"), std::string::npos) << a.stats().last_rejection;
+  }
+  EXPECT_EQ(a.stats().beats_received, 0u);
+  const int fd = beat_under(tandem::net::derive_purpose_key(kPsk, KeyPurpose::kHeartbeat, "kv"));
+  EXPECT_TRUE(eventually([&] { return a.stats().beats_received == 1; }));
+  ::close(fd);
 }
 
 TEST(FailureDetector, WithoutASecondPathTheLinkAloneDecides) {

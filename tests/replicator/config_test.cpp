@@ -109,6 +109,15 @@ TEST_F(ConfigTest, DefaultsFillWhatTheFileLeavesOut) {
   EXPECT_EQ(c.control_socket, "/run/tandem/a.sock");
   EXPECT_EQ(c.peer, "");
   EXPECT_EQ(c.console_listen, "");
+  EXPECT_TRUE(c.link_encryption) << "the link is encrypted unless the file says otherwise";
+}
+
+TEST_F(ConfigTest, LinkEncryptionCanBeTurnedOffForBenchmarksOnly) {
+  const std::string secondary = "[node]\nname = \"b\"\n[vm]\nid = \"kv-1\"\n[pair]\nrole = \"secondary\"\n"
+                                "listen = \"127.0.0.1:7200\"\npsk_file = \"psk\"\n";
+  EXPECT_FALSE(load(secondary + "encryption = false\n").link_encryption);
+  EXPECT_TRUE(load(secondary + "encryption = true\n").link_encryption);
+  expect_error(secondary + "encryption = \"no\"\n", {"host.toml:9:", "[pair] encryption", "expected true or false"});
 }
 
 TEST_F(ConfigTest, SecondaryNeedsNoGuestButAnIdAndAListenAddress) {

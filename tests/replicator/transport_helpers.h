@@ -317,8 +317,10 @@ class RawPeer {
   }
 
   // Runs the connecting side of the handshake with `me`; the AuthProof sent is kept in
-  // last_proof(). With `proof_override` that proof is sent instead of the right one.
-  bool handshake(const LinkIdentity& me, std::optional<std::string> proof_override = std::nullopt) {
+  // last_proof(). With `proof_override` that proof is sent instead of the right one; with
+  // `proof_key` the right proof is computed under that key instead of the link key.
+  bool handshake(const LinkIdentity& me, std::optional<std::string> proof_override = std::nullopt,
+                 std::optional<std::string> proof_key = std::nullopt) {
     const std::string challenge = make_challenge();
     auto reply = hello(me, challenge);
     if (!reply || !reply->has_hello_reply()) return false;
@@ -328,7 +330,8 @@ class RawPeer {
                                          {me.role, me.epoch, challenge, me.node_name, !me.encryption},
                                          {r.role(), r.epoch(), r.challenge(), r.node_name(), r.cleartext()}};
     const std::string key = link_key(me.psk, me.vm_id);
-    last_proof_ = proof_override ? *proof_override : compute_proof(key, ProofDirection::kFromInitiator, transcript);
+    last_proof_ = proof_override ? *proof_override
+                                 : compute_proof(proof_key.value_or(key), ProofDirection::kFromInitiator, transcript);
     wire::Envelope proof;
     proof.set_epoch(me.epoch);
     proof.mutable_auth_proof()->set_proof(last_proof_);

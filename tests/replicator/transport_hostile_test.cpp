@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "net/hkdf.h"
 #include "tests/replicator/transport_helpers.h"
 
 namespace tandem::replicator {
@@ -183,6 +184,29 @@ TEST(HostilePeer, ProofUnderAWrongKeyIsRefused) {
   EXPECT_TRUE(log.contains("127.0.0.1:"));
   EXPECT_EQ(server.accepted(), 0u);
   expect_listener_serves_good_peer(server);
+}
+
+// Finding 5: the proofs are made under the link's purpose key for this vm. A proof under the
+// PSK itself (what version 3 used), under another purpose's key or under another vm's link
+// key is refused.
+TEST(HostilePeer, ProofUnderTheRawPskOrAnotherPurposesKeyIsRefused) {
+  Server server;
+  using net::KeyPurpose;
+  for (const std::string& wrong : {kPsk, net::derive_purpose_key(kPsk, KeyPurpose::kHeartbeat, kVmId),
+                                   net::derive_purpose_key(kPsk, KeyPurpose::kWitness, kVmId),
+                                   net::derive_purpose_key(kPsk, KeyPurpose::kLink, "another-vm")}) {
+    RawPeer peer;
+    ASSERT_TRUE(peer.connect(server.port()));
+    ASSERT_TRUE(peer.handshake(identity(wire::PRIMARY), std::nullopt, wrong));
+    auto answer = peer.receive();
+    ASSERT_TRUE(answer && answer->has_refused());
+    EXPECT_EQ(answer->refused().reason(), "authentication failed");
+  }
+  EXPECT_EQ(server.accepted(), 0u);
+  RawPeer right;
+  ASSERT_TRUE(right.connect(server.port()));
+  ASSERT_TRUE(right.handshake(identity(wire::PRIMARY), std::nullopt, net::derive_purpose_key(kPsk, KeyPurpose::kLink, kVmId)));
+  EXPECT_TRUE(server.link(0).first);
 }
 
 TEST(HostilePeer, ForgedProofIsRefused) {
