@@ -260,11 +260,12 @@ def read_until(client, prefix, timeout=120):
             return line
 
 
-def measure_big_sync(build, before_seconds=3.0):
+def measure_big_sync(build, before_seconds=3.0, encryption=True):
     """`tandemctl protect` of a running primary with 256 MiB of RAM, 240 MiB of it
     incompressible: time to PROTECTED, rounds, bytes, MB/s, and the guest's rate during
-    the sync against before it."""
+    the sync against before it. `encryption`: the pair's [pair] encryption."""
     with Cluster(build, guest="memfill", mem_mib=256) as cluster:
+        cluster.link_encryption = encryption
         b = cluster.node("b", "secondary").start()
         a = cluster.node("a", "primary").start()
         a.wait_state("primary", "STANDALONE")
@@ -314,6 +315,9 @@ FIGURES = (
     ("cpu_protected_mips", "  protected instr/s (M)", "{:.0f}"),
     ("sync_seconds", "256 MiB sync, protect -> PROTECTED (s)", "{:.2f}"),
     ("sync_during", "  guest instr/s during / before", "{:.2f}"),
+    ("crypt_added_p50", "link encryption: added latency p50 (us)", "{:+.0f}"),
+    ("crypt_added_p99", "link encryption: added latency p99 (us)", "{:+.0f}"),
+    ("crypt_sync_ratio", "  256 MiB sync throughput sealed/clear", "{:.3f}"),
 )
 
 
@@ -392,6 +396,67 @@ def measure_sync(build):
     return {"sync_seconds": r["seconds"], "sync_during": r["during"] / r["before"]}
 
 
+def measure_crypt(build, args):
+    """Link encryption on vs off in the same run (issue 20): two protected pairs up at once,
+    one sealing its frames (the default) and one with [pair] encryption = false, driven in
+    alternation for the output-commit latency (kv one request at a time); then the 256 MiB
+    initial sync of each, taking turns, `args.crypt_syncs` times."""
+    us = lambda s: s * 1e6  # noqa: E731
+    with Cluster(build) as sealed_cluster, Cluster(build) as clear_cluster:
+        clear_cluster.link_encryption = False
+        clients, primaries = {}, {}
+        for name, cluster in (("sealed", sealed_cluster), ("clear", clear_cluster)):
+            a, b = cluster.pair()
+            cluster.wait_protected(a, b)
+            primaries[name] = a
+            clients[name] = KvClient()
+            clients[name].connect(a.console_address())
+            clients[name].read_banner()
+            drive(clients[name], 0.3)  # warm-up
+        rounds = []
+        for r in range(args.rounds):
+            order = ("sealed", "clear") if r % 2 == 0 else ("clear", "sealed")
+            this_round = {}
+            for name in order:
+                lat, rate, _ = drive(clients[name], args.seconds)
+                this_round[name] = {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "rate": rate}
+            rounds.append(this_round)
+        for name, a in primaries.items():
+            if a.status()["state"] != "PROTECTED":
+                raise AssertionError(f"the {name} pair left PROTECTED during the run")
+    med = statistics.median
+    figures = {}
+    print(f"{'link encryption, kv one at a time':34} {'clear':>12} {'sealed':>12} {'added':>12}   "
+          f"({len(rounds)} rounds x {args.seconds:g} s; min/median/max of per-round figures)")
+    for key in ("p50", "p99"):
+        clear = [us(r["clear"][key]) for r in rounds]
+        sealed = [us(r["sealed"][key]) for r in rounds]
+        added = sorted(us(r["sealed"][key] - r["clear"][key]) for r in rounds)
+        figures[f"crypt_added_{key}"] = med(added)
+        print(f"{f'request->reply {key} (us)':34} {med(clear):12.0f} {med(sealed):12.0f} {med(added):+12.0f}   "
+              f"added min/median/max {added[0]:+.0f}/{med(added):+.0f}/{added[-1]:+.0f}")
+    ratio = sorted(r["sealed"]["rate"] / r["clear"]["rate"] for r in rounds)
+    print(f"{'round trips/s, sealed/clear':34} {'':12} {'':12} {med(ratio):12.3f}   "
+          f"min/median/max {ratio[0]:.3f}/{med(ratio):.3f}/{ratio[-1]:.3f}")
+    syncs = {"sealed": [], "clear": []}
+    for i in range(args.crypt_syncs):
+        for name in (("sealed", "clear") if i % 2 == 0 else ("clear", "sealed")):
+            syncs[name].append(measure_big_sync(build, encryption=(name == "sealed")))
+    if args.crypt_syncs:
+        rate = {name: [s["bytes"] / s["seconds"] / 1e6 for s in runs] for name, runs in syncs.items()}
+        ratios = sorted(s["bytes"] / s["seconds"] / (c["bytes"] / c["seconds"])
+                        for s, c in zip(syncs["sealed"], syncs["clear"]))
+        figures["crypt_sync_ratio"] = med(ratios)
+        for name in ("clear", "sealed"):
+            v = sorted(rate[name])
+            secs = sorted(s["seconds"] for s in syncs[name])
+            print(f"{f'256 MiB sync, {name} (MB/s)':34} min/median/max {v[0]:.0f}/{med(v):.0f}/{v[-1]:.0f}   "
+                  f"protect -> PROTECTED {secs[0]:.2f}/{med(secs):.2f}/{secs[-1]:.2f} s")
+        print(f"{'256 MiB sync throughput, sealed/clear':34} min/median/max "
+              f"{ratios[0]:.3f}/{med(ratios):.3f}/{ratios[-1]:.3f} over {len(ratios)} pairs of runs")
+    return figures
+
+
 def measure(build, args, parts):
     """One run of the chosen parts on `build`; prints its tables, returns its headline figures."""
     figures = {}
@@ -401,6 +466,8 @@ def measure(build, args, parts):
         figures.update(measure_cpu(build, args))
     if "sync" in parts:
         figures.update(measure_sync(build))
+    if "crypt" in parts:
+        figures.update(measure_crypt(build, args))
     return figures
 
 
@@ -449,16 +516,18 @@ def main():
     parser.add_argument("--failovers", type=int, default=5)
     parser.add_argument("--cpu-seconds", type=float, default=2.0, help="per round and side (CPU-bound)")
     parser.add_argument("--cpu-rounds", type=int, default=6)
-    parser.add_argument("--only", default="kv,cpu,sync", help="which parts: kv, cpu, sync")
+    parser.add_argument("--only", default="kv,cpu,sync,crypt", help="which parts: kv, cpu, sync, crypt")
+    parser.add_argument("--crypt-syncs", type=int, default=2,
+                        help="crypt: 256 MiB syncs per setting (encryption on, off), taking turns")
     parser.add_argument("--baseline", help="a second build (e.g. before a change) measured in the same run")
     parser.add_argument("--runs", type=int, default=3, help="with --baseline: runs per build")
     parser.add_argument("--labels", default="before,after", help="with --baseline: names of BASELINE,BUILD")
     args = parser.parse_args()
     build = os.path.abspath(args.build)
     parts = set(args.only.split(","))
-    unknown = parts - {"kv", "cpu", "sync"}
+    unknown = parts - {"kv", "cpu", "sync", "crypt"}
     if unknown:
-        parser.error(f"--only: unknown part(s) {','.join(sorted(unknown))} (kv, cpu, sync)")
+        parser.error(f"--only: unknown part(s) {','.join(sorted(unknown))} (kv, cpu, sync, crypt)")
     if args.baseline:
         labels = args.labels.split(",")
         if len(labels) != 2 or args.runs < 1:

@@ -118,6 +118,8 @@ class Node:
             f"heartbeat_ms = {heartbeat_ms}", f"heartbeat_misses = {heartbeat_misses}",
             f"max_lag_ms = {max_lag_ms}",
         ]
+        if not cluster.link_encryption:
+            lines.append("encryption = false")  # benchmarks only (bench/pair --only crypt)
         if peer_port is not None:
             lines.append(f'peer = "127.0.0.1:{peer_port}"')
         lines += ["[console]", f'listen = "127.0.0.1:{console_port}"',
@@ -226,6 +228,7 @@ class Cluster:
         self.processes = []
         self.nodes = []
         self.psk_file = self.make_psk("pair.psk")
+        self.link_encryption = True  # [pair] encryption of the nodes made from now on
 
     def make_psk(self, name):
         path = os.path.join(self.dir, name)
