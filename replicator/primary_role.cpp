@@ -163,6 +163,16 @@ NextRole PrimaryRole::run() {
   }
 }
 
+// The VM and everything that serves it (log, gate, NIC, console) go; the node keeps listening.
+void PrimaryRole::drop_vm() {
+  n_.machine.reset();
+  n_.recorder.reset();
+  n_.sink.reset();
+  n_.gate.reset();
+  n_.net_port.reset();
+  n_.console.reset();
+}
+
 // A fenced primary that the live primary refused: drop the VM, become an empty standby.
 void PrimaryRole::demote_to_standby() {
   std::shared_ptr<Link> l;
@@ -172,12 +182,7 @@ void PrimaryRole::demote_to_standby() {
   }
   if (l) l->close("demoted");
   if (n_.recorder && n_.recorder->recording() && n_.machine) n_.recorder->set_sink(*n_.machine, nullptr);
-  n_.machine.reset();
-  n_.recorder.reset();
-  n_.sink.reset();
-  n_.gate.reset();
-  n_.net_port.reset();
-  n_.console.reset();
+  drop_vm();
   n_.lease->cancel();
   {
     std::lock_guard lock(n_.mutex);
@@ -249,12 +254,7 @@ bool PrimaryRole::do_handover() {
   // Become an empty standby: drop the VM and the console, keep listening.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   l->close("handover complete");
-  n_.machine.reset();
-  n_.recorder.reset();
-  n_.sink.reset();
-  n_.gate.reset();
-  n_.net_port.reset();
-  n_.console.reset();
+  drop_vm();
   {
     std::lock_guard lock(n_.mutex);
     n_.pair.to(Role::Secondary, PairState::Standby, "planned handover");

@@ -33,6 +33,7 @@ class PrimaryRole final : public PrimaryRun {
 
  private:
   void demote_to_standby();
+  void drop_vm();
   void throttle(vmm::Machine& m);
   bool do_handover();
 

@@ -29,25 +29,6 @@ DecodedInsn make(Op op, uint32_t raw, unsigned rd, unsigned rs1, unsigned rs2, i
 
 DecodedInsn illegal(uint32_t raw, uint8_t len) { return make(Op::Illegal, raw, 0, 0, 0, 0, len); }
 
-// Ops whose only effect is writing rd: with rd == x0 they are no-ops (HINT space).
-bool is_pure_alu(Op op) {
-  switch (op) {
-    case Op::Li: case Op::Mv: case Op::Auipc:
-    case Op::Addi: case Op::Slti: case Op::Sltiu: case Op::Xori: case Op::Ori: case Op::Andi:
-    case Op::Slli: case Op::Srli: case Op::Srai:
-    case Op::Addiw: case Op::Slliw: case Op::Srliw: case Op::Sraiw:
-    case Op::Add: case Op::Sub: case Op::Sll: case Op::Slt: case Op::Sltu: case Op::Xor:
-    case Op::Srl: case Op::Sra: case Op::Or: case Op::And:
-    case Op::Addw: case Op::Subw: case Op::Sllw: case Op::Srlw: case Op::Sraw:
-    case Op::Mul: case Op::Mulh: case Op::Mulhsu: case Op::Mulhu: case Op::Div: case Op::Divu:
-    case Op::Rem: case Op::Remu: case Op::Mulw: case Op::Divw: case Op::Divuw: case Op::Remw:
-    case Op::Remuw:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Specialises common forms and routes x0 destinations: pure ALU ops writing x0 become
 // Nop; ops with other effects (loads, jumps, atomics) write the sink register instead.
 DecodedInsn finish(DecodedInsn d) {

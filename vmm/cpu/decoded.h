@@ -92,6 +92,27 @@ struct SuccessorCache {
     d.raw = (d.raw & 0xffffu) | (uint32_t{static_cast<uint16_t>(v)} << 16);
   }
 };
+
+// Ops whose only effect is writing rd: with rd == x0 they are no-ops (HINT space). The
+// translator covers all of them too (jit.cpp).
+inline bool is_pure_alu(Op op) {
+  switch (op) {
+    case Op::Li: case Op::Mv: case Op::Auipc:
+    case Op::Addi: case Op::Slti: case Op::Sltiu: case Op::Xori: case Op::Ori: case Op::Andi:
+    case Op::Slli: case Op::Srli: case Op::Srai:
+    case Op::Addiw: case Op::Slliw: case Op::Srliw: case Op::Sraiw:
+    case Op::Add: case Op::Sub: case Op::Sll: case Op::Slt: case Op::Sltu: case Op::Xor:
+    case Op::Srl: case Op::Sra: case Op::Or: case Op::And:
+    case Op::Addw: case Op::Subw: case Op::Sllw: case Op::Srlw: case Op::Sraw:
+    case Op::Mul: case Op::Mulh: case Op::Mulhsu: case Op::Mulhu: case Op::Div: case Op::Divu:
+    case Op::Rem: case Op::Remu: case Op::Mulw: case Op::Divw: case Op::Divuw: case Op::Remw:
+    case Op::Remuw:
+      return true;
+    default:
+      return false;
+  }
+}
+
 inline bool has_successor_cache(Op op) {
   switch (op) {
     case Op::Beq: case Op::Bne: case Op::Blt: case Op::Bge: case Op::Bltu: case Op::Bgeu:
