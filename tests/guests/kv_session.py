@@ -217,6 +217,17 @@ def check_store(path, want, want_generation):
         raise Failure(f"image generation {generation}, want {want_generation}")
 
 
+def image_difference(a, b):
+    """Where two disk images part: sizes, the first differing byte and its sector, and how
+    many sectors differ (so a rare mismatch says what it was)."""
+    if len(a) != len(b):
+        return f"sizes {len(a)} and {len(b)} bytes"
+    first = next(i for i in range(len(a)) if a[i] != b[i])
+    sectors = sum(1 for s in range(0, len(a), 512) if a[s:s + 512] != b[s:s + 512])
+    return (f"first at byte {first} (sector {first // 512}: QEMU {a[first]:#04x}, Tandem "
+            f"{b[first]:#04x}), {sectors} of {len(a) // 512} sectors differ")
+
+
 class Runner:
     def __init__(self, args, tmp):
         self.args = args
@@ -252,7 +263,8 @@ class Runner:
         if len(self.machines) == 2 and with_disk:
             images = [open(self.disks[m], "rb").read() for m in self.machines]
             if images[0] != images[1]:
-                raise Failure(f"{name}: the disk images of QEMU and Tandem differ")
+                raise Failure(f"{name}: the disk images of QEMU and Tandem differ: "
+                              f"{image_difference(images[0], images[1])}")
         print(f"ok {name} ({len(commands)} commands on {', '.join(self.machines)})")
         return outputs
 
