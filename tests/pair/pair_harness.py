@@ -48,14 +48,38 @@ def _die_with_parent():
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _ephemeral_port_floor():
+    """The lowest port the kernel hands out by itself (bind to 0, connect's source port)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count):
-    """`count` distinct free TCP ports on 127.0.0.1 (held open together while chosen)."""
+    """`count` distinct free TCP ports on 127.0.0.1 (held open together while chosen).
+
+    They are picked at random BELOW the kernel's ephemeral range: a port the kernel handed
+    out can be taken again as the source port of any outgoing connection (a daemon's
+    heartbeat reconnect loop, another test's client) between choosing it and a daemon
+    listening on it, which failed a CI run with "Address already in use"."""
+    floor = _ephemeral_port_floor()
+    low = max(1024, floor - 16384)
     holders = []
     try:
-        for _ in range(count):
+        for _ in range(count * 64):
+            if len(holders) == count:
+                break
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", random.randrange(low, floor)))
+            except OSError:
+                s.close()
+                continue
             holders.append(s)
+        if len(holders) < count:
+            raise HarnessError(f"no {count} free ports in {low}-{floor - 1} on 127.0.0.1")
         return [s.getsockname()[1] for s in holders]
     finally:
         for s in holders:
