@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fencing/ack_freshness.h"
+#include "tests/support/null_world.h"
 #include "vmm-hooks/recorder.h"
 #include "vmm/machine.h"
 
@@ -38,14 +39,7 @@ class ReceivedConsole final : public hooks::ConsolePort {
   std::function<void()> on_wait;
 };
 
-class NullWorld final : public vmm::World {
- public:
-  uint64_t next_service_icount(uint64_t now) override { return now + 4096; }
-  void service(vmm::Machine&) override {}
-  bool idle(vmm::Machine&, uint64_t) override { return false; }
-  void output(vmm::OutputChannel, uint64_t, std::span<const uint8_t>) override {}
-  void entropy(uint64_t, std::span<uint8_t>) override {}
-};
+using test::NullWorld;
 
 void print(OutputGate& gate, uint64_t icount, const std::string& s) {
   gate.output(vmm::OutputChannel::Console, icount, {reinterpret_cast<const uint8_t*>(s.data()), s.size()});

@@ -13,6 +13,7 @@
 #include "replicator/node.h"
 #include "replicator/precopy.h"
 #include "tests/replicator/transport_helpers.h"
+#include "tests/support/null_world.h"
 #include "vmm/machine.h"
 
 namespace tandem::replicator {
@@ -20,14 +21,7 @@ namespace {
 
 using namespace testing;
 
-class NullWorld final : public vmm::World {
- public:
-  uint64_t next_service_icount(uint64_t now) override { return now + 4096; }
-  void service(vmm::Machine&) override {}
-  bool idle(vmm::Machine&, uint64_t) override { return false; }
-  void output(vmm::OutputChannel, uint64_t, std::span<const uint8_t>) override {}
-  void entropy(uint64_t, std::span<uint8_t> out) override { std::fill(out.begin(), out.end(), 0); }
-};
+using test::NullWorld;
 
 uint16_t free_port() {
   boost::asio::io_context io;
